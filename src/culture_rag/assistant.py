@@ -1,0 +1,381 @@
+"""The front object. The CLI, the web app and Python users all go through `Assistant`."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import chunk_paper
+from .embedding import Embedder, SentenceTransformerEmbedder
+from .errors import CultureRagError, IngestError, PaperNotFoundError, QueryError
+from .index import (
+    PaperInfo,
+    Segment,
+    Snapshot,
+    library_versions,
+    load_snapshot,
+    read_current,
+    read_segment_vectors,
+    segment_id,
+    write_generation,
+    write_lock,
+)
+from .ingest import (
+    BuildReport,
+    FileOutcome,
+    PdfParser,
+    ProgressFn,
+    check_content_type,
+    file_hash,
+    parse_file,
+    scan_corpus,
+    stored_path,
+)
+from .papers import Paper, PaperMeta, read_metadata_file
+from .retrieval import Hit, RetrievalConfig, retrieve
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Assistant:
+    """Question answering over an index of papers.
+
+    >>> assistant = Assistant.load("index")          # doctest: +SKIP
+    >>> assistant.search("export value of Chinese media", k=3)  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
+        self.settings = settings or Settings()
+        self.embedder = embedder or SentenceTransformerEmbedder(self.settings)
+        self._snapshot: Snapshot | None = None
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._configure_faiss()
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, index_dir: str | Path | None = None, settings: Settings | None = None, embedder: Embedder | None = None
+    ) -> Assistant:
+        """Open an existing index; raises IndexLoadError naming the path when it is missing or damaged."""
+        settings = settings or Settings()
+        if index_dir is not None:
+            settings = settings.model_copy(update={"index_dir": Path(index_dir)})
+        assistant = cls(settings, embedder)
+        assistant.reload()
+        return assistant
+
+    def reload(self) -> None:
+        self._snapshot = load_snapshot(self.settings.index_dir, self.embedder.fingerprint, self.embedder.dimension)
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    @property
+    def index_dir(self) -> Path:
+        return Path(self.settings.index_dir)
+
+    @property
+    def corpus_dir(self) -> Path:
+        recorded = self._snapshot.manifest.get("corpus_dir") if self._snapshot else None
+        return Path(recorded) if recorded else Path(self.settings.corpus_dir)
+
+    def _configure_faiss(self) -> None:
+        import faiss
+
+        if self.settings.faiss_threads:
+            faiss.omp_set_num_threads(self.settings.faiss_threads)
+
+    # --- the library -----------------------------------------------------------------------
+
+    def papers(self) -> list[PaperInfo]:
+        return list(self._snapshot.papers) if self._snapshot else []
+
+    def build(self, corpus_dir: str | Path | None = None, progress: ProgressFn | None = None) -> BuildReport:
+        """Bring the index in line with the corpus folder: embed new or changed papers only,
+        drop papers whose files are gone, keep everything else as it is."""
+        corpus = Path(corpus_dir) if corpus_dir is not None else Path(self.settings.corpus_dir)
+        files = scan_corpus(corpus)
+        metadata = read_metadata_file(corpus)
+        with write_lock(self.index_dir):
+            self._reload_if_present()
+            return self._update(corpus, [(f, None) for f in files], metadata, replace_all=True, progress=progress)
+
+    def add(
+        self, paths: Iterable[str | Path], password: str | None = None, progress: ProgressFn | None = None
+    ) -> BuildReport:
+        """Copy papers into the corpus folder under safe names and index them. A file that
+        cannot be read is reported and not kept; the index is unchanged for it."""
+        corpus = self.corpus_dir
+        corpus.mkdir(parents=True, exist_ok=True)
+        with write_lock(self.index_dir):
+            self._reload_if_present()
+            staged, early = self._stage(corpus, [Path(p) for p in paths])
+            report = self._update(
+                corpus, [(p, password) for p in staged], read_metadata_file(corpus), replace_all=False, progress=progress
+            )
+        failed = {o.source for o in report.failed}
+        for path in staged:
+            final = corpus / path.name  # the staged name was chosen not to clash (stored_path)
+            if path.name in failed or final.exists():
+                path.unlink(missing_ok=True)
+            else:
+                path.replace(final)
+        shutil.rmtree(corpus / ".incoming", ignore_errors=True)
+        return replace(report, outcomes=tuple(early) + report.outcomes)
+
+    def _stage(self, corpus: Path, paths: list[Path]) -> tuple[list[Path], list[FileOutcome]]:
+        incoming = corpus / ".incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        staged, outcomes = [], []
+        for path in paths:
+            try:
+                data = path.read_bytes()
+                check_content_type(path, data)
+            except IngestError as exc:
+                outcomes.append(FileOutcome(path.name, exc.reason, exc.detail))
+                continue
+            except OSError as exc:
+                outcomes.append(FileOutcome(path.name, "unreadable", f"cannot read the file: {exc.strerror or exc}"))
+                continue
+            target = incoming / stored_path(corpus, path).name
+            target.write_bytes(data)
+            staged.append(target)
+        return staged, outcomes
+
+    def remove(self, paper_id: str) -> BuildReport:
+        """Drop a paper from the index; its file moves to the corpus folder's .trash/."""
+        with write_lock(self.index_dir):
+            self._reload_if_present()
+            info = next((p for p in self.papers() if p.paper_id == paper_id), None)
+            if info is None:
+                raise PaperNotFoundError(paper_id)
+            start = time.perf_counter()
+            keep = [p for p in self.papers() if p.paper_id != paper_id]
+            self._write(self.corpus_dir, [self._existing_segment(p) for p in keep])
+            source = self.corpus_dir / info.source
+            if source.exists():
+                (self.corpus_dir / ".trash").mkdir(exist_ok=True)
+                source.replace(self.corpus_dir / ".trash" / info.source)
+        return self._report([FileOutcome(info.source, "removed")], 0, time.perf_counter() - start)
+
+    def _reload_if_present(self) -> None:
+        if read_current(self.index_dir) is not None:
+            self.reload()
+
+    def _update(
+        self,
+        corpus: Path,
+        files: list[tuple[Path, str | None]],
+        metadata: dict[str, PaperMeta],
+        replace_all: bool,
+        progress: ProgressFn | None,
+    ) -> BuildReport:
+        start = time.perf_counter()
+        signature = {**self.settings.index_signature(), "model": self.embedder.fingerprint}
+        existing = {p.source: p for p in self.papers()}
+        outcomes: list[FileOutcome] = []
+        kept: dict[str, Segment] = {}
+        to_parse: list[tuple[Path, str | None]] = []
+        for path, password in files:
+            source = path.name
+            old = existing.get(source)
+            if old and old.content_hash == file_hash(path) and old.segment == segment_id(old.content_hash, signature):
+                kept[source] = self._existing_segment(_with_meta(old, metadata.get(source)))
+                outcomes.append(FileOutcome(source, "unchanged", n_chunks=old.n_chunks))
+            else:
+                to_parse.append((path, password))
+        new_segments, parse_outcomes = self._ingest(to_parse, metadata, signature, progress)
+        outcomes += parse_outcomes
+        failed_sources = {o.source for o in parse_outcomes if o.status != "indexed"}
+        names = {path.name for path, _ in files}
+        for source, old in existing.items():
+            if source in kept or source in new_segments:
+                continue
+            if not replace_all or source in failed_sources:
+                kept[source] = self._existing_segment(old)  # keep what was indexed; nothing is lost
+            elif source not in names:
+                outcomes.append(FileOutcome(source, "removed"))
+        merged = {**kept, **new_segments}
+        changed = bool(new_segments) or len(merged) != len(existing) or any(
+            merged[s].paper != existing.get(s) for s in merged
+        )
+        if changed or self._snapshot is None:
+            self._write(corpus, [merged[s] for s in sorted(merged)])
+        embedded = sum(len(s.chunks) for s in new_segments.values())
+        return self._report(outcomes, embedded, time.perf_counter() - start)
+
+    def _ingest(
+        self,
+        files: list[tuple[Path, str | None]],
+        metadata: dict[str, PaperMeta],
+        signature: dict,
+        progress: ProgressFn | None,
+    ) -> tuple[dict[str, Segment], list[FileOutcome]]:
+        parsed: list[tuple[Paper, list, float]] = []
+        outcomes: list[FileOutcome] = []
+        max_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
+        overlap = min(self.settings.chunk_overlap_tokens, max_tokens // 2)
+        with PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb) as parser:
+            for done, (path, password) in enumerate(files, start=1):
+                t0 = time.perf_counter()
+                try:
+                    paper = parse_file(parser, path, password, metadata.get(path.name))
+                    chunks = chunk_paper(paper, self.embedder, max_tokens, overlap, self.embedder.max_tokens)
+                    parsed.append((paper, chunks, time.perf_counter() - t0))
+                except IngestError as exc:
+                    outcomes.append(FileOutcome(path.name, exc.reason, exc.detail, time.perf_counter() - t0))
+                    log.warning("%s", exc)
+                if progress:
+                    progress("reading", done, len(files))
+        texts = [c.embed_text for _, chunks, _ in parsed for c in chunks]
+        vectors = self._embed(texts, progress)
+        segments: dict[str, Segment] = {}
+        offset = 0
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for paper, chunks, seconds in parsed:
+            info = PaperInfo(
+                paper_id=_unique_id(paper.paper_id, paper.source, self.papers(), segments),
+                source=paper.source,
+                title=paper.title,
+                authors=paper.authors,
+                kind=paper.kind,
+                n_pages=paper.n_pages,
+                n_chunks=len(chunks),
+                content_hash=paper.content_hash,
+                added_at=now,
+                segment=segment_id(paper.content_hash, signature),
+            )
+            chunks = [replace(c, paper_id=info.paper_id) for c in chunks]
+            segments[paper.source] = Segment(info, tuple(chunks), vectors[offset : offset + len(chunks)])
+            offset += len(chunks)
+            outcomes.append(FileOutcome(paper.source, "indexed", seconds=seconds, n_chunks=len(chunks)))
+        return segments, outcomes
+
+    def _embed(self, texts: list[str], progress: ProgressFn | None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress("embedding", done, len(texts))
+
+        return self.embedder.embed_passages(texts, step)
+
+    def _existing_segment(self, info: PaperInfo) -> Segment:
+        assert self._snapshot is not None
+        chunks = tuple(c for c in self._snapshot.chunks if c.paper_id == info.paper_id)
+        return Segment(info, chunks, read_segment_vectors(self.index_dir, info.segment))
+
+    def _write(self, corpus: Path, segments: list[Segment]) -> None:
+        header = {
+            "model": {
+                "id": self.embedder.model_id,
+                "fingerprint": self.embedder.fingerprint,
+                "dimension": self.embedder.dimension,
+                "max_tokens": self.embedder.max_tokens,
+            },
+            "settings": {k: str(v) for k, v in self.settings.index_signature().items()},
+            "libraries": library_versions(),
+            "corpus_dir": str(corpus.resolve()),
+        }
+        write_generation(self.index_dir, segments, header, self.settings.keep_generations)
+        self.reload()
+
+    def _report(self, outcomes: list[FileOutcome], embedded: int, seconds: float) -> BuildReport:
+        snap = self._snapshot
+        return BuildReport(
+            outcomes=tuple(outcomes),
+            embedded_chunks=embedded,
+            total_chunks=snap.size if snap else 0,
+            total_papers=len(snap.papers) if snap else 0,
+            generation=snap.generation if snap else None,
+            seconds=seconds,
+        )
+
+    # --- asking ----------------------------------------------------------------------------
+
+    def search(self, question: str, k: int | None = None) -> list[Hit]:
+        snapshot = self._require_snapshot()
+        question = self.check_question(question)
+        return self._search(snapshot, question, k or self.settings.top_k)
+
+    def _search(self, snapshot: Snapshot, question: str, k: int, **flags: bool) -> list[Hit]:
+        config = RetrievalConfig(
+            k=k,
+            candidates=self.settings.candidates,
+            rrf_k=self.settings.rrf_k,
+            duplicate_cosine=self.settings.duplicate_cosine,
+            **flags,
+        )
+        return retrieve(snapshot, question, self.query_vector(question), config)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        with self._cache_lock:
+            cached = self._query_cache.get(text)
+            if cached is not None:
+                self._query_cache.move_to_end(text)
+                return cached
+        vector = self.embedder.embed_query(text)
+        with self._cache_lock:
+            self._query_cache[text] = vector
+            while len(self._query_cache) > 512:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    def check_question(self, question: str) -> str:
+        if not isinstance(question, str):
+            raise QueryError("the question must be text")
+        cleaned = "".join(ch for ch in question if ch.isprintable() or ch in "\n\t").strip()
+        if not cleaned:
+            raise QueryError("the question is empty; type a question about the papers")
+        if len(cleaned) > self.settings.max_query_chars:
+            raise QueryError(
+                f"the question has {len(cleaned):,} characters; the limit is {self.settings.max_query_chars:,} "
+                "(max_query_chars). Shorten it to the question itself"
+            )
+        return cleaned
+
+    def _require_snapshot(self) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise QueryError(f"{self.index_dir}: no index loaded; build one with `culture-rag build`")
+        if snapshot.size == 0:
+            raise QueryError(f"{self.index_dir}: the index is empty; add papers with `culture-rag add FILE`")
+        return snapshot
+
+    def warm_up(self) -> None:
+        """Load the model and touch every structure, so the first real question is fast."""
+        if self._snapshot is not None and self._snapshot.size:
+            self.search("warm up")
+
+
+def _with_meta(info: PaperInfo, meta: PaperMeta | None) -> PaperInfo:
+    if meta is None:
+        return info
+    return replace(info, title=meta.title or info.title, authors=meta.authors or info.authors)
+
+
+def _unique_id(wanted: str, source: str, papers: list[PaperInfo], new: dict[str, Segment]) -> str:
+    taken = {p.paper_id for p in papers if p.source != source} | {s.paper.paper_id for s in new.values()}
+    candidate, n = wanted, 2
+    while candidate in taken:
+        candidate, n = f"{wanted}-{n}", n + 1
+    return candidate
+
+
+__all__ = ["Assistant", "CultureRagError"]

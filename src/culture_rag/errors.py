@@ -1,0 +1,55 @@
+"""The project's error types. Every message names the file or field and says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CultureRagError(Exception):
+    """Base class: the CLI and the app show these messages to users as they are."""
+
+
+class IngestError(CultureRagError):
+    """A paper could not be read. `reason` is a short machine-readable kind."""
+
+    def __init__(self, path: str | Path, reason: str, detail: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{self.path}: {detail}")
+
+
+class EncryptedPdfError(IngestError):
+    def __init__(self, path: str | Path, wrong_password: bool = False) -> None:
+        detail = (
+            "the password does not open this encrypted PDF; check it and try again"
+            if wrong_password
+            else "encrypted PDF; give the password (--password, or the password field in the app)"
+        )
+        super().__init__(path, "encrypted", detail)
+
+
+class IndexLoadError(CultureRagError):
+    """The index on disk is missing, damaged or made with other settings."""
+
+    def __init__(self, path: str | Path, detail: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {detail}")
+
+
+class IndexWriteError(CultureRagError):
+    """Writing a new index generation failed; the previous one is still served."""
+
+
+class ModelError(CultureRagError):
+    """An embedding or generative model could not be loaded or called."""
+
+
+class QueryError(CultureRagError):
+    """The question cannot be answered as given (empty, too long, empty index)."""
+
+
+class PaperNotFoundError(CultureRagError):
+    def __init__(self, paper_id: str) -> None:
+        self.paper_id = paper_id
+        super().__init__(f"no paper with id {paper_id!r} in the index; `culture-rag papers` lists the ids")

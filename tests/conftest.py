@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CORPUS = ROOT / "corpus"
+ARAGOG = SHARED / "pdfs" / "aragog"
+ROBUSTNESS = SHARED / "pdfs" / "robustness"
+EVAL = SHARED / "eval"
+
+
+def load_questions(name: str) -> list[dict]:
+    return [json.loads(line) for line in (EVAL / name).read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def fake_embedder():
+    from fakes import HashEmbedder
+
+    return HashEmbedder()
+
+
+@pytest.fixture
+def corpus_copy(tmp_path) -> Path:
+    target = tmp_path / "corpus"
+    shutil.copytree(CORPUS, target)
+    return target
+
+
+def make_settings(tmp: Path, **kw):
+    from culture_rag import Settings
+
+    return Settings(index_dir=tmp / "index", corpus_dir=tmp / "corpus", **kw)
+
+
+@pytest.fixture(scope="session")
+def real_corpus_assistant(tmp_path_factory):
+    """The real packaged model, a real FAISS index, the shipped papers."""
+    from culture_rag import Assistant
+
+    tmp = tmp_path_factory.mktemp("real")
+    shutil.copytree(CORPUS, tmp / "corpus")
+    assistant = Assistant(make_settings(tmp))
+    assistant.build(tmp / "corpus")
+    return assistant
+
+
+@pytest.fixture(scope="session")
+def real_aragog_assistant(tmp_path_factory, real_corpus_assistant):
+    from culture_rag import Assistant
+
+    tmp = tmp_path_factory.mktemp("aragog")
+    (tmp / "corpus").mkdir()
+    for pdf in ARAGOG.glob("*.pdf"):
+        shutil.copy(pdf, tmp / "corpus" / pdf.name)
+    # Reuse the loaded model: building a second SentenceTransformer would double the start-up.
+    assistant = Assistant(make_settings(tmp), embedder=real_corpus_assistant.embedder)
+    assistant.build(tmp / "corpus")
+    return assistant

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from culture_rag.chunking import chunk_paper, split_sentences
+from culture_rag.embedding import packaged_model_dir
+from culture_rag.papers import Paper, Region
+
+
+class RealTokenizer:
+    """The packaged model's own tokenizer, without loading the model."""
+
+    def __init__(self) -> None:
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(packaged_model_dir()))
+
+    def count(self, texts):
+        return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+    def windows(self, text, max_tokens):
+        offsets = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        spans = []
+        for i in range(0, len(offsets), max_tokens):
+            end = offsets[i + max_tokens][0] if i + max_tokens < len(offsets) else len(text)
+            spans.append((offsets[i][0], max(end, offsets[i : i + max_tokens][-1][1])))
+        return spans
+
+
+@lru_cache(maxsize=1)
+def tokenizer() -> RealTokenizer:
+    return RealTokenizer()
+
+
+def make_paper(text: str, sections: bool = False) -> Paper:
+    regions = (Region(0, len(text), section="Intro" if sections else None, page=None if sections else 1),)
+    return Paper("p", "p.txt", "A title", (), "txt", text, regions, "hash")
+
+
+words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=12)
+texts = st.lists(
+    st.one_of(words, st.sampled_from([". ", "\n", "\n\n", "\t", " ", "Dr. ", "e.g. ", "3.5 ", "图书馆", "—"])),
+    min_size=1,
+    max_size=400,
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, max_tokens=st.integers(8, 254), overlap=st.integers(0, 60))
+def test_chunk_invariants_on_arbitrary_text(text, max_tokens, overlap):
+    tok = tokenizer()
+    paper = make_paper(text)
+    chunks = chunk_paper(paper, tok, max_tokens, min(overlap, max_tokens // 2), limit=254)
+    for c in chunks:
+        # offsets point to the chunk's own text
+        assert paper.text[c.start : c.end] == c.text
+        # nothing exceeds the limits, measured with the model's tokenizer on the real strings
+        assert tok.count([c.text])[0] <= max_tokens
+        assert tok.count([c.embed_text])[0] <= 254
+        for s in c.sentences:
+            assert c.start <= s.start < s.end <= c.end
+    # chunks cover the text: every non-space character lies in some chunk
+    covered = [False] * len(text)
+    for c in chunks:
+        covered[c.start : c.end] = [True] * (c.end - c.start)
+    missing = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
+    assert not missing
+    # ids are stable
+    again = chunk_paper(paper, tok, max_tokens, min(overlap, max_tokens // 2), limit=254)
+    assert [c.chunk_id for c in again] == [c.chunk_id for c in chunks]
+
+
+def test_overlap_repeats_whole_sentences():
+    text = " ".join(f"Sentence number {i} talks about the cultural industry and trade." for i in range(60))
+    chunks = chunk_paper(make_paper(text), tokenizer(), 60, 20)
+    assert len(chunks) > 3
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.start < a.end  # overlap
+        assert re.match(r"Sentence number \d+", b.text)
+
+
+def test_a_sentence_longer_than_the_window_is_cut_not_truncated():
+    text = "word " * 1000
+    chunks = chunk_paper(make_paper(text.strip()), tokenizer(), 254, 0)
+    assert sum(c.end - c.start for c in chunks) >= len(text.strip()) - len(chunks)
+    assert all(tokenizer().count([c.text])[0] <= 254 for c in chunks)
+
+
+def test_table_rows_stay_whole():
+    text = "Industry\tGrowth\tValue\nMedia\t7% CAGR\t$5 billion\nFilm\t12% CAGR\t$10 billion"
+    spans = split_sentences(text)
+    assert [text[s.start : s.end] for s in spans] == text.split("\n")
+
+
+def test_sections_are_not_mixed_in_one_chunk():
+    text = "Intro sentence one is here.\nMethods sentence two is here."
+    cut = text.index("Methods")
+    paper = Paper("p", "p.md", "T", (), "md", text, (Region(0, cut, section="Intro"), Region(cut, len(text), section="Methods")), "h")
+    chunks = chunk_paper(paper, tokenizer(), 200, 20)
+    assert [c.section for c in chunks] == ["Intro", "Methods"]
+    assert chunks[1].context == "Methods"

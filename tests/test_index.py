@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import ARAGOG, make_settings
+
+from culture_rag import Assistant, IndexLoadError, PaperNotFoundError, QueryError
+from culture_rag.index import CURRENT, generations
+
+
+@pytest.fixture
+def built(tmp_path, corpus_copy, fake_embedder):
+    assistant = Assistant(make_settings(tmp_path), embedder=fake_embedder)
+    report = assistant.build(corpus_copy)
+    return assistant, report
+
+
+def test_build_indexes_both_papers(built):
+    assistant, report = built
+    assert report.count("indexed") == 2 and report.embedded_chunks == report.total_chunks > 20
+    titles = {p.title for p in assistant.papers()}
+    assert "On the International Development of Cultural Industry in the Belt and Road Initiative" in titles
+    hits = assistant.search("export value of Chinese media", k=3)
+    assert len(hits) == 3 and all(h.dense_rank or h.keyword_rank for h in hits)
+    assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_rebuild_without_change_embeds_nothing(built, corpus_copy, fake_embedder):
+    assistant, first = built
+    before = fake_embedder.embedded
+    report = assistant.build(corpus_copy)
+    assert report.embedded_chunks == 0 and fake_embedder.embedded == before
+    assert report.generation == first.generation  # no new generation was written
+
+
+def test_adding_one_paper_embeds_only_its_chunks(built, fake_embedder):
+    assistant, first = built
+    before = fake_embedder.embedded
+    report = assistant.add([ARAGOG / "distilbert.pdf"])
+    new = next(p for p in assistant.papers() if p.source == "distilbert.pdf")
+    assert report.embedded_chunks == new.n_chunks == fake_embedder.embedded - before
+    assert report.total_chunks == first.total_chunks + new.n_chunks
+    assert (assistant.corpus_dir / "distilbert.pdf").is_file()
+    hit = assistant.search("knowledge distillation student teacher", k=1)[0]
+    assert hit.paper.paper_id == "distilbert" and hit.chunk.page_start is not None
+
+
+def test_changed_and_deleted_files(built, corpus_copy, fake_embedder):
+    assistant, _ = built
+    md = next(corpus_copy.glob("*.md"))
+    md.write_text(md.read_text() + "\n\nA new closing sentence about Kazakhstan's film festivals.\n")
+    txt = next(corpus_copy.glob("*.txt"))
+    txt.unlink()
+    report = assistant.build(corpus_copy)
+    assert report.count("indexed") == 1 and report.count("removed") == 1
+    assert [p.source for p in assistant.papers()] == [md.name]
+    assert "Kazakhstan" in assistant.search("Kazakhstan film festivals", k=1)[0].chunk.text
+
+
+def test_remove_paper(built):
+    assistant, _ = built
+    paper = assistant.papers()[0]
+    assistant.remove(paper.paper_id)
+    assert paper.paper_id not in {p.paper_id for p in assistant.papers()}
+    assert (assistant.corpus_dir / ".trash" / paper.source).is_file()
+    with pytest.raises(PaperNotFoundError, match="papers"):
+        assistant.remove("no-such-paper")
+
+
+def test_manifest_records_what_loading_checks(built):
+    assistant, _ = built
+    manifest = json.loads((assistant.snapshot.path / "manifest.json").read_text())
+    assert manifest["model"]["fingerprint"] == "fake:hash@1" and manifest["model"]["dimension"] == 64
+    assert manifest["settings"]["chunk_tokens"] == "200"
+    assert {"faiss-cpu", "bm25s"} <= set(manifest["libraries"])
+    assert all(len(p["content_hash"]) == 64 for p in manifest["papers"])
+    assert not list(assistant.index_dir.rglob("*.pkl"))
+
+
+def test_loading_refuses_another_model(built, fake_embedder):
+    assistant, _ = built
+    fake_embedder.fingerprint = "fake:other@2"
+    with pytest.raises(IndexLoadError, match="manifest.json.*configured model"):
+        Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+
+
+def test_loading_refuses_dimension_mismatch(built, fake_embedder):
+    assistant, _ = built
+    fake_embedder.dimension = 32
+    with pytest.raises(IndexLoadError, match="dimension"):
+        Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+
+
+def test_damaged_file_is_refused_with_its_path(built, fake_embedder):
+    assistant, _ = built
+    faiss_file = assistant.snapshot.path / "dense.faiss"
+    data = bytearray(faiss_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    faiss_file.write_bytes(bytes(data))
+    with pytest.raises(IndexLoadError, match="dense.faiss.*checksum"):
+        Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+
+
+def test_damaged_generation_falls_back_to_previous(built, fake_embedder):
+    assistant, _ = built
+    assistant.add([ARAGOG / "distilbert.pdf"])
+    live = assistant.snapshot.path
+    (live / "manifest.json").write_text("{ truncated")
+    reloaded = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    assert reloaded.snapshot.path != live and len(reloaded.papers()) == 2
+
+
+def test_a_killed_write_leaves_the_previous_index(built, fake_embedder, monkeypatch):
+    assistant, _ = built
+    gen_before = assistant.snapshot.generation
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("culture_rag.index._write_generation_files", fail)
+    from culture_rag import IndexWriteError
+
+    with pytest.raises(IndexWriteError, match="previous index is still served"):
+        assistant.add([ARAGOG / "distilbert.pdf"])
+    monkeypatch.undo()
+    reloaded = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    assert reloaded.snapshot.generation == gen_before and len(reloaded.papers()) == 2
+    assert reloaded.search("cultural industry", k=1)
+
+
+def test_bad_queries(built):
+    assistant, _ = built
+    with pytest.raises(QueryError, match="empty"):
+        assistant.search("   \x00\x07 ")
+    with pytest.raises(QueryError, match="limit"):
+        assistant.search("culture " * 20_000)
+
+
+def test_empty_index_query_is_clear(tmp_path, fake_embedder):
+    (tmp_path / "corpus").mkdir()
+    assistant = Assistant(make_settings(tmp_path), embedder=fake_embedder)
+    assistant.build(tmp_path / "corpus")
+    with pytest.raises(QueryError, match="empty"):
+        assistant.search("anything")
+
+
+def test_missing_index_names_path(tmp_path, fake_embedder):
+    with pytest.raises(IndexLoadError, match=str(tmp_path / "nope")):
+        Assistant.load(tmp_path / "nope", embedder=fake_embedder)
+
+
+def test_old_generations_are_collected(built, corpus_copy):
+    assistant, _ = built
+    for name in ("bert.pdf", "distilbert.pdf", "PAL.pdf"):
+        assistant.add([ARAGOG / name])
+    assert len(generations(assistant.index_dir)) == assistant.settings.keep_generations
+    assert (assistant.index_dir / CURRENT).read_text().strip() == generations(assistant.index_dir)[0]
+    live_segments = {p.segment for p in assistant.papers()}
+    assert {d.name for d in (assistant.index_dir / "segments").iterdir()} >= live_segments
+
+
+def test_near_duplicates_are_suppressed(tmp_path, fake_embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "Belarus and China co-produce films under the Belt and Road Initiative, a cultural bridge.\n"
+    (corpus / "a.txt").write_text(text * 3)
+    (corpus / "b.txt").write_text(text * 3)
+    assistant = Assistant(make_settings(tmp_path), embedder=fake_embedder)
+    assistant.build(corpus)
+    hits = assistant.search("Belarus China films", k=5)
+    assert len(hits) == 1

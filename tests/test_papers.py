@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+from conftest import ARAGOG, ROBUSTNESS
+
+from culture_rag.errors import EncryptedPdfError, IngestError
+from culture_rag.papers import clean_text, locate, paper_id_for, parse_paper, read_paper
+
+
+def test_clean_text_rejoins_hyphens_and_drops_control_characters():
+    raw = "The cul-\ntural indus\x00try \x07is  grow-\ning.\r\nNext ﬁeld."
+    assert clean_text(raw, join_lines=True) == "The cultural industry is growing. Next field."
+
+
+def test_clean_text_keeps_paragraph_breaks_when_joining_lines():
+    assert clean_text("line one\nline two\n\n\n\nnew para", join_lines=True) == "line one line two\n\nnew para"
+
+
+def test_markdown_sections_and_offsets():
+    md = b"# Title Here\n\nIntro text that is long enough to count as real text.\n\n## 2. Methods\n\nWe **measured** things with care and patience.\n"
+    paper = parse_paper("x.md", md)
+    assert paper.kind == "md"
+    assert "**" not in paper.text and "#" not in paper.text
+    start = paper.text.index("We measured")
+    assert locate(paper.regions, start, start + 5)[2] == "2. Methods"
+
+
+def test_text_numbered_headings_become_sections():
+    txt = b"Some title\n\n1. Introduction\n\nThe first section says something about culture and trade.\n\n2.1 Literature Review\n\nScholars have discussed cultural industries for decades now.\n"
+    paper = parse_paper("x.txt", txt)
+    pos = paper.text.index("Scholars")
+    assert locate(paper.regions, pos, pos + 3)[2] == "2.1 Literature Review"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "Café culture in Minsk: résumé of policy, naïve façade.".encode("utf-16"),
+        "Café culture in Minsk: résumé of policy, naïve façade, and ﬁnal words.".encode("latin-1", "ignore"),
+        "\ufeffCafé culture in Minsk: résumé of policy, naïve façade.".encode("utf-8"),
+    ],
+)
+def test_odd_encodings_decode(data):
+    paper = parse_paper("enc.txt", data)
+    assert "Café culture in Minsk" in paper.text
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("empty.txt", b"", "empty"),
+        ("blank.md", b"   \n\n  ", "empty"),
+        ("nul.txt", b"\x00\x01\x02\x00" * 500, "binary"),
+        ("short.txt", b"hi", "no_text"),
+        ("doc.pdf", b"PK\x03\x04zipzipzip", "corrupt"),
+        ("text.txt", b"%PDF-1.4 pretending", "mismatch"),
+    ],
+)
+def test_bad_inputs_name_the_file(name, data, reason):
+    with pytest.raises(IngestError) as info:
+        parse_paper(name, data)
+    assert info.value.reason == reason
+    assert name in str(info.value)
+
+
+def test_pdf_keeps_page_numbers_and_title():
+    paper = read_paper(ARAGOG / "distilbert.pdf")
+    assert paper.kind == "pdf" and paper.n_pages == 5
+    assert [r.page for r in paper.regions] == [1, 2, 3, 4, 5]
+    assert paper.title.startswith("DistilBERT, a distilled version of BERT")
+    pos = paper.text.index("knowledge distillation")
+    first, last, _ = locate(paper.regions, pos, pos + 10)
+    assert first == last and 1 <= first <= 5
+
+
+def test_running_headers_are_dropped():
+    pages = "\f".join(f"Journal of Things Vol. {i}\nBody text of page {i} talks about trade.\n{i}" for i in range(1, 6))
+    from culture_rag.papers import _drop_running_lines
+
+    cleaned = _drop_running_lines(pages.split("\f"))
+    assert all("Journal of Things" not in p for p in cleaned)
+    assert all("Body text" in p for p in cleaned)
+
+
+def test_encrypted_pdf_needs_password():
+    path = ROBUSTNESS / "encrypted" / "password-example.pdf"
+    with pytest.raises(EncryptedPdfError) as info:
+        read_paper(path)
+    assert "password" in str(info.value) and "password-example.pdf" in str(info.value)
+    with pytest.raises(EncryptedPdfError):
+        read_paper(path, password="wrong")
+    assert read_paper(path, password="test").n_pages == 4
+
+
+def test_aes_encrypted_pdf_opens_with_password():
+    paper = read_paper(ROBUSTNESS / "encrypted" / "r4-aes-user-password.pdf", password="asdfzxcv")
+    assert paper.n_pages == 1
+
+
+def test_corrupt_pdf_is_reported():
+    with pytest.raises(IngestError) as info:
+        read_paper(ROBUSTNESS / "corrupt" / "issue19484_1.pdf")
+    assert info.value.reason == "corrupt"
+
+
+def test_paper_ids_are_safe_slugs():
+    assert paper_id_for("../../etc/Ünïcode Paper (v2).PDF") == "unicode-paper-v2"
+    assert paper_id_for("....pdf").startswith("paper-")
