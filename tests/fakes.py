@@ -31,10 +31,16 @@ class HashEmbedder:
         n = np.linalg.norm(v)
         return v / n if n else v
 
-    def embed_passages(self, texts, progress=None):
+    def embed_passages(self, texts, sentence_spans, progress=None):
+        from culture_rag.embedding import PassageVectors
+
         self.embedded += len(texts)
         if progress:
             progress(len(texts))
+        sentences = [self._vector(t[a:b]) for t, spans in zip(texts, sentence_spans) for a, b in spans]
+        return PassageVectors(self.embed_texts(texts), np.stack(sentences) if sentences else np.zeros((0, self.dimension), np.float32))
+
+    def embed_texts(self, texts):
         return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:

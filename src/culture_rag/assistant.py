@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .chunking import chunk_paper
-from .embedding import Embedder, SentenceTransformerEmbedder
+from .answer import (
+    Answer,
+    AnswerEvent,
+    Draft,
+    ExtractiveConfig,
+    Timings,
+    build_messages,
+    check_generated,
+    extractive_answer,
+)
+from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
+from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .errors import CultureRagError, IngestError, PaperNotFoundError, QueryError
+from .generation import EndpointGenerator, Generator, LocalGenerator
 from .index import (
     PaperInfo,
     Segment,
@@ -59,6 +71,7 @@ class Assistant:
         self._snapshot: Snapshot | None = None
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._generators: dict[str, Generator] = {}
         self._configure_faiss()
 
     # --- loading ---------------------------------------------------------------------------
@@ -239,10 +252,10 @@ class Assistant:
                     log.warning("%s", exc)
                 if progress:
                     progress("reading", done, len(files))
-        texts = [c.embed_text for _, chunks, _ in parsed for c in chunks]
-        vectors = self._embed(texts, progress)
+        all_chunks = [c for _, chunks, _ in parsed for c in chunks]
+        vectors = self._embed(all_chunks, progress)
         segments: dict[str, Segment] = {}
-        offset = 0
+        offset = sentence_offset = 0
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for paper, chunks, seconds in parsed:
             info = PaperInfo(
@@ -258,14 +271,21 @@ class Assistant:
                 segment=segment_id(paper.content_hash, signature),
             )
             chunks = [replace(c, paper_id=info.paper_id) for c in chunks]
-            segments[paper.source] = Segment(info, tuple(chunks), vectors[offset : offset + len(chunks)])
+            n_sentences = sum(len(c.sentences) for c in chunks)
+            segments[paper.source] = Segment(
+                info,
+                tuple(chunks),
+                vectors.chunks[offset : offset + len(chunks)],
+                vectors.sentences[sentence_offset : sentence_offset + n_sentences],
+            )
             offset += len(chunks)
+            sentence_offset += n_sentences
             outcomes.append(FileOutcome(paper.source, "indexed", seconds=seconds, n_chunks=len(chunks)))
         return segments, outcomes
 
-    def _embed(self, texts: list[str], progress: ProgressFn | None) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+    def _embed(self, chunks: list[Chunk], progress: ProgressFn | None) -> PassageVectors:
+        texts = [c.embed_text for c in chunks]
+        spans = [sentence_spans_in_embed_text(c) for c in chunks]
         done = 0
 
         def step(n: int) -> None:
@@ -274,12 +294,29 @@ class Assistant:
             if progress:
                 progress("embedding", done, len(texts))
 
-        return self.embedder.embed_passages(texts, step)
+        vectors = self.embedder.embed_passages(texts, spans, step)
+        return self._embed_table_rows(chunks, vectors)
+
+    def _embed_table_rows(self, chunks: list[Chunk], vectors: PassageVectors) -> PassageVectors:
+        """A table row pooled from its own tokens has no column names and means little; embed
+        rows as read with their header instead. Tables are rare, so this costs little."""
+        rows, texts = [], []
+        position = 0
+        for chunk in chunks:
+            for i in range(len(chunk.sentences)):
+                row = table_row_text(chunk, i)
+                if row is not None:
+                    rows.append(position)
+                    texts.append(f"{chunk.context.splitlines()[0] if chunk.context else ''}: {row}")
+                position += 1
+        if rows:
+            vectors.sentences[rows] = self.embedder.embed_texts(texts)
+        return vectors
 
     def _existing_segment(self, info: PaperInfo) -> Segment:
         assert self._snapshot is not None
         chunks = tuple(c for c in self._snapshot.chunks if c.paper_id == info.paper_id)
-        return Segment(info, chunks, read_segment_vectors(self.index_dir, info.segment))
+        return Segment(info, chunks, *read_segment_vectors(self.index_dir, info.segment))
 
     def _write(self, corpus: Path, segments: list[Segment]) -> None:
         header = {
@@ -358,10 +395,94 @@ class Assistant:
             raise QueryError(f"{self.index_dir}: the index is empty; add papers with `culture-rag add FILE`")
         return snapshot
 
+    def ask(
+        self, question: str, mode: str | None = None, k: int | None = None, history: Sequence[str] = ()
+    ) -> Answer:
+        """Answer with cited passages, or decline when the papers do not say."""
+        final = None
+        for event in self.stream(question, mode, k, history):
+            final = event.answer or final
+        assert final is not None
+        return final
+
+    def stream(
+        self, question: str, mode: str | None = None, k: int | None = None, history: Sequence[str] = ()
+    ) -> Iterator[AnswerEvent]:
+        """Like `ask`, yielding text as it is produced and the checked `Answer` last.
+        `history` holds the earlier questions of a conversation, for follow-ups."""
+        start = time.perf_counter()
+        snapshot = self._require_snapshot()  # one snapshot for the whole answer, even if a rebuild lands
+        focus = self.check_question(question)
+        query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
+        hits = self._search(snapshot, query, k or self.settings.top_k)
+        searched = time.perf_counter()
+        mode = mode or self.settings.answer_mode
+        if mode == "extractive":
+            draft = self._extractive(snapshot, query, focus, hits)
+            if draft.answered:
+                yield AnswerEvent("token", draft.text)
+        else:
+            pieces = []
+            for piece in self._generator(mode).stream(build_messages(focus, hits)):
+                pieces.append(piece)
+                yield AnswerEvent("token", piece)
+            draft = check_generated("".join(pieces), hits, self.embedder.embed_texts, self.settings.support_min_score)
+            if not draft.answered:
+                fallback = self._extractive(snapshot, query, focus, hits)
+                notice = "No generated sentence passed the citation check; this is the extractive answer instead."
+                draft = replace(fallback, removed=draft.removed, notice=notice if fallback.answered else "")
+        done = time.perf_counter()
+        answer = Answer(
+            question=focus,
+            text=draft.text,
+            citations=draft.citations,
+            passages=tuple(hits),
+            answered=draft.answered,
+            mode=mode,
+            timings=Timings(
+                search_ms=(searched - start) * 1000, answer_ms=(done - searched) * 1000, total_ms=(done - start) * 1000
+            ),
+            removed=draft.removed,
+            notice=draft.notice,
+        )
+        yield AnswerEvent("answer", answer.text, answer)
+
+    def _extractive(self, snapshot: Snapshot, query: str, focus: str, hits: list[Hit]) -> Draft:
+        config = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score)
+        return extractive_answer(query, focus, self.query_vector(query), hits, snapshot.keyword, config)
+
+    def _generator(self, mode: str) -> Generator:
+        with self._cache_lock:
+            if mode not in self._generators:
+                if mode == "local":
+                    self._generators[mode] = LocalGenerator(self.settings)
+                elif mode == "endpoint":
+                    self._generators[mode] = EndpointGenerator(self.settings)
+                else:
+                    raise QueryError(f"unknown answer mode {mode!r}; use extractive, local or endpoint")
+            return self._generators[mode]
+
+    def similarity(self, texts_a: list[str], texts_b: list[str]) -> np.ndarray:
+        """Cosine similarity of paired texts with the index's embedding model."""
+        a, b = self.embedder.embed_texts(texts_a), self.embedder.embed_texts(texts_b)
+        return np.sum(a * b, axis=1)
+
     def warm_up(self) -> None:
         """Load the model and touch every structure, so the first real question is fast."""
         if self._snapshot is not None and self._snapshot.size:
             self.search("warm up")
+
+
+_FOLLOW_UP = re.compile(
+    r"^(and|but|also|so|then|what about|how about)\b|\b(it|its|they|their|them|this|that|these|those|there)\b", re.I
+)
+
+
+def retrieval_query(question: str, history: Sequence[str]) -> str:
+    """A follow-up ("and what about Belarus?") is searched together with the question before it."""
+    if history and (len(question.split()) <= 6 or _FOLLOW_UP.search(question)):
+        return f"{history[-1]} {question}"
+    return question
 
 
 def _with_meta(info: PaperInfo, meta: PaperMeta | None) -> PaperInfo:

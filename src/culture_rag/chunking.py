@@ -29,6 +29,7 @@ class Tokenizer(Protocol):
 class Span:
     start: int
     end: int
+    page: int | None = None  # the page a sentence starts on (PDF)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def chunk_paper(
     """`max_tokens` sizes the text; `limit` (the model's window) bounds text plus context."""
     limit = limit or max_tokens
     units = _units(paper, tokenizer, max_tokens)
-    groups = _pack(units, max_tokens, overlap_tokens, _section_breaks(paper))
+    groups = _pack(units, _table_blocks(paper.text, units), max_tokens, overlap_tokens, _section_breaks(paper))
     chunks = [_make_chunk(paper, group) for group in groups]
     return _with_context(chunks, paper, tokenizer, limit)
 
@@ -119,6 +120,9 @@ def _with_context(chunks: list[Chunk], paper: Paper, tokenizer: Tokenizer, limit
     out = []
     for chunk in chunks:
         header = chunk.section or paper.title
+        table_header = _table_header(paper.text, chunk.start)
+        if table_header:  # a chunk that starts inside a table keeps the table's column names
+            header = f"{header}\n{table_header}"
         room = limit - chunk.n_tokens - 1  # one piece for the line break's boundary
         if header and room > 0:
             if tokenizer.count([header])[0] > room:
@@ -147,23 +151,59 @@ def _units(paper: Paper, tokenizer: Tokenizer, max_tokens: int) -> list[tuple[Sp
     return units
 
 
+def _table_header(text: str, start: int) -> str | None:
+    """The first row of the tab-separated table that `start` falls in, if it lies before `start`."""
+    line_start = text.rfind("\n", 0, start) + 1
+    if "\t" not in text[line_start : text.find("\n", start) if "\n" in text[start:] else len(text)]:
+        return None
+    first = line_start
+    while first > 0:
+        prev_start = text.rfind("\n", 0, first - 1) + 1
+        if "\t" not in text[prev_start : first - 1]:
+            break
+        first = prev_start
+    if first >= start:
+        return None
+    return text[first : text.find("\n", first)]
+
+
 def _section_breaks(paper: Paper) -> set[int]:
     return {r.start for r in paper.regions if r.section is not None}
 
 
+def _table_blocks(text: str, units: list[tuple[Span, int]]) -> list[int]:
+    """Word pieces of the table (caption and rows) that each unit opens, 0 for other units.
+    A table that fits in one chunk is kept whole, so its rows stay with their header."""
+    is_row = ["\t" in text[s.start : s.end] for s, _ in units]
+    opens = [0] * len(units)
+    i = 0
+    while i < len(units):
+        if not is_row[i]:
+            i += 1
+            continue
+        first = i - 1 if i > 0 and re.match(r"(Table|Tab\.)\s*\d", text[units[i - 1][0].start : units[i - 1][0].end]) else i
+        end = i
+        while end < len(units) and is_row[end]:
+            end += 1
+        opens[first] = sum(n for _, n in units[first:end])
+        i = end
+    return opens
+
+
 def _pack(
-    units: list[tuple[Span, int]], max_tokens: int, overlap_tokens: int, breaks: set[int]
+    units: list[tuple[Span, int]], opens: list[int], max_tokens: int, overlap_tokens: int, breaks: set[int]
 ) -> list[list[tuple[Span, int]]]:
     groups: list[list[tuple[Span, int]]] = []
     current: list[tuple[Span, int]] = []
     fresh = 0  # units in `current` not carried over from the previous chunk
-    for unit in units:
+    for unit, block in zip(units, opens):
         span, n = unit
         starts_section = any(current and current[-1][0].end <= b <= span.start for b in breaks)
-        if current and (starts_section or sum(c[1] for c in current) + n > max_tokens):
+        need = block if n < block <= max_tokens else n  # a table that fits moves whole to the next chunk
+        if current and (starts_section or sum(c[1] for c in current) + need > max_tokens):
             if fresh:
                 groups.append(current)
-            current = [] if starts_section else _tail(current, overlap_tokens, max_tokens - n)
+            current = [] if starts_section else _tail(current, overlap_tokens, max_tokens - need)
             fresh = 0
         current.append(unit)
         fresh += 1
@@ -194,8 +234,58 @@ def _make_chunk(paper: Paper, group: list[tuple[Span, int]]) -> Chunk:
         start=start,
         end=end,
         n_tokens=sum(n for _, n in group),
-        sentences=tuple(span for span, _ in group),
+        sentences=tuple(replace(span, page=locate(paper.regions, span.start, span.start + 1)[0]) for span, _ in group),
         page_start=page_start,
         page_end=page_end,
         section=section,
     )
+
+
+def sentence_spans_in_embed_text(chunk: Chunk) -> list[tuple[int, int]]:
+    """The chunk's sentences as spans of `chunk.embed_text` (which starts with the context line)."""
+    shift = len(chunk.context) + 1 - chunk.start if chunk.context else -chunk.start
+    return [(s.start + shift, s.end + shift) for s in chunk.sentences]
+
+
+def table_row_text(chunk: Chunk, index: int) -> str | None:
+    """A table row read with its header ('Cultural Industry: Media; Export Value (2020): $5
+    billion'), or None when sentence `index` is not a data row."""
+    raw = chunk.sentence_text(chunk.sentences[index])
+    if "\t" not in raw:
+        return None
+    if looks_like_header(raw):
+        return None
+    header = table_header_for(chunk, index)
+    return render_row(header, raw) if header else raw.replace("\t", "; ")
+
+
+def table_header_for(chunk: Chunk, index: int) -> str | None:
+    """The header of the table a row belongs to: the nearest header-like row above it in its
+    block (tables such as a SWOT grid have several), else the header the chunker put in the
+    chunk's context for a chunk that starts inside a table, else the block's first row."""
+    block_first = None
+    for j in range(index - 1, -1, -1):
+        text = chunk.sentence_text(chunk.sentences[j])
+        if "\t" not in text:
+            break
+        if looks_like_header(text):
+            return text
+        block_first = text
+    context_rows = [line for line in chunk.context.split("\n") if "\t" in line]
+    if context_rows and (block_first is None or index == 0 or block_first == chunk.sentence_text(chunk.sentences[0])):
+        return context_rows[-1]
+    return block_first
+
+
+def looks_like_header(row: str) -> bool:
+    """Column names are short, capitalized and carry no figures."""
+    cells = [c.strip() for c in row.split("\t") if c.strip()]
+    return bool(cells) and all(len(c.split()) <= 5 and c[0].isupper() and not re.search(r"[%$]", c) for c in cells)
+
+
+def render_row(header: str, row: str) -> str:
+    """'Cultural Industry: Media; Export Value (2020): $5 billion; Key Export Markets: Africa'."""
+    names, cells = header.split("\t"), row.split("\t")
+    if len(names) != len(cells):
+        return "; ".join(c.strip() for c in cells if c.strip())
+    return "; ".join(f"{n.strip()}: {c.strip()}" for n, c in zip(names, cells) if c.strip())

@@ -156,6 +156,87 @@ def _hit_json(hit) -> dict:
     }
 
 
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="extractive (default), local or endpoint.")]
+
+
+@app.command()
+def ask(
+    question: str,
+    mode: ModeOpt = None,
+    k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.")] = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL (endpoint mode).")] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question with cited passages, or say that the papers do not answer it."""
+    assistant = _assistant(_settings(index, endpoint_url=endpoint))
+    answer = assistant.ask(question, mode=mode, k=k)
+    if as_json:
+        typer.echo(json.dumps(_answer_json(answer), indent=1, ensure_ascii=False))
+        return
+    typer.echo(answer.text)
+    if answer.notice:
+        typer.echo(f"\n({answer.notice})")
+    for c in answer.citations:
+        typer.echo(f"\n[{c.n}] {c.paper.title} — {', '.join(c.paper.authors)} — {c.location}\n    “{c.quote}”")
+    if not answer.answered:
+        typer.echo("\nClosest passages:")
+        for h in answer.passages[:3]:
+            typer.echo(f"  - {h.paper.title} — {h.chunk.location}: {h.chunk.text[:200].replace(chr(10), ' ')}…")
+    for sentence in answer.removed:
+        typer.echo(f"\n[removed by the citation check] {sentence}")
+
+
+def _answer_json(answer) -> dict:
+    return {
+        "question": answer.question,
+        "answer": answer.text,
+        "answered": answer.answered,
+        "mode": answer.mode,
+        "notice": answer.notice,
+        "removed": list(answer.removed),
+        "citations": [
+            {
+                "n": c.n,
+                "paper_id": c.paper.paper_id,
+                "title": c.paper.title,
+                "authors": list(c.paper.authors),
+                "location": c.location,
+                "page": c.page,
+                "section": c.chunk.section,
+                "quote": c.quote,
+                "start": c.start,
+                "end": c.end,
+                "chunk_id": c.chunk.chunk_id,
+            }
+            for c in answer.citations
+        ],
+        "passages": [_hit_json(h) for h in answer.passages],
+        "timings": asdict(answer.timings),
+    }
+
+
+@app.command("eval")
+def evaluate(
+    questions: Annotated[Path, typer.Argument(help="Question set in the JSONL format of FORMAT.md.")],
+    mode: ModeOpt = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL (endpoint mode).")] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a question set: retrieval, answers, citations, abstention and latency."""
+    from . import evaluation
+
+    assistant = _assistant(_settings(index, endpoint_url=endpoint))
+    outcomes = evaluation.run(assistant, evaluation.read_questions(questions), mode=mode)
+    result = evaluation.metrics(outcomes, similarity=assistant.similarity)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:20} {value:.3f}" if isinstance(value, float) else f"{key:20} {value}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -163,3 +244,15 @@ def main() -> None:
     except CultureRagError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+@app.command()
+def serve(
+    index: IndexOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the web chat.")] = 7860,
+) -> None:
+    """Start the web chat."""
+    from .webapp.server import launch
+
+    launch(_settings(index), host=host, port=port)

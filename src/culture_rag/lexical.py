@@ -25,6 +25,13 @@ def tokenize(texts: list[str]):
     return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
 
 
+def content_words(text: str) -> list[str]:
+    """Stemmed words without stop words, as the keyword index sees them."""
+    import bm25s
+
+    return bm25s.tokenize([text], stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False)[0]
+
+
 @dataclass(frozen=True)
 class KeywordHits:
     rows: np.ndarray  # positions in the chunk table, best first
@@ -57,12 +64,20 @@ class KeywordIndex:
 
         return cls(bm25s.BM25.load(str(directory), allow_pickle=False, show_progress=False))
 
-    def search(self, query: str, k: int) -> KeywordHits:
-        import bm25s
-
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False)
+    def idf(self, words: list[str]) -> dict[str, float]:
+        """Inverse document frequency of stemmed words (unknown words count as rare)."""
         vocab = self._model.vocab_dict
-        known = [t for t in tokens[0] if t in vocab]
+        indptr = self._model.scores["indptr"]
+        n = self.size
+        out = {}
+        for w in words:
+            df = int(indptr[vocab[w] + 1] - indptr[vocab[w]]) if w in vocab else 0
+            out[w] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        return out
+
+    def search(self, query: str, k: int) -> KeywordHits:
+        vocab = self._model.vocab_dict
+        known = [t for t in content_words(query) if t in vocab]
         if not known:
             return KeywordHits(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
         k = min(k, self.size)

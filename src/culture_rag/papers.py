@@ -155,7 +155,12 @@ def _parse_pdf(where, data: bytes, password: str | None):
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
+    from pypdf.errors import (
+        DependencyError,
+        FileNotDecryptedError,
+        PdfReadError,
+        PyPdfError,
+    )
 
     if not data.lstrip()[:1024].find(b"%PDF") >= 0:
         raise IngestError(where, "corrupt", "not a PDF file (no %PDF header); is it another format renamed .pdf?")

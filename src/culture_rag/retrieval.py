@@ -3,7 +3,7 @@ with near-duplicate passages suppressed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,7 @@ class Hit:
     dense_rank: int | None  # 1-based rank in the dense list, None when absent
     keyword_rank: int | None
     dense_score: float | None = None  # cosine similarity with the question
+    sentence_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)  # per chunk sentence
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
             dense_rank=dense_rank.get(row),
             keyword_rank=keyword_rank.get(row),
             dense_score=dense_scores.get(row),
+            sentence_vectors=snapshot.sentence_matrix(row),
         )
         for row in kept
     ]

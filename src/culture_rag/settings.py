@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     )
 
     answer_mode: AnswerMode = Field("extractive", description="extractive, local (transformers) or endpoint.")
-    answer_sentences: int = Field(3, ge=1, le=6, description="Most sentences in an extractive answer.")
+    answer_sentences: int = Field(
+        2, ge=1, le=6, description="Most sentences in an extractive answer; more only when they score nearly as high."
+    )
     answer_min_score: float = Field(
         0.40, description="Best sentence score below which the assistant declines (calibrated on the dev sets)."
     )
