@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk, Span, table_row_text
-from .citations import CheckedSentence, Citation, check_claims, cite, split_claims
+from .citations import CheckedSentence, Citation, IdfFn, check_claims, cite, is_instruction, split_claims
 from .lexical import KeywordIndex, content_words
 from .retrieval import Hit
 
@@ -146,7 +146,7 @@ def answer_text_of(chunk: Chunk, index: int) -> str | None:
     if "\t" in raw:
         row = table_row_text(chunk, index)
         return _tidy(row) if row else None
-    if len(content_words(raw)) < 3:
+    if len(content_words(raw)) < 3 or is_instruction(raw):
         return None
     if _leans_back(raw):
         if index == 0:
@@ -210,13 +210,13 @@ def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def check_generated(text: str, hits: list[Hit], embed_texts, threshold: float) -> Draft:
+def check_generated(text: str, hits: list[Hit], embed_texts, threshold: float, idf: IdfFn) -> Draft:
     """Keep the generated sentences that cite a retrieved passage supporting them."""
     if DECLINED.lower().rstrip(".") in text.lower():
         return Draft(DECLINED, (), answered=False)
     claims = split_claims(text)
     vectors = embed_texts([c for c, _ in claims]) if claims else np.empty((0, 0))
-    checked = check_claims(claims, vectors, hits, threshold)
+    checked = check_claims(claims, vectors, hits, threshold, idf)
     citations, parts = [], []
     for sentence in checked:
         if not sentence.kept:

@@ -426,7 +426,10 @@ class Assistant:
             for piece in self._generator(mode).stream(build_messages(focus, hits)):
                 pieces.append(piece)
                 yield AnswerEvent("token", piece)
-            draft = check_generated("".join(pieces), hits, self.embedder.embed_texts, self.settings.support_min_score)
+            idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
+            draft = check_generated(
+                "".join(pieces), hits, self.embedder.embed_texts, self.settings.support_min_score, idf
+            )
             if not draft.answered:
                 fallback = self._extractive(snapshot, query, focus, hits)
                 notice = "No generated sentence passed the citation check; this is the extractive answer instead."

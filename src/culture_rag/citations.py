@@ -9,6 +9,7 @@ removed and unsupported sentences dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,25 +66,45 @@ def cite(n: int, hit: Hit, sentence: Span) -> Citation:
     )
 
 
-def word_overlap(claim_words: list[str], source_words: set[str]) -> float:
-    """Share of the claim's content words that the source contains."""
-    if not claim_words:
+IdfFn = Callable[[list[str]], dict[str, float]]
+
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules|prompts?|above|guidelines)\b"
+    r"|\bsystem prompt\b|\byou are (now )?(an?|the) (ai|assistant|language model|chatbot)\b"
+    r"|\b(reply|respond|answer|say) (only|exactly) with\b",
+    re.I,
+)
+
+
+def is_instruction(sentence: str) -> bool:
+    """Text in a document addressed to the model. It is never evidence for a claim, so a planted
+    instruction can neither be quoted as an answer nor lend support to what it asked for."""
+    return bool(_INSTRUCTION.search(sentence))
+
+
+def word_overlap(claim_words: list[str], source_words: set[str], idf: dict[str, float]) -> float:
+    """Share of the claim's content words, weighted by rarity, that the source contains."""
+    total = sum(idf.get(w, 1.0) for w in claim_words)
+    if not total:
         return 0.0
-    return sum(1 for w in claim_words if w in source_words) / len(claim_words)
+    return sum(idf.get(w, 1.0) for w in claim_words if w in source_words) / total
 
 
-def support_of(claim: str, claim_vector: np.ndarray, hit: Hit) -> Support | None:
+def support_of(claim: str, claim_vector: np.ndarray, hit: Hit, idf: IdfFn) -> Support | None:
     """How well one passage supports a claim: the best of its sentences by an even mix of
-    embedding cosine and word overlap. Cosine alone lets fluent paraphrases of anything pass;
-    overlap alone punishes honest paraphrase. Numbers must match exactly."""
+    embedding cosine and rarity-weighted word overlap. Cosine alone lets fluent paraphrases of
+    anything pass; overlap alone punishes honest paraphrase. Numbers must match exactly."""
     if hit.sentence_vectors is None or not len(hit.chunk.sentences):
         return None
     words = content_words(claim)
+    weights = idf(words)
     cosines = hit.sentence_vectors @ claim_vector
     best: Support | None = None
     for i, span in enumerate(hit.chunk.sentences):
         text = hit.chunk.sentence_text(span)
-        score = 0.5 * float(cosines[i]) + 0.5 * word_overlap(words, set(content_words(text)))
+        if is_instruction(text):
+            continue
+        score = 0.5 * float(cosines[i]) + 0.5 * word_overlap(words, set(content_words(text)), weights)
         if not _numbers_match(claim, text):
             score *= 0.5
         if best is None or score > best.score:
@@ -103,7 +124,7 @@ def split_claims(text: str) -> list[tuple[str, tuple[int, ...]]]:
         sentence = text.strip()[span.start : span.end]
         numbers = tuple(int(n) for group in MARKER.findall(sentence) for n in re.split(r"[,;]", group))
         plain = MARKER.sub("", sentence).strip()
-        if plain and re.search(r"\w", plain):
+        if len(content_words(plain)) >= 2:  # a lone word ("HACKED.") states nothing to check
             claims.append((plain, numbers))
         elif numbers and claims:  # a marker left alone on a line belongs to the sentence before
             claims[-1] = (claims[-1][0], claims[-1][1] + numbers)
@@ -111,19 +132,26 @@ def split_claims(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def check_claims(
-    claims: list[tuple[str, tuple[int, ...]]], vectors: np.ndarray, hits: list[Hit], threshold: float
+    claims: list[tuple[str, tuple[int, ...]]], vectors: np.ndarray, hits: list[Hit], threshold: float, idf: IdfFn
 ) -> list[CheckedSentence]:
+    """Keep a claim when a retrieved passage supports it. A claim whose cited passage does not
+    support it, but another retrieved passage does, is re-pointed there: a wrong number is the
+    most common citation error, and the reader deserves the passage that holds the claim."""
     out = []
     for (text, numbers), vector in zip(claims, vectors):
         valid = tuple(dict.fromkeys(n for n in numbers if 1 <= n <= len(hits)))
-        if not valid:
-            reason = "cites no retrieved passage" if not numbers else "cites a passage that was not retrieved"
-            out.append(CheckedSentence(text, (), None, False, reason))
-            continue
-        supports = [(n, support_of(text, vector, hits[n - 1])) for n in valid]
-        n, best = max(supports, key=lambda pair: pair[1].score if pair[1] else -1.0)
-        if best is None or best.score < threshold:
-            out.append(CheckedSentence(text, valid, best, False, "not supported by the cited passage"))
+        scored = {n: support_of(text, vector, hits[n - 1], idf) for n in range(1, len(hits) + 1)}
+        ranked = sorted(((s.score, n) for n, s in scored.items() if s is not None), reverse=True)
+        cited = max(((scored[n].score, n) for n in valid if scored[n] is not None), default=None)
+        if cited is not None and cited[0] >= threshold:
+            out.append(CheckedSentence(text, (cited[1],), scored[cited[1]], True))
+        elif ranked and ranked[0][0] >= threshold:
+            reason = "citation re-pointed to the supporting passage" if numbers else "citation added"
+            out.append(CheckedSentence(text, (ranked[0][1],), scored[ranked[0][1]], True, reason))
+        elif numbers and not valid:
+            out.append(CheckedSentence(text, (), None, False, "cites a passage that was not retrieved"))
+        elif not numbers:
+            out.append(CheckedSentence(text, (), None, False, "cites no passage and none supports it"))
         else:
-            out.append(CheckedSentence(text, (n,), best, True))
+            out.append(CheckedSentence(text, valid, scored[valid[0]], False, "not supported by the cited passage"))
     return out

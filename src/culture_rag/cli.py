@@ -57,19 +57,56 @@ def _assistant(settings, must_exist: bool = True):
 
 
 def _print_report(report, as_json: bool) -> None:
+    """Per-file rows, then a table of outcomes with their timings (Markdown, so it can go into
+    a README as printed), then the state of the index."""
+    order = ["indexed", "unchanged", "removed", "encrypted", "corrupt", "no_text", "empty", "timeout", "crashed", "too_large"]
+    statuses = sorted({o.status for o in report.outcomes}, key=lambda s: (order.index(s) if s in order else len(order), s))
+    summary = []
+    for status in statuses:
+        group = [o for o in report.outcomes if o.status == status]
+        slowest = max(group, key=lambda o: o.seconds)
+        summary.append(
+            {
+                "outcome": status,
+                "files": len(group),
+                "chunks": sum(o.n_chunks for o in group),
+                "seconds": round(sum(o.seconds for o in group), 3),
+                "slowest_seconds": round(slowest.seconds, 3),
+                "slowest_file": slowest.source,
+            }
+        )
     if as_json:
-        typer.echo(json.dumps({**asdict(report), "failed": [asdict(o) for o in report.failed]}, indent=1))
+        failed = [asdict(o) for o in report.failed]
+        typer.echo(json.dumps({**asdict(report), "failed": failed, "summary": summary}, indent=1))
         return
-    rows = [(o.source, o.status, f"{o.n_chunks}" if o.n_chunks else "", f"{o.seconds:.2f}s", o.detail) for o in report.outcomes]
+    outcomes = sorted(report.outcomes, key=lambda o: (statuses.index(o.status), o.source))
+    rows = [(o.source, o.status, f"{o.n_chunks}" if o.n_chunks else "", f"{o.seconds:.2f}s", o.detail) for o in outcomes]
     if rows:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[4] if r[4] else ""))
-    statuses = sorted({o.status for o in report.outcomes})
-    summary = ", ".join(f"{report.count(s)} {s}" for s in statuses) or "nothing to do"
+    if summary:
+        header = ("outcome", "files", "chunks", "time (s)", "slowest file (s)")
+        table = [
+            (s["outcome"].replace("_", " "), str(s["files"]), str(s["chunks"]) if s["chunks"] else "-",
+             f"{s['seconds']:.2f}", f"{s['slowest_file']} ({s['slowest_seconds']:.2f})")
+            for s in summary
+        ]
+        table.append(("total", str(len(report.outcomes)), str(sum(s["chunks"] for s in summary)),
+                      f"{sum(s['seconds'] for s in summary):.2f}", ""))
+        widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+        def line(cells):
+            return "| " + " | ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+        typer.echo("")
+        typer.echo(line(header))
+        typer.echo("|" + "|".join(("-" * (w + 1) + ":") if i not in (0, 4) else "-" * (w + 2) for i, w in enumerate(widths)) + "|")
+        for r in table:
+            typer.echo(line(r))
+    counts = ", ".join(f"{s['files']} {s['outcome'].replace('_', ' ')}" for s in summary) or "nothing to do"
     typer.echo(
-        f"\n{summary}. Embedded {report.embedded_chunks} chunks in {report.seconds:.1f} s; "
-        f"the index holds {report.total_papers} papers, {report.total_chunks} chunks (generation {report.generation})."
+        f"\n{counts}. Embedded {report.embedded_chunks} chunks; {report.seconds:.1f} s in all (time per file is "
+        f"reading and chunking; embedding is shared). The index holds {report.total_papers} papers, "
+        f"{report.total_chunks} chunks (generation {report.generation})."
     )
 
 

@@ -24,7 +24,7 @@ class EncryptedPdfError(IngestError):
         detail = (
             "the password does not open this encrypted PDF; check it and try again"
             if wrong_password
-            else "encrypted PDF; give the password (--password, or the password field in the app)"
+            else "encrypted PDF; give the password (`culture-rag add FILE --password PASSWORD`, or the password field in the app)"
         )
         super().__init__(path, "encrypted", detail)
 
@@ -34,6 +34,7 @@ class IndexLoadError(CultureRagError):
 
     def __init__(self, path: str | Path, detail: str) -> None:
         self.path = str(path)
+        self.detail = detail
         super().__init__(f"{self.path}: {detail}")
 
 

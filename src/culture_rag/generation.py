@@ -87,9 +87,18 @@ class LocalGenerator:
 
     @staticmethod
     def _save_cache(model, tokenizer, cached: Path) -> None:
+        """transformers refuses save_pretrained on a GGUF-loaded model, so the de-quantized
+        weights are written with safetensors directly, beside a config without the GGUF marks."""
+        from safetensors.torch import save_model
+
         tmp = cached.with_name(cached.name + f".tmp-{os.getpid()}")
         try:
-            model.save_pretrained(tmp, safe_serialization=True)
+            tmp.mkdir(parents=True, exist_ok=True)
+            save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            config = model.config.to_dict()
+            config.pop("quantization_config", None)
+            (tmp / "config.json").write_text(json.dumps(config, indent=1))
+            model.generation_config.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             os.replace(tmp, cached)
         except OSError as exc:

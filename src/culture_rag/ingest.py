@@ -3,12 +3,15 @@ contained child process, chunk and embed only what is new."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import re
 import resource
+import signal
 import time
 import unicodedata
 from collections.abc import Callable
@@ -72,9 +75,15 @@ def scan_corpus(corpus_dir: Path) -> list[Path]:
         if any(part.startswith(".") for part in path.relative_to(corpus_dir).parts):
             continue
         if path.suffix.lower() not in SUPPORTED_SUFFIXES or not path.is_file():
-            continue
-        if path.is_symlink() and not path.resolve().is_relative_to(root):
-            log.warning("ignoring %s: symlink to a file outside the corpus folder", path)
+            continue  # is_file() is False for FIFOs and devices, which would block or never end
+        # Resolve every file, not only symlinks: a symlinked folder on the way (which newer
+        # Pythons' rglob may follow) leads outside just as well.
+        try:
+            inside = path.resolve(strict=True).is_relative_to(root)
+        except (OSError, RuntimeError):  # a loop or a link that vanished meanwhile
+            inside = False
+        if not inside:
+            log.warning("ignoring %s: it leads to a file outside the corpus folder", path)
             continue
         found.append(path)
     return found
@@ -83,18 +92,30 @@ def scan_corpus(corpus_dir: Path) -> list[Path]:
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
+def _ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
 def safe_name(name: str) -> str:
-    """A file name safe to store: no folders, no look-alike Unicode, no reserved device names."""
+    """A file name safe to store: no folders, ASCII only (so no look-alike Unicode), no reserved
+    device names, a short lower-case suffix. A safe name maps to itself."""
     base = re.split(r"[\\/]", name)[-1]
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-_ ") or "paper"
     stem, dot, suffix = base.rpartition(".")
     if not dot:
         stem, suffix = base, ""
-    stem = stem[:100].strip(".-_") or "paper"
-    if stem.lower() in _RESERVED:
-        stem = f"{stem}-file"
-    return f"{stem}.{suffix.lower()}" if suffix else stem
+    # The suffix decides how the file is read, so it is cleaned on its own: a stem of only
+    # non-Latin letters must not swallow it ("论文.pdf" used to become "pdf", an unsupported type).
+    suffix = re.sub(r"[^a-z0-9]+", "", _ascii(suffix).lower())[:10]
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", _ascii(stem)).strip(".-_ ")[:100].strip(".-_")
+    if not clean:
+        # Distinct non-Latin names must stay distinct, so they get a digest rather than one shared name.
+        digest = hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        clean = f"paper-{digest}" if stem.strip(" .") else "paper"
+    first, rest = (clean.split(".", 1) + [""])[:2]
+    # Windows reserves CON, NUL, COM1, ... with any extension: "con.tar.gz" is as bad as "con".
+    if first.lower() in _RESERVED:
+        clean = f"{first}-file" + (f".{rest}" if rest else "")
+    return f"{clean}.{suffix}" if suffix else clean
 
 
 def check_content_type(path: Path, data: bytes) -> None:
@@ -103,11 +124,11 @@ def check_content_type(path: Path, data: bytes) -> None:
     if suffix not in SUPPORTED_SUFFIXES:
         raise IngestError(path, "unsupported", f"unsupported file type {suffix!r}; use PDF, TXT or Markdown")
     if not data:
-        raise IngestError(path, "empty", "the file is empty")
+        raise IngestError(path, "empty", "the file is empty; check that it was copied or downloaded completely")
     if suffix in PDF_SUFFIXES:
         if b"%PDF" not in data[:1024]:
             kind = "a ZIP archive" if data.startswith(b"PK\x03\x04") else "not a PDF"
-            raise IngestError(path, "corrupt", f"{kind} (no %PDF header) although named .pdf")
+            raise IngestError(path, "corrupt", f"{kind} (no %PDF header) although named .pdf; check the file or its name")
     elif data.startswith(b"%PDF-"):
         raise IngestError(path, "mismatch", "the file is a PDF but named as text; rename it to .pdf")
 
@@ -115,24 +136,61 @@ def check_content_type(path: Path, data: bytes) -> None:
 # --- contained PDF parsing -------------------------------------------------------------------
 
 
-def _worker(conn, memory_mb: int) -> None:  # runs in the child process
+STARTUP_TIMEOUT_S = 120.0  # a fresh interpreter importing pypdf on a busy machine; not part of the parse budget
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Let Linux kill this process when its parent dies: a build killed with SIGKILL must not
+    leave an orphaned parser spinning on a hostile PDF."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's kill() on timeout still applies
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(0)  # the parent died before prctl took effect
+
+
+def _limit_memory(memory_mb: int) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = memory_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)  # asking for more than the hard limit would kill the worker at start
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:  # runs in the child process
+    _die_with_parent(parent_pid)
     logging.disable(logging.WARNING)  # pypdf's warnings about odd files are noise here
+    import pypdf  # noqa: F401  imported before "ready" so the parse timeout measures parsing only
+
+    _limit_memory(memory_mb)
+    conn.send_bytes(b'{"ready": true}')
     while True:
         try:
             request = json.loads(conn.recv_bytes())
         except EOFError:
             return
-        meta = PaperMeta(request["title"], tuple(request["authors"])) if request.get("title") else None
         try:
+            meta = PaperMeta(request["title"], tuple(request["authors"])) if request.get("title") else None
             paper = read_paper(Path(request["path"]), request.get("password"), meta)
-            reply = {"paper": asdict(paper)}
+            reply = json.dumps({"paper": asdict(paper)}).encode()
         except IngestError as exc:
-            reply = {"error": [exc.reason, exc.detail]}
+            reply = json.dumps({"error": [exc.reason, exc.detail]}).encode()
         except MemoryError:
-            reply = {"error": ["too_large", "parsing needed more memory than allowed (parse_memory_mb)"]}
-        conn.send_bytes(json.dumps(reply).encode())
+            reply = json.dumps({"error": ["too_large", _too_large(memory_mb)]}).encode()
+        except Exception as exc:  # a bug met on odd input: report it for this file, keep serving the batch
+            detail = f"the PDF parser failed ({type(exc).__name__}: {str(exc)[:200]}); the file may be damaged"
+            reply = json.dumps({"error": ["crashed", detail]}).encode()
+        conn.send_bytes(reply)
+
+
+def _too_large(memory_mb: int) -> str:
+    return (
+        f"parsing needed more than {memory_mb} MB (parse_memory_mb); the PDF may be a decompression bomb. "
+        "If you trust it, raise CULTURE_RAG_PARSE_MEMORY_MB"
+    )
 
 
 class PdfParser:
@@ -153,36 +211,76 @@ class PdfParser:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _start(self) -> None:
+    def _start(self, path: Path) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb), daemon=True)
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb, os.getpid()), daemon=True)
+        try:
+            proc.start()
+        except OSError as exc:  # out of processes or memory: this file fails, the next one retries
+            parent.close()
+            raise IngestError(
+                path, "crashed", f"cannot start the PDF parser process ({exc.strerror or exc}); free memory and retry"
+            ) from exc
+        finally:
+            child.close()
+        self._proc, self._conn = proc, parent
+        try:
+            ready = parent.poll(STARTUP_TIMEOUT_S) and json.loads(parent.recv_bytes()).get("ready") is True
+        except (EOFError, OSError, ValueError):
+            ready = False
+        if not ready:
+            exit_info = self._exit_info()
+            self.close()
+            raise IngestError(
+                path, "crashed", f"the PDF parser process did not start ({exit_info}); check parse_memory_mb and retry"
+            )
+
+    def _exit_info(self) -> str:
+        proc = self._proc
+        if proc is None:
+            return "no process"
+        proc.join(2)  # the pipe closes a moment before the process is reaped
+        code = proc.exitcode
+        if code is None:
+            return "still running"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by signal {signal.Signals(-code).name}"
+        return f"exit code {code}"
 
     def close(self) -> None:
-        if self._proc is not None:
-            self._conn.close()
-            self._proc.kill()
-            self._proc.join(5)
-            self._proc = self._conn = None
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            proc.kill()
+            proc.join(5)
 
     def parse(self, path: Path, password: str | None, meta: PaperMeta | None) -> Paper:
         if self._proc is None or not self._proc.is_alive():
-            self._start()
+            self.close()
+            self._start(path)
         request = {"path": str(path), "password": password}
         if meta is not None:
             request.update(title=meta.title, authors=list(meta.authors))
-        self._conn.send_bytes(json.dumps(request).encode())
-        if not self._conn.poll(self.timeout_s):
-            self.close()
-            raise IngestError(path, "timeout", f"parsing took longer than {self.timeout_s:.0f} s; the PDF may be hostile")
         try:
+            self._conn.send_bytes(json.dumps(request).encode())
+            if not self._conn.poll(self.timeout_s):
+                self.close()
+                raise IngestError(
+                    path,
+                    "timeout",
+                    f"parsing took longer than {self.timeout_s:g} s (parse_timeout_s) and was stopped; the PDF may be "
+                    "damaged or hostile. If it is a large file you trust, raise CULTURE_RAG_PARSE_TIMEOUT_S",
+                )
             reply = json.loads(self._conn.recv_bytes())
         except (EOFError, OSError):
-            code = self._proc.exitcode if self._proc else None
+            exit_info = self._exit_info()
             self.close()
-            raise IngestError(path, "crashed", f"the PDF parser died (exit code {code}); the file may be corrupt") from None
+            raise IngestError(
+                path, "crashed", f"the PDF parser died ({exit_info}) on this file; it may be corrupt or hostile"
+            ) from None
         if "error" in reply:
             reason, detail = reply["error"]
             raise IngestError(path, reason, detail)
@@ -195,10 +293,11 @@ class PdfParser:
 def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperMeta | None) -> Paper:
     if path.suffix.lower() in PDF_SUFFIXES:
         try:
-            data_head = path.read_bytes()[:1024]
+            with open(path, "rb") as fh:
+                data_head = fh.read(1024)  # the parent never holds a whole, possibly huge, PDF
         except OSError as exc:
             raise IngestError(path, "unreadable", f"cannot read the file: {exc.strerror or exc}") from exc
-        check_content_type(path, data_head or b"")
+        check_content_type(path, data_head)
         return parser.parse(path, password, meta)
     return read_paper(path, password, meta)
 

@@ -99,7 +99,7 @@ def parse_paper(
 ) -> Paper:
     where = display_path or source
     if not data.strip():
-        raise IngestError(where, "empty", "the file is empty")
+        raise IngestError(where, "empty", "the file is empty; check that it was copied or downloaded completely")
     suffix = Path(source).suffix.lower()
     if suffix in PDF_SUFFIXES:
         text, regions, pdf_meta, first_page, n_pages = _parse_pdf(where, data, password)
@@ -110,7 +110,7 @@ def parse_paper(
         text, regions = _parse_text(where, data, markdown=suffix != ".txt")
         pdf_meta, first_page, n_pages = PaperMeta(), text, None
         kind = "md" if suffix != ".txt" else "txt"
-    if len(re.findall(r"\w", text)) < 20:
+    if not has_real_text(text):
         raise IngestError(where, "no_text", "no extractable text (scanned or image-only?); OCR it first")
     title, authors = _choose_metadata(meta or PaperMeta(), pdf_meta, first_page)
     return Paper(
@@ -124,6 +124,13 @@ def parse_paper(
         content_hash=content_hash(data),
         n_pages=n_pages,
     )
+
+
+def has_real_text(text: str, min_word_chars: int = 20) -> bool:
+    """Enough words to be worth indexing. Repeated lines count once: a scan whose only text layer
+    is a stamp or label on every page ("Background", "CONFIDENTIAL") has no text to search."""
+    distinct = dict.fromkeys(line.strip() for line in text.split("\n"))
+    return len(re.findall(r"\w", " ".join(distinct))) >= min_word_chars
 
 
 # --- cleaning -------------------------------------------------------------------------------
@@ -155,37 +162,59 @@ def _parse_pdf(where, data: bytes, password: str | None):
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import (
-        DependencyError,
-        FileNotDecryptedError,
-        PdfReadError,
-        PyPdfError,
-    )
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
 
     if not data.lstrip()[:1024].find(b"%PDF") >= 0:
         raise IngestError(where, "corrupt", "not a PDF file (no %PDF header); is it another format renamed .pdf?")
+    redo = "; re-download it or export it again from its source"
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             _decrypt(reader, where, password)
-        raw_pages = [page.extract_text() or "" for page in reader.pages]
-        info = reader.metadata
+        raw_pages = _extract_pages(reader)
     except IngestError:
         raise
     except FileNotDecryptedError as exc:
         raise EncryptedPdfError(where) from exc
     except DependencyError as exc:
         raise IngestError(where, "dependency", f"cannot decrypt: {exc}; install the `cryptography` package") from exc
+    except MemoryError as exc:
+        raise IngestError(
+            where,
+            "too_large",
+            "parsing needed more memory than allowed (parse_memory_mb); the PDF may be a decompression bomb. "
+            "If you trust it, raise CULTURE_RAG_PARSE_MEMORY_MB",
+        ) from exc
     except (PyPdfError, PdfReadError) as exc:
-        raise IngestError(where, "corrupt", f"corrupt PDF ({type(exc).__name__}: {exc})") from exc
-    except (RecursionError, MemoryError) as exc:
-        raise IngestError(where, "corrupt", f"corrupt PDF ({type(exc).__name__})") from exc
+        raise IngestError(where, "corrupt", f"corrupt PDF ({type(exc).__name__}: {exc}){redo}") from exc
+    except RecursionError as exc:
+        raise IngestError(where, "corrupt", f"corrupt PDF (RecursionError: nesting too deep){redo}") from exc
     except Exception as exc:  # pypdf raises plain ValueError/KeyError/... on damaged input
-        raise IngestError(where, "corrupt", f"corrupt PDF ({type(exc).__name__}: {exc})") from exc
+        raise IngestError(where, "corrupt", f"corrupt PDF ({type(exc).__name__}: {exc}){redo}") from exc
     pages = _drop_running_lines([clean_text(p, join_lines=False) for p in raw_pages])
     text, regions = _join_pages([clean_text(p, join_lines=True) for p in pages])
     first_page = next((p for p in pages if p.strip()), "")
-    return text, regions, _pdf_meta(info), first_page, len(raw_pages)
+    return text, regions, _pdf_meta(reader), first_page, len(raw_pages)
+
+
+def _extract_pages(reader) -> list[str]:
+    """Text of every page. A damaged page costs that page only; the document counts as corrupt
+    when no page yields text and some page failed."""
+    from pypdf.errors import DependencyError, FileNotDecryptedError
+
+    texts: list[str] = []
+    first_error: Exception | None = None
+    for page in reader.pages:
+        try:
+            texts.append(page.extract_text() or "")
+        except (MemoryError, DependencyError, FileNotDecryptedError):
+            raise
+        except Exception as exc:  # noqa: BLE001  pypdf's errors on a broken page are of every type
+            first_error = first_error or exc
+            texts.append("")
+    if first_error is not None and not any(t.strip() for t in texts):
+        raise first_error
+    return texts
 
 
 def _decrypt(reader, where, password: str | None) -> None:
@@ -198,11 +227,13 @@ def _decrypt(reader, where, password: str | None) -> None:
     raise EncryptedPdfError(where, wrong_password=password is not None)
 
 
-def _pdf_meta(info) -> PaperMeta:
-    if not info:
+def _pdf_meta(reader) -> PaperMeta:
+    try:
+        info = reader.metadata
+        title = str(info.title or "").strip() if info else ""
+        author = str(info.author or "").strip() if info else ""
+    except Exception:  # noqa: BLE001  a damaged /Info dictionary costs the metadata, not the paper
         return PaperMeta()
-    title = (info.title or "").strip()
-    author = (info.author or "").strip()
     # Producers often leave placeholders such as "untitled" or the file name in /Title.
     if len(title) < 6 or re.search(r"untitled|\.(docx?|pdf|tex|dvi)$|^microsoft", title, re.I):
         title = ""
@@ -219,6 +250,8 @@ def _drop_running_lines(pages: list[str]) -> list[str]:
         return re.sub(r"\d+", "#", line.strip().lower())
 
     def edges(items: list) -> list:
+        if len(items) < 3:
+            return []  # a page of one or two lines is all body: "Potato 7" alone on a page is its text
         depth = 2 if len(items) >= 6 else 1  # on a short page the second line is already body text
         return items[:depth] + items[-depth:]
 
@@ -260,23 +293,57 @@ def _join_pages(pages: list[str]) -> tuple[str, list[Region]]:
 # --- text and Markdown ---------------------------------------------------------------------
 
 
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def _bom_encoding(data: bytes) -> str | None:
+    return next((enc for bom, enc in _BOMS if data.startswith(bom)), None)  # UTF-32 first: its BOM starts like UTF-16's
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """Mostly-ASCII text saved as UTF-16 without a BOM: every other byte is NUL."""
+    sample = data[:8192]
+    if len(sample) < 8:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+# Legacy single-byte code pages often score the same; Western text (most non-UTF-8 papers) is
+# cp1252, which charset detection would otherwise lose to cp1250 ("naïve" read as "naďve").
+_PREFERRED_ON_TIE = ("cp1252", "latin_1", "iso8859_15")
+
+
 def decode_text(where, data: bytes) -> str:
-    """UTF-8 (with or without BOM) and UTF-16 by BOM; anything else by charset detection."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    """UTF-8 (with or without BOM), UTF-16/32 by BOM, BOM-less UTF-16; anything else by charset detection."""
+    encoding = _bom_encoding(data) or _utf16_without_bom(data)
+    if encoding:
         try:
-            return data.decode("utf-16")
+            return data.decode(encoding)
         except UnicodeDecodeError as exc:
-            raise IngestError(where, "encoding", f"broken UTF-16 text: {exc.reason}") from exc
+            raise IngestError(where, "encoding", f"broken {encoding.upper()} text ({exc.reason}); save it as UTF-8") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    results = from_bytes(data)
+    best = results.best()
     if best is None or best.encoding is None:
         raise IngestError(where, "encoding", "binary data or an unknown text encoding; save the file as UTF-8")
-    return str(best)
+    ties = [m for m in results if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    chosen = next((m for enc in _PREFERRED_ON_TIE for m in ties if m.encoding == enc), best)
+    return str(chosen)
 
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -284,7 +351,7 @@ _NUMBERED_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[IVX]+\.)\s+[A-Z][^.!?]{2,120}
 
 
 def _parse_text(where, data: bytes, markdown: bool) -> tuple[str, list[Region]]:
-    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in data[:4096] and not (_bom_encoding(data) or _utf16_without_bom(data)):
         if data.count(b"\x00") > len(data) // 10:
             raise IngestError(where, "binary", "binary data, not text (NUL bytes); is it the right file?")
     text = decode_text(where, data)

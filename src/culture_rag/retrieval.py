@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk
-from .index import PaperInfo, Snapshot
+from .index import PaperInfo, Snapshot, search_dense
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
 
 
 def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int) -> tuple[list[int], dict[int, float]]:
-    scores, rows = snapshot.dense.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), n)
+    scores, rows = search_dense(snapshot.dense, query_vector, n)
     pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
     return [r for r, _ in pairs], dict(pairs)
 
