@@ -58,7 +58,7 @@ def main() -> None:
             draft = extractive_answer(q.question, q.question, qv, hits, assistant.snapshot.keyword, config)
             by_set.setdefault(name, []).append(
                 Outcome(q, (), (), draft.text, draft.answered, tuple(c.chunk.text for c in draft.citations),
-                        tuple(c.paper.source for c in draft.citations), 0, 0.0, 0.0)
+                        tuple(c.paper.source for c in draft.citations), 0, False, 0.0, 0.0)
             )
         m = {name: metrics(outs) for name, outs in by_set.items()}
         s, a = m["dev_seed.jsonl"], m["dev_aragog.jsonl"]

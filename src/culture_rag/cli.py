@@ -265,6 +265,7 @@ def evaluate(
     from . import evaluation
 
     assistant = _assistant(_settings(index, endpoint_url=endpoint))
+    assistant.warm_up()  # latencies are warm; cold start is measured by bench/coldstart.py
     outcomes = evaluation.run(assistant, evaluation.read_questions(questions), mode=mode)
     result = evaluation.metrics(outcomes, similarity=assistant.similarity)
     if as_json:

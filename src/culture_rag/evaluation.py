@@ -73,6 +73,7 @@ class Outcome:
     cited_texts: tuple[str, ...]
     cited_sources: tuple[str, ...]
     removed: int
+    fell_back: bool  # a generative answer replaced by the extractive one: nothing generated survived
     search_ms: float
     answer_ms: float
 
@@ -94,6 +95,7 @@ def run(assistant, questions: list[Question], mode: str | None = None, k: int = 
                 cited_texts=tuple(c.chunk.text for c in answer.citations),
                 cited_sources=tuple(c.paper.source for c in answer.citations),
                 removed=len(answer.removed),
+                fell_back=bool(answer.notice),
                 search_ms=search_ms,
                 answer_ms=answer.timings.total_ms,
             )
@@ -135,6 +137,7 @@ def metrics(outcomes: list[Outcome], similarity=None) -> dict[str, float | int |
     else:
         out["answer_similarity"] = None
     out["removed_sentences"] = sum(o.removed for o in outcomes)
+    out["fallbacks"] = sum(o.fell_back for o in outcomes)
     for name in ("search_ms", "answer_ms"):
         values = [getattr(o, name) for o in outcomes]
         out[f"{name}_p50"] = float(np.percentile(values, 50)) if values else None
