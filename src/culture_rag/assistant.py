@@ -199,13 +199,13 @@ class Assistant:
         signature = {**self.settings.index_signature(), "model": self.embedder.fingerprint}
         existing = {p.source: p for p in self.papers()}
         outcomes: list[FileOutcome] = []
-        kept: dict[str, Segment] = {}
+        kept: dict[str, PaperInfo] = {}
         to_parse: list[tuple[Path, str | None]] = []
         for path, password in files:
             source = path.name
             old = existing.get(source)
             if old and old.content_hash == file_hash(path) and old.segment == segment_id(old.content_hash, signature):
-                kept[source] = self._existing_segment(_with_meta(old, metadata.get(source)))
+                kept[source] = _with_meta(old, metadata.get(source))
                 outcomes.append(FileOutcome(source, "unchanged", n_chunks=old.n_chunks))
             else:
                 to_parse.append((path, password))
@@ -217,15 +217,14 @@ class Assistant:
             if source in kept or source in new_segments:
                 continue
             if not replace_all or source in failed_sources:
-                kept[source] = self._existing_segment(old)  # keep what was indexed; nothing is lost
+                kept[source] = old  # keep what was indexed; nothing is lost
             elif source not in names:
                 outcomes.append(FileOutcome(source, "removed"))
-        merged = {**kept, **new_segments}
-        changed = bool(new_segments) or len(merged) != len(existing) or any(
-            merged[s].paper != existing.get(s) for s in merged
-        )
+        changed = bool(new_segments) or len(kept) != len(existing) or any(kept[s] != existing[s] for s in kept)
         if changed or self._snapshot is None:
-            self._write(corpus, [merged[s] for s in sorted(merged)])
+            # Unchanged papers are read back from their segments only now that a write is due.
+            segments = {**{s: self._existing_segment(info) for s, info in kept.items()}, **new_segments}
+            self._write(corpus, [segments[s] for s in sorted(segments)])
         embedded = sum(len(s.chunks) for s in new_segments.values())
         return self._report(outcomes, embedded, time.perf_counter() - start)
 
@@ -315,8 +314,7 @@ class Assistant:
 
     def _existing_segment(self, info: PaperInfo) -> Segment:
         assert self._snapshot is not None
-        chunks = tuple(c for c in self._snapshot.chunks if c.paper_id == info.paper_id)
-        return Segment(info, chunks, *read_segment_vectors(self.index_dir, info.segment))
+        return Segment(info, self._snapshot.paper_chunks(info.paper_id), *read_segment_vectors(self.index_dir, info.segment))
 
     def _write(self, corpus: Path, segments: list[Segment]) -> None:
         header = {

@@ -88,6 +88,15 @@ class Snapshot:
     sentence_vectors: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float16))
     sentence_rows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int64))
 
+    def paper_chunks(self, paper_id: str) -> tuple[Chunk, ...]:
+        """The chunks of one paper; each paper's chunks are contiguous, in manifest order."""
+        start = 0
+        for paper in self.papers:
+            if paper.paper_id == paper_id:
+                return self.chunks[start : start + paper.n_chunks]
+            start += paper.n_chunks
+        return ()
+
     def sentence_matrix(self, row: int) -> np.ndarray:
         """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""
         return self.sentence_vectors[self.sentence_rows[row] : self.sentence_rows[row + 1]].astype(np.float32)
@@ -455,6 +464,9 @@ def write_generation(
         if not isinstance(exc, (OSError, RuntimeError, MemoryError)):
             raise
         reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, RuntimeError):  # faiss: "Error in ... write error in PATH: 8147 != 25600 (File too large)"
+            tail = re.search(r"\(([^()]+)\)\s*$", str(exc))
+            reason = f"the vector index could not be written: {tail.group(1) if tail else reason}"
         served = (
             f"the new generation {final.name} is in place but could not be confirmed on disk; check the disk"
             if live
