@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk, Span, table_row_text
-from .citations import CheckedSentence, Citation, IdfFn, check_claims, cite, is_instruction, split_claims
+from .citations import (
+    CheckedSentence,
+    Citation,
+    IdfFn,
+    check_claims,
+    cite,
+    is_instruction,
+    split_claims,
+)
 from .lexical import KeywordIndex, content_words
 from .retrieval import Hit
 

@@ -26,15 +26,22 @@ from .answer import (
 )
 from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
-from .errors import CultureRagError, IngestError, PaperNotFoundError, QueryError
+from .errors import (
+    CultureRagError,
+    IndexWriteError,
+    IngestError,
+    PaperNotFoundError,
+    QueryError,
+)
 from .generation import EndpointGenerator, Generator, LocalGenerator
 from .index import (
+    CURRENT,
     PaperInfo,
     Segment,
     Snapshot,
+    generations,
     library_versions,
     load_snapshot,
-    read_current,
     read_segment_vectors,
     segment_id,
     write_generation,
@@ -133,27 +140,32 @@ class Assistant:
         corpus = self.corpus_dir
         corpus.mkdir(parents=True, exist_ok=True)
         with write_lock(self.index_dir):
-            self._reload_if_present()
-            staged, early = self._stage(corpus, [Path(p) for p in paths])
-            report = self._update(
-                corpus, [(p, password) for p in staged], read_metadata_file(corpus), replace_all=False, progress=progress
-            )
-        failed = {o.source for o in report.failed}
-        for path in staged:
-            final = corpus / path.name  # the staged name was chosen not to clash (stored_path)
-            if path.name in failed or final.exists():
-                path.unlink(missing_ok=True)
-            else:
-                path.replace(final)
-        shutil.rmtree(corpus / ".incoming", ignore_errors=True)
+            try:
+                self._reload_if_present()
+                staged, early = self._stage(corpus, [Path(p) for p in paths])
+                report = self._update(
+                    corpus, [(p, password) for p in staged], read_metadata_file(corpus), replace_all=False, progress=progress
+                )
+                failed = {o.source for o in report.failed}
+                for path in staged:
+                    final = corpus / path.name  # the staged name was chosen not to clash (stored_path)
+                    if path.name in failed or final.exists():
+                        path.unlink(missing_ok=True)
+                    else:
+                        path.replace(final)
+            finally:  # a failed write must not leave copies behind in the corpus folder
+                shutil.rmtree(corpus / ".incoming", ignore_errors=True)
         return replace(report, outcomes=tuple(early) + report.outcomes)
 
     def _stage(self, corpus: Path, paths: list[Path]) -> tuple[list[Path], list[FileOutcome]]:
         incoming = corpus / ".incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         staged, outcomes = [], []
+        taken: set[str] = set()
         for path in paths:
             try:
+                if not path.is_file():  # a FIFO or a device would block read_bytes forever
+                    raise IngestError(path, "unreadable", "not a regular file; give the path of a PDF, TXT or Markdown file")
                 data = path.read_bytes()
                 check_content_type(path, data)
             except IngestError as exc:
@@ -162,8 +174,15 @@ class Assistant:
             except OSError as exc:
                 outcomes.append(FileOutcome(path.name, "unreadable", f"cannot read the file: {exc.strerror or exc}"))
                 continue
-            target = incoming / stored_path(corpus, path).name
-            target.write_bytes(data)
+            target = incoming / stored_path(corpus, path, taken).name
+            taken.add(target.name)
+            try:
+                target.write_bytes(data)
+            except OSError as exc:  # a full disk is not the file's fault, and the next copy would fail too
+                raise IndexWriteError(
+                    f"{target}: cannot copy {path.name} into the corpus folder ({exc.strerror or exc}); "
+                    "free disk space and retry. The index is unchanged"
+                ) from exc
             staged.append(target)
         return staged, outcomes
 
@@ -184,7 +203,8 @@ class Assistant:
         return self._report([FileOutcome(info.source, "removed")], 0, time.perf_counter() - start)
 
     def _reload_if_present(self) -> None:
-        if read_current(self.index_dir) is not None:
+        # Not read_current(): a damaged CURRENT must reach load_snapshot, which falls back.
+        if (self.index_dir / CURRENT).exists() or generations(self.index_dir):
             self.reload()
 
     def _update(

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
@@ -34,15 +35,17 @@ from .lexical import KeywordIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
 # within the latency budget, keeps recall exact, and rebuilds in a blink when a paper is added
-# (an HNSW graph must be rebuilt whole). Above it, HNSW answers in about 1 ms (bench/scale.py).
+# (an HNSW graph must be rebuilt whole). Above it, HNSW answers in about 3 ms (bench/scale.py).
 HNSW_THRESHOLD = 200_000
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 40  # 80 built 1.7x slower for +0.004 recall@50 at efSearch 128
-HNSW_EF_SEARCH = 128  # recall@50 vs exact 0.99 (64: 0.96) on real-like vectors, still under 1 ms
+HNSW_EF_CONSTRUCTION = 40  # 80 built 1.7x slower (100k) for +0.004 recall@50
+# Nodes explored per query. On bench/synthetic.py's real-like vectors, recall@10 against exact
+# search: 100k 0.998 at 128; 1M 0.73 at 128, 0.90 at 512, 0.99 at 1024 (3 ms, exact: 87 ms).
+HNSW_EF_SEARCH = 1024
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".bin")
 
 
@@ -127,6 +130,10 @@ _SEGMENT_NAME = re.compile(r"[0-9a-f]{24}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 SEGMENT_FILES = ("chunks.jsonl", "vectors.npy", "sentences.npy")
 MANIFEST_DIGEST = "manifest_sha256"
+# Format 1 manifests carry no digest of their own; from format 2 on the digest is required, so
+# that a flip in its key's name cannot switch the check off.
+DIGEST_REQUIRED_FROM = 2
+READABLE_FORMATS = (1, 2)
 
 
 def read_current(index_dir: Path) -> str | None:
@@ -170,6 +177,15 @@ def load_snapshot(index_dir: Path, fingerprint: str, dimension: int, fallback: b
         if current is None:
             raise IndexLoadError(index_dir, "no index here; build one with `culture-rag build CORPUS_DIR --index DIR`")
         candidates = [current] + ([g for g in generations(index_dir) if g < current] if fallback else [])
+        if not (index_dir / current).is_dir():
+            # A generation is only named after it is complete, so a missing one means CURRENT is damaged.
+            first_error = IndexLoadError(index_dir / CURRENT, f"names {current}, which does not exist")
+            if not fallback:
+                raise IndexLoadError(
+                    first_error.path, f"{first_error.detail}; write the name of an existing gen-NNNNNN folder into it, "
+                    "or delete the index folder and run `culture-rag build`"
+                )
+            candidates = generations(index_dir)
     for name in candidates:
         try:
             snapshot = _load_generation(index_dir, index_dir / name, fingerprint, dimension)
@@ -223,8 +239,12 @@ def _read_manifest(manifest_path: Path) -> dict:
     if not isinstance(manifest, dict):
         raise IndexLoadError(manifest_path, "damaged manifest (not a JSON object)")
     recorded = manifest.get(MANIFEST_DIGEST)
-    # Indexes written before the manifest carried its own digest have none; those rely on the
-    # structural checks below, which catch every change except to descriptive text.
+    if manifest.get("format") not in READABLE_FORMATS:
+        raise IndexLoadError(manifest_path, f"index format {manifest.get('format')!r} is not readable here; rebuild")
+    if recorded is None and manifest["format"] >= DIGEST_REQUIRED_FROM:
+        raise IndexLoadError(manifest_path, "the manifest's own checksum is missing: it is damaged or was changed")
+    # Format 1 has no digest; the structural checks below catch every change to it except to
+    # descriptive text (titles, dates).
     if recorded is not None and recorded != manifest_digest(manifest):
         raise IndexLoadError(manifest_path, "checksum mismatch: the manifest is damaged or was changed")
     return manifest
@@ -240,8 +260,6 @@ def _field(manifest_path: Path, manifest: dict, name: str, kind: type):
 def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension: int) -> Snapshot:
     manifest_path = gen_dir / "manifest.json"
     manifest = _read_manifest(manifest_path)
-    if manifest.get("format") != FORMAT:
-        raise IndexLoadError(manifest_path, f"index format {manifest.get('format')!r} is not {FORMAT}; rebuild")
     model = _field(manifest_path, manifest, "model", dict)
     if model.get("fingerprint") != fingerprint:
         raise _ModelMismatch(
@@ -518,6 +536,7 @@ def _write_generation_files(index_dir: Path, tmp: Path, segments: list[Segment],
         "segments": {s.paper.segment: _segment_checksums(index_dir, s.paper.segment) for s in segments},
         "files": files,
     }
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
 
 
@@ -525,11 +544,26 @@ def dense_type(n: int) -> str:
     return "hnsw" if n > HNSW_THRESHOLD else "flat"
 
 
+_search_threads = 1
+_thread_state = threading.local()
+
+
+def set_search_threads(n: int) -> None:
+    """OpenMP threads per dense search (0: every core). OpenMP keeps this count per thread, so
+    a count set once in the main thread never reaches a web server's request threads, which
+    then search with every core; search_dense applies it in whichever thread searches."""
+    global _search_threads
+    _search_threads = n or os.cpu_count() or 1
+
+
 def search_dense(index, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) of the k nearest; an HNSW graph explores at least HNSW_EF_SEARCH nodes
     (faiss's default of 16, raised only to k, loses neighbours when k is 50)."""
     import faiss
 
+    if getattr(_thread_state, "threads", None) != _search_threads:
+        faiss.omp_set_num_threads(_search_threads)
+        _thread_state.threads = _search_threads
     query = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, index.d)
     if isinstance(index, faiss.IndexHNSW):
         return index.search(query, k, params=faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k)))
@@ -545,6 +579,9 @@ def build_dense(vectors: np.ndarray, dim: int):
     else:
         index = faiss.IndexFlatIP(dim)
     if len(vectors):
+        # Building a graph parallelizes well, whatever count this thread searches with.
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        _thread_state.threads = None
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
 
@@ -552,7 +589,11 @@ def build_dense(vectors: np.ndarray, dim: int):
 def _write_segment(index_dir: Path, seg: Segment) -> None:
     final = index_dir / "segments" / seg.paper.segment
     if final.is_dir():
-        return  # segments are immutable and named by content, so an existing one is identical
+        if all((final / name).is_file() for name in SEGMENT_FILES):
+            return  # segments are immutable and named by content, so a complete one is identical
+        # Half deleted by a garbage collection that was killed: reusing it would fail every
+        # later write of this paper, so it is written again.
+        shutil.rmtree(final)
     tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

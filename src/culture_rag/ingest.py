@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Self
 
 from .errors import CultureRagError, IngestError
 from .papers import (
@@ -100,17 +101,20 @@ def safe_name(name: str) -> str:
     """A file name safe to store: no folders, ASCII only (so no look-alike Unicode), no reserved
     device names, a short lower-case suffix. A safe name maps to itself."""
     base = re.split(r"[\\/]", name)[-1]
-    stem, dot, suffix = base.rpartition(".")
+    # Fold look-alikes first, so the suffix is found where the stored name will have it
+    # ("a\u2024pdf" becomes "a.pdf" either way) and a safe name maps to itself.
+    stem, dot, suffix = _ascii(base).rpartition(".")
     if not dot:
-        stem, suffix = base, ""
+        stem, suffix = suffix, ""
     # The suffix decides how the file is read, so it is cleaned on its own: a stem of only
     # non-Latin letters must not swallow it ("论文.pdf" used to become "pdf", an unsupported type).
-    suffix = re.sub(r"[^a-z0-9]+", "", _ascii(suffix).lower())[:10]
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", _ascii(stem)).strip(".-_ ")[:100].strip(".-_")
+    suffix = re.sub(r"[^a-z0-9]+", "", suffix.lower())[:10]
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_ ")[:100].strip(".-_")
     if not clean:
         # Distinct non-Latin names must stay distinct, so they get a digest rather than one shared name.
-        digest = hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        clean = f"paper-{digest}" if stem.strip(" .") else "paper"
+        digest = hashlib.sha256(base.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        original_stem = base.rpartition(".")[0] if "." in base else base
+        clean = f"paper-{digest}" if re.search(r"[^\s.]", original_stem) else "paper"
     first, rest = (clean.split(".", 1) + [""])[:2]
     # Windows reserves CON, NUL, COM1, ... with any extension: "con.tar.gz" is as bad as "con".
     if first.lower() in _RESERVED:
@@ -180,7 +184,7 @@ def _worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:  # run
             reply = json.dumps({"error": [exc.reason, exc.detail]}).encode()
         except MemoryError:
             reply = json.dumps({"error": ["too_large", _too_large(memory_mb)]}).encode()
-        except Exception as exc:  # a bug met on odd input: report it for this file, keep serving the batch
+        except Exception as exc:  # noqa: BLE001  a bug met on odd input: report it for this file, keep serving the batch
             detail = f"the PDF parser failed ({type(exc).__name__}: {str(exc)[:200]}); the file may be damaged"
             reply = json.dumps({"error": ["crashed", detail]}).encode()
         conn.send_bytes(reply)
@@ -205,7 +209,7 @@ class PdfParser:
         self._proc = None
         self._conn = None
 
-    def __enter__(self) -> PdfParser:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -312,14 +316,15 @@ def file_hash(path: Path) -> str:
     return content_hash(path.read_bytes())
 
 
-def stored_path(corpus_dir: Path, source: Path) -> Path:
+def stored_path(corpus_dir: Path, source: Path, taken: set[str] | frozenset[str] = frozenset()) -> Path:
     """Where an added file is kept: a safe name in the corpus folder, never overwriting a
-    different file of the same name."""
+    different file of the same name, nor one of `taken` (names already given in this batch:
+    "paper.txt" and "ｐａｐｅｒ.txt" fold to the same name)."""
     name = safe_name(source.name)
     target = corpus_dir / name
     stem, suffix = os.path.splitext(name)
     n = 2
-    while target.exists() and file_hash(target) != file_hash(source):
+    while target.name in taken or target.exists() and file_hash(target) != file_hash(source):
         target = corpus_dir / f"{stem}-{n}{suffix}"
         n += 1
     return target

@@ -162,7 +162,12 @@ def _parse_pdf(where, data: bytes, password: str | None):
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
+    from pypdf.errors import (
+        DependencyError,
+        FileNotDecryptedError,
+        PdfReadError,
+        PyPdfError,
+    )
 
     if not data.lstrip()[:1024].find(b"%PDF") >= 0:
         raise IngestError(where, "corrupt", "not a PDF file (no %PDF header); is it another format renamed .pdf?")
@@ -235,7 +240,7 @@ def _pdf_meta(reader) -> PaperMeta:
     except Exception:  # noqa: BLE001  a damaged /Info dictionary costs the metadata, not the paper
         return PaperMeta()
     # Producers often leave placeholders such as "untitled" or the file name in /Title.
-    if len(title) < 6 or re.search(r"untitled|\.(docx?|pdf|tex|dvi)$|^microsoft", title, re.I):
+    if len(title) < 6 or re.search(r"untitled|\.(docx?|pdf|tex|dvi)$|^microsoft", title, re.IGNORECASE):
         title = ""
     authors = tuple(a.strip() for a in re.split(r";|,| and ", author) if a.strip()) if author else ()
     return PaperMeta(title=title or None, authors=authors)
@@ -306,21 +311,27 @@ def _bom_encoding(data: bytes) -> str | None:
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
-    """Mostly-ASCII text saved as UTF-16 without a BOM: every other byte is NUL."""
+    """Mostly-ASCII text saved as UTF-16 without a BOM: every other byte is NUL and the others
+    are printable ASCII. Binary data with many NULs matches the first half only."""
     sample = data[:8192]
-    if len(sample) < 8:
+    if len(sample) < 8 or len(data) % 2:
         return None
     even, odd = sample[0::2], sample[1::2]
-    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
+
+    def ascii_text(low: bytes) -> bool:
+        return sum(32 <= b < 127 or b in (9, 10, 13) for b in low) >= 0.8 * len(low)
+
+    if odd.count(0) > 0.4 * len(odd) and ascii_text(even):
         return "utf-16-le"
-    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+    if even.count(0) > 0.4 * len(even) and ascii_text(odd):
         return "utf-16-be"
     return None
 
 
-# Legacy single-byte code pages often score the same; Western text (most non-UTF-8 papers) is
-# cp1252, which charset detection would otherwise lose to cp1250 ("naïve" read as "naďve").
-_PREFERRED_ON_TIE = ("cp1252", "latin_1", "iso8859_15")
+# On a short text charset detection cannot tell the Latin code pages apart and picks by a noisy
+# language guess (cp775 or cp1250: "naïve" read as "naďve"). Western text, which most non-UTF-8
+# papers are, is cp1252: it wins whenever it decodes as cleanly as the guess.
+_PREFERRED_WHEN_AS_CLEAN = ("cp1252", "latin_1", "iso8859_15")
 
 
 def decode_text(where, data: bytes) -> str:
@@ -341,8 +352,8 @@ def decode_text(where, data: bytes) -> str:
     best = results.best()
     if best is None or best.encoding is None:
         raise IngestError(where, "encoding", "binary data or an unknown text encoding; save the file as UTF-8")
-    ties = [m for m in results if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-    chosen = next((m for enc in _PREFERRED_ON_TIE for m in ties if m.encoding == enc), best)
+    clean = [m for m in results if m.chaos <= best.chaos]
+    chosen = next((m for enc in _PREFERRED_WHEN_AS_CLEAN for m in clean if m.encoding == enc), best)
     return str(chosen)
 
 
@@ -351,9 +362,9 @@ _NUMBERED_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[IVX]+\.)\s+[A-Z][^.!?]{2,120}
 
 
 def _parse_text(where, data: bytes, markdown: bool) -> tuple[str, list[Region]]:
-    if b"\x00" in data[:4096] and not (_bom_encoding(data) or _utf16_without_bom(data)):
-        if data.count(b"\x00") > len(data) // 10:
-            raise IngestError(where, "binary", "binary data, not text (NUL bytes); is it the right file?")
+    utf16 = _bom_encoding(data) or _utf16_without_bom(data)
+    if b"\x00" in data[:4096] and not utf16 and data.count(b"\x00") > len(data) // 10:
+        raise IngestError(where, "binary", "binary data, not text (NUL bytes); is it the right file?")
     text = decode_text(where, data)
     if markdown:
         text = _strip_markdown(text)
@@ -362,7 +373,7 @@ def _parse_text(where, data: bytes, markdown: bool) -> tuple[str, list[Region]]:
 
 
 def _strip_markdown(text: str) -> str:
-    text = re.sub(r"<sup>(.*?)</sup>", r"\1", text, flags=re.S)
+    text = re.sub(r"<sup>(.*?)</sup>", r"\1", text, flags=re.DOTALL)
     text = re.sub(r"<[^>\n]{1,200}>", "", text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)  # images: keep alt text, never the URL
     text = re.sub(r"\[([^\]]+)\]\((?:[^)]*)\)", r"\1", text)  # links: keep the words
@@ -411,14 +422,14 @@ def _first_page_guess(text: str) -> tuple[str, tuple[str, ...]]:
     title, rest = lines[start], lines[start + 1 :]
     # A title broken over two lines: the first ends on a joining word or the second runs on.
     if rest and len(title) + len(rest[0]) < 250 and (
-        re.search(r"(\b(for|of|and|in|on|with|the|a|to)|[:,])$", title, re.I) or rest[0][:1].islower()
+        re.search(r"(\b(for|of|and|in|on|with|the|a|to)|[:,])$", title, re.IGNORECASE) or rest[0][:1].islower()
     ):
         title, rest = f"{title} {rest[0]}", rest[1:]
     return title[:300], _author_names(rest[0]) if rest else ()
 
 
 def _author_names(line: str) -> tuple[str, ...]:
-    if len(line) > 200 or re.search(r"abstract|universit|institut|@|http", line, re.I):
+    if len(line) > 200 or re.search(r"abstract|universit|institut|@|http", line, re.IGNORECASE):
         return ()
     line = re.sub(r"[\d∗*†‡§¶♠♣♥♦]+", " ", line)
     names = [n.strip() for n in re.split(r",|;|\band\b|\s{2,}", line) if n.strip()]

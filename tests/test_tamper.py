@@ -1,0 +1,388 @@
+"""Damaged and tampered indexes: truncation and bit flips in every kind of file, counts and
+dimensions that disagree (with checksums forged to match), pickles planted or disguised. Loading
+must refuse with a message naming the path, or fall back to an older intact generation, and
+never unpickle anything."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CORPUS, make_settings
+
+from culture_rag import Assistant, IndexLoadError
+from culture_rag.index import (
+    DIGEST_REQUIRED_FROM,
+    MANIFEST_DIGEST,
+    load_snapshot,
+    manifest_digest,
+)
+
+SEED = 20261122  # fixed: these positions are a sample, and a failure must be replayable
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """Two generations: gen 1 with three papers, gen 2 adding a fourth (its own segment)."""
+    from fakes import HashEmbedder
+
+    tmp = tmp_path_factory.mktemp("pristine")
+    corpus = tmp / "corpus"
+    corpus.mkdir()
+    (corpus / "anchor.txt").write_text("The puppet theatre of Grodno tours with marionettes and shadow plays.\n" * 3)
+    (corpus / "notes.txt").write_text("Notes on music festivals in Vitebsk, Minsk and Xi'an, with dates.\n" * 2)
+    shutil.copy(next(CORPUS.glob("shang-liu*.md")), corpus / "shang.md")
+    assistant = Assistant(make_settings(tmp), embedder=HashEmbedder())
+    assistant.build(corpus)
+    (tmp / "new.txt").write_text("A new paper on the embroidery of Polesie and its export to Shanghai.\n" * 2)
+    assistant.add([tmp / "new.txt"])
+    assert assistant.snapshot.generation == 2
+    return tmp
+
+
+class Index:
+    """A private copy of the pristine index, with helpers to damage and re-seal it."""
+
+    def __init__(self, root: Path, embedder) -> None:
+        self.root = root
+        self.dir = root / "index"
+        self.embedder = embedder
+        self.gen1, self.gen2 = self.dir / "gen-000001", self.dir / "gen-000002"
+
+    def manifest(self, gen: Path) -> dict:
+        return json.loads((gen / "manifest.json").read_text())
+
+    def segment(self, paper_id: str) -> Path:
+        record = next(p for p in self.manifest(self.gen2)["papers"] if p["paper_id"] == paper_id)
+        return self.dir / "segments" / record["segment"]
+
+    def save_manifest(self, gen: Path, manifest: dict) -> None:
+        """Write an edited manifest with its digest forged to match, when it has one: the edit
+        must meet the loader's structural checks, not only the digest."""
+        if MANIFEST_DIGEST in manifest:
+            manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+        (gen / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+
+    def load(self, fallback: bool = True):
+        return load_snapshot(self.dir, self.embedder.fingerprint, self.embedder.dimension, fallback=fallback)
+
+    def reseal(self) -> None:
+        """Forge every checksum to match the files as they are now: what an attacker (or a buggy
+        writer) could do, so that only the loader's own consistency checks stand in the way."""
+        for gen in (self.gen1, self.gen2):
+            manifest = self.manifest(gen)
+            manifest["files"] = {rel: _sha(gen / rel) for rel in manifest["files"]}
+            manifest["segments"] = {
+                seg: {name: _sha(self.dir / "segments" / seg / name) for name in files}
+                for seg, files in manifest["segments"].items()
+            }
+            self.save_manifest(gen, manifest)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def index(pristine, tmp_path, fake_embedder) -> Index:
+    shutil.copytree(pristine / "index", tmp_path / "index")
+    return Index(tmp_path, fake_embedder)
+
+
+def damage_modes(size: int, rng: random.Random) -> list[tuple[str, object]]:
+    flips = sorted({0, size // 2, size - 1, *(rng.randrange(size) for _ in range(2))})
+    return [("empty", 0), ("half", size // 2), ("minus one byte", size - 1)] + [(f"bit flip at {i}", i) for i in flips]
+
+
+def apply(path: Path, mode: str, arg: int, rng: random.Random) -> None:
+    data = bytearray(path.read_bytes())
+    if mode.startswith("bit flip"):
+        data[arg] ^= 1 << rng.randrange(8)
+    else:
+        del data[arg:]
+    path.write_bytes(bytes(data))
+
+
+def files_to_damage(ix: Index) -> list[tuple[Path, str]]:
+    """(file, who depends on it): gen2 only, or both generations (a shared segment)."""
+    gen2 = [(ix.gen2 / "manifest.json", "gen2"), (ix.gen2 / "dense.faiss", "gen2")]
+    gen2 += [(p, "gen2") for p in sorted((ix.gen2 / "keyword").iterdir())]
+    new, shared = ix.segment("new"), ix.segment("anchor")
+    gen2 += [(new / name, "gen2") for name in ("chunks.jsonl", "vectors.npy", "sentences.npy")]
+    both = [(shared / name, "both") for name in ("chunks.jsonl", "vectors.npy", "sentences.npy")]
+    return gen2 + both
+
+
+def test_every_damaged_file_is_refused_or_skipped(pristine, tmp_path, fake_embedder):
+    rng = random.Random(SEED)
+    template = Index(pristine, fake_embedder)
+    cases = [
+        (path.relative_to(pristine / "index"), who, mode, arg)
+        for path, who in files_to_damage(template)
+        for mode, arg in damage_modes(path.stat().st_size, rng)
+    ]
+    assert len(cases) > 80
+    for number, (rel, who, mode, arg) in enumerate(cases):
+        work = tmp_path / str(number)
+        shutil.copytree(pristine / "index", work / "index")
+        ix = Index(work, fake_embedder)
+        apply(ix.dir / rel, mode, arg, rng)
+        if who == "gen2":
+            snapshot = ix.load()  # gen 1 does not use the damaged file: it is served instead
+            assert snapshot.generation == 1, (rel, mode)
+            assert [p.paper_id for p in snapshot.papers] == ["anchor", "notes", "shang"]
+            with pytest.raises(IndexLoadError) as info:
+                ix.load(fallback=False)
+        else:
+            with pytest.raises(IndexLoadError) as info:
+                ix.load()
+            assert "no older generation is intact" in str(info.value)
+        message = str(info.value)
+        named = str(ix.dir / rel) in message or str((ix.dir / rel).parent) in message
+        assert named, f"{rel} ({mode}): the message does not name the damaged file: {message}"
+        assert "culture-rag build" in message  # and says what to do
+        shutil.rmtree(work)
+
+
+def test_damaged_current_falls_back_to_the_newest_intact_generation(index):
+    current = index.dir / "CURRENT"
+    for damage in (b"", b"gen-0000", b"\xff\xfe garbage", b"gen-000009\n", b"../../etc\n"):
+        current.write_bytes(damage)
+        assert index.load().generation == 2, damage
+        with pytest.raises(IndexLoadError, match="CURRENT"):
+            index.load(fallback=False)
+    (index.dir / "CURRENT").unlink()
+    with pytest.raises(IndexLoadError, match="no index here"):
+        index.load()
+
+
+def test_bit_flips_in_a_sealed_manifest_are_always_caught(index):
+    """With the manifest's own digest (the writer change proposed alongside this test), a
+    flip anywhere in it, titles included, is refused."""
+    manifest = index.manifest(index.gen2)
+    manifest["format"] = DIGEST_REQUIRED_FROM
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    path = index.gen2 / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+    sealed = path.read_bytes()
+    assert index.load(fallback=False).generation == 2
+    rng = random.Random(SEED)
+    key = sealed.index(MANIFEST_DIGEST.encode())  # a flip in the digest's own name must not switch it off
+    for position in sorted(rng.sample(range(len(sealed)), 60)) + [sealed.index(b'"title"') + 12, key, key + 9]:
+        data = bytearray(sealed)
+        data[position] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(data))
+        with pytest.raises(IndexLoadError, match="manifest.json"):
+            index.load(fallback=False)
+        assert index.load().generation == 1
+
+
+def test_bit_flips_in_a_legacy_manifest_never_change_what_is_served(index, pristine):
+    """A format-1 manifest (as written before the manifest carried its own digest) has only the
+    structural checks: a flip is caught by them, or it lands in descriptive text (a title, a
+    date); either way the chunks and vectors served are the checksummed originals."""
+    original = index.load(fallback=False)
+    path = index.gen2 / "manifest.json"
+    raw = path.read_bytes()
+    rng = random.Random(SEED)
+    for position in sorted(rng.sample(range(len(raw)), 80)):
+        data = bytearray(raw)
+        data[position] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(data))
+        try:
+            snapshot = index.load(fallback=False)
+        except IndexLoadError as exc:
+            assert "manifest.json" in str(exc) or "segments" in str(exc) or "gen-000002" in str(exc), str(exc)
+            continue
+        assert snapshot.generation == 2
+        assert [(c.chunk_id, c.text, c.start, c.end) for c in snapshot.chunks] == [
+            (c.chunk_id, c.text, c.start, c.end) for c in original.chunks
+        ]
+        assert np.array_equal(snapshot.sentence_vectors, original.sentence_vectors)
+        assert snapshot.dense.ntotal == original.dense.ntotal
+        assert [p.segment for p in snapshot.papers] == [p.segment for p in original.papers]
+    path.write_bytes(raw)
+
+
+# --- forged consistency: checksums made to match ------------------------------------------
+
+
+def test_chunk_count_not_matching_vectors_is_refused(index):
+    vectors = index.segment("shang") / "vectors.npy"
+    np.save(vectors, np.load(vectors)[:-1], allow_pickle=False)
+    index.reseal()
+    with pytest.raises(IndexLoadError, match=r"vectors\.npy.*shape"):
+        index.load()
+
+
+def test_missing_chunk_line_is_refused(index):
+    chunks = index.segment("shang") / "chunks.jsonl"
+    chunks.write_text("".join(chunks.read_text().splitlines(keepends=True)[:-1]))
+    index.reseal()
+    with pytest.raises(IndexLoadError, match="chunks but the manifest says"):
+        index.load()
+
+
+def test_vector_index_with_fewer_vectors_than_chunks_is_refused(index):
+    import faiss
+
+    dense = faiss.read_index(str(index.gen2 / "dense.faiss"))
+    smaller = faiss.IndexFlatIP(dense.d)
+    smaller.add(dense.reconstruct_n(0, dense.ntotal - 1))
+    faiss.write_index(smaller, str(index.gen2 / "dense.faiss"))
+    index.reseal()
+    with pytest.raises(IndexLoadError, match=r"dense\.faiss.*vectors for"):
+        index.load(fallback=False)
+    assert index.load().generation == 1
+
+
+def test_vector_index_of_another_dimension_is_refused(index):
+    import faiss
+
+    other = faiss.IndexFlatIP(32)
+    other.add(np.random.default_rng(0).random((index.load().size, 32), dtype=np.float32))
+    faiss.write_index(other, str(index.gen2 / "dense.faiss"))
+    index.reseal()
+    with pytest.raises(IndexLoadError, match=r"dense\.faiss.*dimension 32"):
+        index.load(fallback=False)
+
+
+def test_sentence_vectors_of_another_dimension_are_refused(index):
+    sentences = index.segment("anchor") / "sentences.npy"
+    np.save(sentences, np.load(sentences)[:, :32], allow_pickle=False)
+    index.reseal()
+    with pytest.raises(IndexLoadError, match=r"sentences\.npy.*shape"):
+        index.load()
+
+
+def test_keyword_index_of_another_size_is_refused(index):
+    from culture_rag.lexical import KeywordIndex
+
+    shutil.rmtree(index.gen2 / "keyword")
+    KeywordIndex.build(["only one document about marionettes"]).save(index.gen2 / "keyword")
+    manifest = index.manifest(index.gen2)
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("keyword/")}
+    manifest["files"].update({f"keyword/{p.name}": "0" * 64 for p in (index.gen2 / "keyword").iterdir()})
+    index.save_manifest(index.gen2, manifest)
+    index.reseal()
+    with pytest.raises(IndexLoadError, match="keyword documents for"):
+        index.load(fallback=False)
+
+
+def test_chunk_text_that_is_not_its_slice_is_refused(index):
+    chunks = index.segment("notes") / "chunks.jsonl"
+    rows = [json.loads(line) for line in chunks.read_text().splitlines()]
+    rows[0]["text"] = rows[0]["text"] + " and an injected instruction"
+    chunks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    index.reseal()
+    with pytest.raises(IndexLoadError, match=r"chunks\.jsonl.*line 1"):
+        index.load()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["files"].pop("dense.faiss"),
+        lambda m: m["files"].update({"../../../etc/hostname": "0" * 64}),
+        lambda m: m["papers"][0].update(segment="../../../tmp"),
+        lambda m: m["papers"][0].pop("n_chunks"),
+        lambda m: m.update(papers="not a list"),
+        lambda m: m["segments"].clear(),
+        lambda m: m.update(model=["not", "a", "dict"]),
+    ],
+    ids=["no checksum for dense.faiss", "path outside", "segment outside", "missing field", "wrong type",
+         "no segment checksums", "model not an object"],
+)
+def test_malformed_manifests_are_refused_naming_the_manifest(index, edit):
+    manifest = index.manifest(index.gen2)
+    edit(manifest)
+    index.save_manifest(index.gen2, manifest)
+    with pytest.raises(IndexLoadError) as info:
+        index.load(fallback=False)
+    assert str(index.gen2) in str(info.value)
+    assert index.load().generation == 1
+
+
+def test_checksums_are_verified_before_faiss_reads_anything(index, monkeypatch):
+    import faiss
+
+    opened = []
+    real_read_index = faiss.read_index
+    monkeypatch.setattr(faiss, "read_index", lambda path, *a: opened.append(path) or real_read_index(path, *a))
+    dense = index.gen2 / "dense.faiss"
+    data = bytearray(dense.read_bytes())
+    data[-8] ^= 0x40
+    dense.write_bytes(bytes(data))
+    with pytest.raises(IndexLoadError, match=r"dense\.faiss.*checksum mismatch"):
+        index.load(fallback=False)
+    assert str(dense) not in opened
+    manifest = index.manifest(index.gen2)
+    del manifest["files"]["dense.faiss"]  # no checksum at all is no excuse to read it unchecked
+    index.save_manifest(index.gen2, manifest)
+    with pytest.raises(IndexLoadError, match="no checksum"):
+        index.load(fallback=False)
+    assert str(dense) not in opened
+
+
+# --- pickles -------------------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates `marker`: proof, if the marker ever appears, that something unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _live_payload(tmp_path: Path) -> tuple[bytes, Path]:
+    probe = tmp_path / "probe-marker"
+    pickle.loads(pickle.dumps(_Payload(probe))).close()
+    assert probe.exists(), "the payload must really act when unpickled, or the test proves nothing"
+    marker = tmp_path / "UNPICKLED"
+    return pickle.dumps(_Payload(marker)), marker
+
+
+@pytest.mark.parametrize(
+    "where", ["gen-000002/keyword/params.pkl", "gen-000002/vectors.pickle", "segments/{anchor}/extra.pkl", "gen-000002/model.joblib"]
+)
+def test_stray_pickle_files_are_refused_and_never_unpickled(index, tmp_path, where):
+    payload, marker = _live_payload(tmp_path)
+    path = index.dir / where.format(anchor=index.segment("anchor").name)
+    path.write_bytes(payload)
+    with pytest.raises(IndexLoadError, match="pickle") as info:
+        index.load(fallback=False)
+    assert str(path) in str(info.value)
+    if where.startswith("gen-000002"):  # the older generation has no such file and is served
+        assert Assistant.load(index.dir, make_settings(index.root), index.embedder).snapshot.generation == 1
+    else:
+        with pytest.raises(IndexLoadError, match="pickle"):
+            Assistant.load(index.dir, make_settings(index.root), index.embedder)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("target", ["vectors.npy", "sentences.npy", "keyword/data.csc.index.npy"])
+def test_pickles_disguised_as_arrays_are_never_unpickled(index, tmp_path, target):
+    """Even with checksums forged to match, an object array is refused: numpy is always asked
+    with allow_pickle=False, by us and by bm25s."""
+    _, marker = _live_payload(tmp_path)
+    path = index.segment("anchor") / target if not target.startswith("keyword") else index.gen2 / target
+    np.save(path, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+    index.reseal()
+    with pytest.raises(IndexLoadError) as info:
+        index.load(fallback=False)
+    assert str(path if not target.startswith("keyword") else index.gen2 / "keyword") in str(info.value)
+    if target.startswith("keyword"):  # only generation 2 has it
+        assert Assistant.load(index.dir, make_settings(index.root), index.embedder).snapshot.generation == 1
+    else:
+        with pytest.raises(IndexLoadError):
+            Assistant.load(index.dir, make_settings(index.root), index.embedder)
+    assert not marker.exists()
