@@ -648,17 +648,30 @@ def _collect_garbage(index_dir: Path, keep: int) -> None:
     """Drop generations beyond `keep`, leftovers of killed builds, and unreferenced segments."""
     gens = generations(index_dir)
     for old in gens[keep:]:
-        shutil.rmtree(index_dir / old, ignore_errors=True)
+        _remove_aside(index_dir / old)
     for leftover in list(index_dir.glob("*.tmp-*")) + list((index_dir / "segments").glob("*.tmp-*")):
         if not _pid_alive(leftover.name.rsplit("-", 1)[-1]):
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     live: set[str] = set()
     for gen in gens[:keep]:
-        with contextlib.suppress(OSError, ValueError):
+        try:
             live.update(json.loads((index_dir / gen / "manifest.json").read_text()).get("segments", {}))
+        except (OSError, ValueError, AttributeError):
+            return  # a kept generation we cannot read may still need its segments: delete none
     for seg_dir in (index_dir / "segments").glob("*"):
         if seg_dir.is_dir() and ".tmp-" not in seg_dir.name and seg_dir.name not in live:
-            shutil.rmtree(seg_dir, ignore_errors=True)
+            _remove_aside(seg_dir)
+
+
+def _remove_aside(path: Path) -> None:
+    """Rename, then delete: a cleanup killed half-way leaves a `.tmp-` leftover that is swept
+    later, never a half-deleted folder under a live name that a later build would reuse."""
+    aside = path.with_name(f"{path.name}.tmp-gc{os.getpid()}")
+    try:
+        os.replace(path, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _pid_alive(pid: str) -> bool:
