@@ -45,6 +45,7 @@ class Answer:
     timings: Timings
     removed: tuple[str, ...] = ()  # generated sentences the citation checks removed
     notice: str = ""
+    generation: int | None = None  # the index generation that answered, for audits under rebuilds
 
 
 @dataclass(frozen=True)

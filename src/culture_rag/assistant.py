@@ -465,6 +465,7 @@ class Assistant:
             ),
             removed=draft.removed,
             notice=draft.notice,
+            generation=snapshot.generation,
         )
         yield AnswerEvent("answer", answer.text, answer)
 
@@ -494,14 +495,15 @@ class Assistant:
             self.search("warm up")
 
 
-_FOLLOW_UP = re.compile(
-    r"^(and|but|also|so|then|what about|how about)\b|\b(it|its|they|their|them|this|that|these|those|there)\b", re.I
-)
+_CONNECTIVE = re.compile(r"^(and|but|also|so|then|what about|how about)\b", re.I)
+_BACK_REFERENCE = re.compile(r"\b(it|its|they|their|them|this|that|these|those|there|he|she|his|her)\b", re.I)
 
 
 def retrieval_query(question: str, history: Sequence[str]) -> str:
-    """A follow-up ("and what about Belarus?") is searched together with the question before it."""
-    if history and (len(question.split()) <= 6 or _FOLLOW_UP.search(question)):
+    """A follow-up ("and what about Belarus?", "why is that?") is searched together with the
+    question before it. A self-contained question is searched alone, short or not."""
+    follows = _CONNECTIVE.search(question) or (len(question.split()) <= 5 and _BACK_REFERENCE.search(question))
+    if history and follows:
         return f"{history[-1]} {question}"
     return question
 

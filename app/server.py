@@ -1,0 +1,451 @@
+"""The Gradio web chat: a Chat tab (streamed, cited answers beside their sources), a Library
+tab (list, add, remove papers) and named API endpoints. All question answering is the
+Assistant's; this module only wires it to the page and keeps the server's defaults safe."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+# Gradio reads this at import time, so it is set before the imports below; the app never calls home.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+
+from culture_rag.assistant import Assistant
+from culture_rag.errors import CultureRagError
+from culture_rag.index import read_current
+from culture_rag.ingest import safe_name
+from culture_rag.papers import SUPPORTED_SUFFIXES
+from culture_rag.settings import Settings
+
+from . import render
+from .assets import CSS, JS
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD = "50mb"  # per file; research papers are rarely above 20 MB
+MAX_FILES_PER_ADD = 20
+MAX_K = 20
+# Two cores: two questions at a time keeps both busy without thrashing; a third waits its turn.
+QUERY_CONCURRENCY = 2
+# Waiting events across the app. Above this a request is refused at once ("queue is full,
+# try again") instead of waiting ever longer; 64 covers 40 busy users with room to spare.
+QUEUE_MAX = 64
+MAX_REMEMBERED_ANSWERS = 20  # per browser session, for re-showing an earlier answer's sources
+MODES = [
+    ("Extractive: exact sentences from the papers, no model", "extractive"),
+    ("Local model (SmolLM2), checked against the passages", "local"),
+    ("Endpoint (OpenAI-compatible), checked against the passages", "endpoint"),
+]
+EXAMPLES = [
+    "What strengths does Belarus's cultural industry have?",
+    "What was the export value of Chinese media in 2020 and where did it go?",
+    "What is the cultural industry described as the material carrier of?",
+    "According to the Chinese Ministry of Culture, how does cultural diplomacy achieve its aims?",
+]
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+def build_app(assistant: Assistant) -> gr.Blocks:
+    settings = assistant.settings
+    write_lock = threading.Lock()  # one rebuild at a time, whatever path the request took
+
+    # -- chat --
+
+    def respond(question, chat, mode, k, show_removed, state):
+        question = (question or "").strip()
+        if not question:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        chat = list(chat or [])
+        state = dict(state or {})
+        history = list(state.get("questions", []))
+        chat.append({"role": "user", "content": render.md_text(question)})
+        chat.append({"role": "assistant", "content": "Searching the papers…"})
+        turn = len(chat) - 1
+        yield chat, gr.skip(), state, ""
+        partial = ""
+        try:
+            for event in assistant.stream(question, mode=mode, k=int(k), history=history[-3:]):
+                if event.answer is None:
+                    partial += event.text
+                    chat[-1] = {"role": "assistant", "content": render.streaming_markdown(partial)}
+                    yield chat, gr.skip(), gr.skip(), gr.skip()
+                    continue
+                answer = render.answer_json(event.answer)
+                chat[-1] = {"role": "assistant", "content": render.answer_markdown(answer, turn)}
+                answers = dict(state.get("answers", {}))
+                answers[str(turn)] = answer
+                for old in sorted(answers, key=int)[:-MAX_REMEMBERED_ANSWERS]:
+                    del answers[old]
+                state = {"questions": history + [question], "answers": answers, "current": turn}
+                yield chat, render.sources_html(answer, turn, show_removed), state, gr.skip()
+        except CultureRagError as exc:
+            chat[-1] = {"role": "assistant", "content": render.error_markdown(str(exc))}
+            yield chat, gr.skip(), state, gr.skip()
+
+    def select_message(state, show_removed, evt: gr.SelectData):
+        answers = (state or {}).get("answers", {})
+        turn = evt.index if isinstance(evt.index, int) else None
+        if turn is None:
+            return gr.skip(), gr.skip()
+        if str(turn) not in answers and str(turn + 1) in answers:
+            turn += 1  # a question was clicked: show its answer's sources
+        if str(turn) not in answers:
+            return gr.skip(), gr.skip()
+        state = {**state, "current": turn}
+        return render.sources_html(answers[str(turn)], turn, show_removed), state
+
+    def redraw_sources(state, show_removed):
+        state = state or {}
+        turn = state.get("current")
+        answer = state.get("answers", {}).get(str(turn)) if turn is not None else None
+        return render.sources_html(answer, turn, show_removed)
+
+    def new_conversation():
+        return [], render.sources_html(None, None, False), {}, ""
+
+    def use_example(evt: gr.SelectData):
+        value = evt.value if isinstance(evt.value, dict) else {}
+        return value.get("text", "")
+
+    # -- library --
+
+    def library_view():
+        papers = [render.paper_json(p) for p in assistant.papers()]
+        choices = [(f"{p['title']} ({p['source']})", p["paper_id"]) for p in papers]
+        return render.library_html(papers), gr.update(choices=choices, value=None)
+
+    def add_files(files, password, progress=gr.Progress()):
+        files = [f for f in (files or []) if f]
+        if not files:
+            message = render.message_html("Choose one or more PDF, TXT or Markdown files first.")
+            return (message, *library_view(), None, gr.skip())
+        if len(files) > MAX_FILES_PER_ADD:
+            message = f"{len(files)} files at once; add at most {MAX_FILES_PER_ADD} per batch."
+            return (render.message_html(message, error=True), *library_view(), None, gr.skip())
+
+        def report_progress(stage: str, done: int, total: int) -> None:
+            unit = "files" if stage == "reading" else "passages"
+            progress((done, total), desc=f"{stage.capitalize()} {done}/{total} {unit}", unit=unit)
+
+        with write_lock, tempfile.TemporaryDirectory(prefix="culture-rag-upload-") as tmp:
+            staged = {}
+            for upload in files:
+                # The browser's file name is only a suggestion: the copy gets a safe, unique name.
+                target = _unique(Path(tmp), safe_name(Path(upload).name))
+                shutil.copyfile(upload, target)
+                staged[target.name] = upload
+            progress(0, desc="Reading files")
+            try:
+                report = render.report_json(
+                    assistant.add([Path(tmp) / n for n in staged], password=password or None, progress=report_progress)
+                )
+            except CultureRagError as exc:
+                message = f"Nothing was changed: {exc}. The library is as it was."
+                return (render.message_html(message, error=True), *library_view(), None, gr.skip())
+        # Only files waiting for a password stay in the picker, ready for "Add to library" again.
+        waiting = [o["source"] for o in report["outcomes"] if o["status"] == "encrypted"]
+        locked = [staged[name] for name in waiting if name in staged]
+        return (render.outcomes_html(report), *library_view(), report, locked or None)
+
+    def remove_paper(paper_id):
+        if not paper_id:
+            return (render.message_html("Choose a paper to remove first."), *library_view())
+        try:
+            report = _remove(paper_id)
+        except CultureRagError as exc:
+            return (render.message_html(str(exc), error=True), *library_view())
+        message = f"Removed; {report['total_papers']} papers remain. The file moved to the corpus folder's .trash/."
+        return (render.message_html(message), *library_view())
+
+    def _remove(paper_id: str) -> dict:
+        with write_lock:
+            return render.report_json(assistant.remove(paper_id))
+
+    # -- API (JSON in, JSON out) --
+
+    def ask(question: str, mode: str = "extractive", k: int = 5, history: list[str] | None = None) -> dict:
+        """Answer a question from the indexed papers, with citations (exact quotes and their offsets)."""
+        _check_mode_and_k(mode, k)
+        try:
+            answer = assistant.ask(question, mode=mode, k=int(k), history=[str(h) for h in (history or [])][-3:])
+        except CultureRagError as exc:
+            raise gr.Error(str(exc)) from None
+        return render.answer_json(answer)
+
+    def search(question: str, k: int = 5) -> dict:
+        """The passages that best match a question, best first."""
+        _check_mode_and_k("extractive", k)
+        try:
+            hits = assistant.search(question, int(k))
+        except CultureRagError as exc:
+            raise gr.Error(str(exc)) from None
+        return {"question": question, "hits": [render.hit_json(h) for h in hits]}
+
+    def papers() -> dict:
+        """The indexed papers."""
+        return {"papers": [render.paper_json(p) for p in assistant.papers()]}
+
+    def remove(paper_id: str) -> dict:
+        """Remove a paper from the index (its file moves to the corpus folder's .trash/)."""
+        try:
+            return _remove(paper_id)
+        except CultureRagError as exc:
+            raise gr.Error(str(exc)) from None
+
+    with gr.Blocks(title="culture-rag", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+        state = gr.State({})
+        with gr.Sidebar(label="Settings", open=False, position="left"):
+            gr.Markdown("### Answer settings")
+            mode = gr.Radio(MODES, value=settings.answer_mode, label="Answer mode", elem_id="mode")
+            gr.Textbox(
+                value=settings.endpoint_url or "",
+                label="Endpoint URL",
+                info="Set when the server starts (CULTURE_RAG_ENDPOINT_URL).",
+                placeholder="not configured",
+                interactive=False,
+                elem_id="endpoint-url",
+            )
+            k = gr.Slider(1, MAX_K, value=min(settings.top_k, MAX_K), step=1, label="Passages to search", elem_id="k")
+            show_removed = gr.Checkbox(
+                False, label="Show sentences removed by the citation check", elem_id="show-removed"
+            )
+        gr.Markdown(
+            "# culture-rag\nQuestions answered from the indexed research papers, every sentence with its source.",
+            elem_id="title",
+        )
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        chat = gr.Chatbot(
+                            label="Conversation",
+                            elem_id="chat",
+                            height=560,
+                            sanitize_html=True,
+                            latex_delimiters=[],  # a '$' in a paper is money, not math
+                            allow_file_downloads=False,
+                            feedback_options=None,
+                            placeholder="Ask about the papers in the library. Try one of these:",
+                            examples=[{"text": q} for q in EXAMPLES],
+                            buttons=["copy"],
+                        )
+                        with gr.Row():
+                            question = gr.Textbox(
+                                placeholder="Ask a question about the papers…",
+                                show_label=False,
+                                scale=6,
+                                max_length=settings.max_query_chars,
+                                autofocus=True,
+                                elem_id="question",
+                            )
+                            send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="send")
+                        clear = gr.Button("New conversation", size="sm", elem_id="new-conversation")
+                    with gr.Column(scale=2):
+                        sources = gr.HTML(render.sources_html(None, None, False), elem_id="sources", js_on_load=None)
+            with gr.Tab("Library", id="library") as library_tab:
+                library = gr.HTML(elem_id="library", label="Library", js_on_load=None)
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        files = gr.File(
+                            file_count="multiple",
+                            file_types=list(SUPPORTED_SUFFIXES),
+                            label="Add papers (PDF, TXT, Markdown)",
+                            elem_id="upload",
+                        )
+                        password = gr.Textbox(
+                            "",
+                            type="password",
+                            label="Password for encrypted PDFs (optional)",
+                            elem_id="password",
+                        )
+                        add_button = gr.Button("Add to library", variant="primary", elem_id="add")
+                    with gr.Column(scale=2):
+                        outcome = gr.HTML(elem_id="outcome", label="Outcome", js_on_load=None)
+                        report = gr.JSON(visible=False, label="Report")
+                        gr.Markdown("#### Remove a paper")
+                        to_remove = gr.Dropdown(label="Paper", choices=[], elem_id="remove-choice")
+                        remove_button = gr.Button("Remove paper", variant="stop", elem_id="remove")
+
+        query = {"concurrency_id": "query", "concurrency_limit": QUERY_CONCURRENCY}
+        writes = {"concurrency_id": "library", "concurrency_limit": 1, "trigger_mode": "once"}
+        chat_io = ([question, chat, mode, k, show_removed, state], [chat, sources, state, question])
+        question.submit(respond, *chat_io, api_visibility="private", **query)
+        send.click(respond, *chat_io, api_visibility="private", **query)
+        chat.example_select(use_example, None, question, queue=False, api_visibility="private").then(
+            respond, *chat_io, api_visibility="private", **query
+        )
+        chat.select(select_message, [state, show_removed], [sources, state], queue=False, api_visibility="private")
+        show_removed.change(redraw_sources, [state, show_removed], sources, queue=False, api_visibility="private")
+        clear.click(new_conversation, None, [chat, sources, state, question], queue=False, api_visibility="private")
+        chat.clear(new_conversation, None, [chat, sources, state, question], queue=False, api_visibility="private")
+
+        library_io = ([files, password], [outcome, library, to_remove, report, files])
+        files.upload(add_files, *library_io, api_visibility="private", **writes)
+        add_button.click(add_files, *library_io, api_name="add", **writes)
+        remove_button.click(
+            remove_paper, to_remove, [outcome, library, to_remove], api_visibility="private", **writes
+        )
+        demo.load(library_view, None, [library, to_remove], queue=False, api_visibility="private")
+        # Another session may have changed the library since this page loaded.
+        library_tab.select(library_view, None, [library, to_remove], queue=False, api_visibility="private")
+
+        gr.api(ask, api_name="ask", **query)
+        gr.api(search, api_name="search", **query)
+        gr.api(papers, api_name="papers", queue=False)
+        gr.api(remove, api_name="remove", concurrency_id="library", concurrency_limit=1)
+
+    # Queue positions go out once a second, not to every waiting user each time a job starts:
+    # with dozens waiting, the per-job broadcast costs more CPU than the answers.
+    demo.queue(default_concurrency_limit=QUERY_CONCURRENCY, max_size=QUEUE_MAX, status_update_rate=1.0)
+    return demo
+
+
+def _check_mode_and_k(mode: str, k: int) -> None:
+    if mode not in {m for _, m in MODES}:
+        raise gr.Error(f"unknown mode {mode!r}; use extractive, local or endpoint")
+    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise gr.Error(f"k must be a whole number from 1 to {MAX_K}")
+
+
+def _unique(folder: Path, name: str) -> Path:
+    target, n = folder / name, 2
+    while target.exists():
+        stem, dot, suffix = name.rpartition(".")
+        target = folder / (f"{stem}-{n}.{suffix}" if dot else f"{name}-{n}")
+        n += 1
+    return target
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+API = "/gradio_api"
+# What the page and gradio_client need; everything else Gradio mounts (monitoring, run history,
+# proxying, MCP, PWA manifest, profiling, the vibe editor, …) answers 404.
+ALLOWED_EXACT = {
+    "/", "/config", "/favicon.ico", "/theme.css",
+    f"{API}/info", f"{API}/theme.css", f"{API}/upload", f"{API}/upload_progress", f"{API}/queue/join",
+    f"{API}/queue/data", f"{API}/cancel", f"{API}/startup-events", f"{API}/reset",
+    f"{API}/run/predict",  # events outside the queue (page load, clicks that only redraw)
+}
+ALLOWED_PREFIXES = ("/assets/", "/static/", "/svelte/", f"{API}/heartbeat/", f"{API}/file=", f"{API}/call/")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    # Belt and braces for "no external images or links from documents": even if markup slipped
+    # through, the browser would load nothing from another origin.
+    (
+        b"content-security-policy",
+        (
+            b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+            # Gradio's own templates and the page script need inline code and eval.
+            b"style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+            b"font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+        ),
+    ),
+]
+
+
+def route_allowed(path: str) -> bool:
+    if path in ALLOWED_EXACT or path.rstrip("/") in ALLOWED_EXACT:
+        return True
+    if not path.startswith(ALLOWED_PREFIXES):
+        return False
+    if path.startswith(f"{API}/file="):
+        target = path[len(f"{API}/file=") :].lower()
+        return not (target.startswith(("http:", "https:", "//")) or "://" in target)  # no fetching for others
+    return True
+
+
+class RouteGuard:
+    """ASGI middleware: only the routes the app uses, with security headers on every answer."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if not route_allowed(scope["path"]):
+            if scope["type"] == "http":
+                await PlainTextResponse("Not found", status_code=404)(scope, receive, send)
+            return
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def serve(demo: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+    """Start the server with safe defaults; returns (app, url). With block=False it runs in a
+    thread until `demo.close()`."""
+    app, url, _ = demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        prevent_thread_lock=not block,
+        inbrowser=False,
+        quiet=not block,
+        max_threads=16,
+        max_file_size=MAX_UPLOAD,
+        enable_monitoring=False,
+        run_history=False,
+        mcp_server=False,
+        pwa=False,
+        ssr_mode=False,
+        footer_links=["api"],
+        state_session_capacity=500,
+        blocked_paths=[str(Path(settings.corpus_dir).resolve()), str(Path(settings.index_dir).resolve())],
+        app_kwargs={"middleware": [Middleware(RouteGuard)]},
+        theme=gr.themes.Soft(font=("ui-sans-serif", "system-ui", "sans-serif"), font_mono=("ui-monospace",)),
+        css=CSS,
+        js=JS,
+    )
+    return app, url
+
+
+def open_assistant(settings: Settings) -> Assistant:
+    """The index of settings.index_dir, built from settings.corpus_dir first if there is none."""
+    if read_current(Path(settings.index_dir)) is not None:
+        return Assistant.load(settings.index_dir, settings)
+    log.warning("no index in %s; building it from %s", settings.index_dir, settings.corpus_dir)
+    assistant = Assistant(settings)
+    report = assistant.build(settings.corpus_dir)
+    log.warning("built: %d papers, %d chunks, %d failed", report.total_papers, report.total_chunks, len(report.failed))
+    return assistant
+
+
+def limit_threads(settings: Settings) -> None:
+    """Queries run side by side on few cores: one thread each for torch and BLAS unless told
+    otherwise (torch_threads; OMP/OPENBLAS_NUM_THREADS), so concurrent queries do not thrash."""
+    import torch
+
+    torch.set_num_threads(settings.torch_threads or 1)
+    if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
+
+
+def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Load (or build) the index, warm the model, and serve until interrupted."""
+    assistant = open_assistant(settings)
+    limit_threads(settings)
+    assistant.warm_up()
+    print(f"culture-rag: {len(assistant.papers())} papers in {assistant.index_dir}; serving on http://{host}:{port}")
+    serve(build_app(assistant), settings, host=host, port=port, block=True)
