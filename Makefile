@@ -40,6 +40,7 @@ test: setup browser
 	$(PY) -m pytest -q -ra
 
 bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/run.py
 
 clean:

@@ -112,10 +112,9 @@ class Assistant:
         return Path(recorded) if recorded else Path(self.settings.corpus_dir)
 
     def _configure_faiss(self) -> None:
-        import faiss
+        from .index import set_search_threads
 
-        if self.settings.faiss_threads:
-            faiss.omp_set_num_threads(self.settings.faiss_threads)
+        set_search_threads(self.settings.faiss_threads)  # applied in every thread that searches
 
     # --- the library -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ loaded offline with its weights' sha256 checked."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -82,10 +83,27 @@ def weights_file(model_dir: Path) -> Path:
     raise ModelError(f"{model_dir}: no model.safetensors in the model directory")
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's thread count is kept per calling thread, so this is safe inside a threaded server."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class SentenceTransformerEmbedder:
     """sentence-transformers on the CPU, normalized vectors."""
 
     def __init__(self, settings: Settings) -> None:
+        # One short query gains nothing from a second thread and waits at every op when another
+        # process holds a core (25 ms became 130-500 ms in bench/threads.py); batches use all cores.
+        self.query_threads = settings.torch_threads or 1
+        self.batch_threads = settings.torch_threads or os.cpu_count() or 1
         self.model_dir = resolve_model_dir(settings.embedding_model)
         self.model_id = settings.embedding_model
         self.batch_size = settings.embedding_batch_size
@@ -147,6 +165,12 @@ class SentenceTransformerEmbedder:
         """Chunk vectors, plus sentence vectors pooled from the same forward pass: the token
         embeddings inside each sentence's span are averaged ("late chunking"), so the
         extractive answerer can score sentences without running the model again."""
+        with torch_threads(self.batch_threads):
+            return self._embed_passages(texts, sentence_spans, progress)
+
+    def _embed_passages(
+        self, texts: list[str], sentence_spans: list[SpanList], progress: Progress | None
+    ) -> PassageVectors:
         chunks = np.empty((len(texts), self.dimension), dtype=np.float32)
         per_text: list[np.ndarray] = [np.empty((0, self.dimension), np.float32)] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
@@ -185,7 +209,8 @@ class SentenceTransformerEmbedder:
         return self._encode(texts) if texts else np.empty((0, self.dimension), np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text])[0]
+        with torch_threads(self.query_threads):
+            return self._encode([text])[0]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(

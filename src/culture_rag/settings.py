@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(2000, ge=10, description="Longer questions are refused with a clear message.")
     parse_timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit for parsing one PDF.")
     parse_memory_mb: int = Field(2048, ge=128, description="Address-space limit for the PDF parsing process.")
-    torch_threads: int = Field(0, ge=0, description="Threads for torch; 0 picks per use (CLI: all cores, server: 1).")
+    torch_threads: int = Field(0, ge=0, description="Threads for torch; 0 picks per use: 1 per question, all cores for indexing.")
     faiss_threads: int = Field(1, ge=0, description="OpenMP threads for FAISS; 1 is fastest for single queries.")
     keep_generations: int = Field(2, ge=1, description="Index generations kept on disk for fallback.")
 

@@ -1,0 +1,105 @@
+"""Indexing throughput: chunks/s of a real Assistant.build over corpus/ plus the aragog PDFs,
+against the backend's raw encode of the same chunk texts in the same run (interleaved rounds),
+with the build's time split by stage (parse, chunk, embed, write)."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import common
+import numpy as np
+from common import p50, row
+
+RATIO_TARGET = 0.9
+CHUNKS_PER_S_TARGET = 28  # of about 160 word pieces
+
+def stages(assistant) -> list[tuple[object, str]]:
+    """The build's stages, as (owner, attribute) for common.stage_timers."""
+    from culture_rag import assistant as module
+
+    return [(module, "parse_file"), (module, "chunk_paper"), (assistant.embedder, "embed_passages"), (module, "write_generation")]
+
+
+def late_chunking_cost(embedder, chunks) -> float:
+    """embed_passages' rate over raw encode's on the same texts, alternated so that drifting
+    load hits both: what the sentence vectors cost apart from parsing and chunking."""
+    from culture_rag.chunking import sentence_spans_in_embed_text
+
+    texts = [c.embed_text for c in chunks]
+    spans = [sentence_spans_in_embed_text(c) for c in chunks]
+    late, raw = [], []
+    for _ in range(2):
+        late.append(common.timed(partial(embedder.embed_passages, texts, spans)))
+        raw.append(common.timed(partial(embedder._model.encode, texts, batch_size=embedder.batch_size)))
+    return sum(raw) / sum(late)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = common.args_parser(__doc__)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved raw/build rounds (medians)")
+    parser.add_argument("--backend", default="torch-fp32", help="torch-fp32, onnx-fp32 or onnx-int8 (bench/backends.py)")
+    parser.add_argument("--corpus-only", action="store_true", help="skip the PDFs (a quick check)")
+    parser.add_argument("--ab-chunks", type=int, default=128, help="chunks for the late-chunking A/B")
+    args = parser.parse_args(argv)
+    common.quiet()
+    common.header(f"indexing: Assistant.build vs raw encode ({args.backend})")
+    from backends import embedder_for
+
+    from culture_rag import Assistant
+
+    rows, build_rates, raw_rates, ratios, totals, build_seconds = [], [], [], [], {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = common.copy_corpus(Path(tmp), pdfs=not args.corpus_only)
+        embedder = embedder_for(common.settings(Path(tmp) / "unused"), args.backend, threads=2)
+        load_s = common.timed(lambda: embedder._model)
+        texts: list[str] = []
+
+        def raw() -> float:
+            seconds = common.timed(lambda: embedder._model.encode(texts, batch_size=embedder.batch_size))
+            return len(texts) / seconds
+
+        for r in range(args.rounds):
+            before = raw() if texts else None  # the chunk texts are known after the first build
+            assistant = Assistant(common.settings(Path(tmp) / f"index-{r}", corpus), embedder)
+            with common.stage_timers(stages(assistant), totals):
+                seconds = common.timed(partial(assistant.build, corpus))
+            texts = [c.embed_text for c in assistant.snapshot.chunks]
+            build_rates.append(len(texts) / seconds)
+            build_seconds.append(seconds)
+            # The machine is shared: the raw rate on both sides of the build, for its ratio.
+            around = [x for x in (before, raw()) if x is not None]
+            raw_rates.extend(around)
+            ratios.append(build_rates[-1] / float(np.mean(around)))
+            print(f"round {r + 1}: build {build_rates[-1]:.1f} chunks/s, raw {np.mean(around):.1f} chunks/s", flush=True)
+        pieces = float(np.mean(embedder.count(texts))) + 2  # [CLS] and [SEP]
+        late_vs_raw = late_chunking_cost(embedder, assistant.snapshot.chunks[: args.ab_chunks])
+    ratio = p50(ratios)
+    build_total = sum(build_seconds)
+    totals["other (scan, table rows, hashing, reload)"] = build_total - sum(totals.values())
+    embed_rate = len(texts) * args.rounds / totals["SentenceTransformerEmbedder.embed_passages"]
+    rows += [
+        row("indexing", "model load (not in either rate)", round(load_s, 1), "s"),
+        row("indexing", f"chunks ({pieces:.0f} word pieces each, mean)", len(texts), ""),
+        row("indexing", "raw encode", round(p50(raw_rates), 1), "chunks/s"),
+        row("indexing", "Assistant.build", round(p50(build_rates), 1), "chunks/s"),
+        row("indexing", "  its embed_passages (late chunking) alone", round(embed_rate, 1), "chunks/s"),
+        row("indexing", "  embed_passages / raw, same texts, interleaved", round(late_vs_raw, 3), ""),
+        row("indexing", "build / raw (median of rounds)", round(ratio, 3), "", f">= {RATIO_TARGET}", ratio >= RATIO_TARGET),
+        row(
+            "indexing",
+            "build at 160 word pieces (scaled)",
+            round(p50(build_rates) * pieces / 160, 1),
+            "chunks/s",
+            f">= {CHUNKS_PER_S_TARGET}",
+            p50(build_rates) * pieces / 160 >= CHUNKS_PER_S_TARGET,
+        ),
+    ]
+    for name, total in totals.items():
+        rows.append(row("indexing", f"  stage {name}", round(total / args.rounds, 2), "s", f"{total / build_total:.0%} of build"))
+    common.finish(rows, args.json)
+
+
+if __name__ == "__main__":
+    main()

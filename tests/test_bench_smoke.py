@@ -1,0 +1,61 @@
+"""The scale paths the benchmarks rely on give the same answers as the simple ones, and the
+bench helpers work. No timings here: speed is shown by bench/*.py."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def test_keyword_top_k_matches_bm25s():
+    from culture_rag.lexical import KeywordIndex, content_words
+
+    texts = [f"cultural industry trade number {i} " + "export " * (i % 5) + "belt road " * (i % 3) for i in range(300)]
+    index = KeywordIndex.build(texts)
+    for query in ("cultural export", "belt and road export trade", "export export road", "unknownword"):
+        known = [t for t in content_words(query) if t in index._model.vocab_dict]
+        hits = index.search(query, 20)
+        if not known:
+            assert len(hits.rows) == 0
+            continue
+        _, scores = index._model.retrieve([known], k=20, show_progress=False, n_threads=1)
+        expected = np.sort(scores[0][scores[0] > 0])[::-1]
+        assert np.allclose(hits.scores, expected, rtol=1e-5)
+        assert list(hits.scores) == sorted(hits.scores, reverse=True)
+
+
+def test_content_words_match_bm25s_tokenize():
+    import bm25s
+
+    from culture_rag.lexical import _stemmer, content_words
+
+    for text in ("The Belt and Road's cultural industries, e.g. films (2019).", "Ünïcödé café x2 of THE a", ""):
+        expected = bm25s.tokenize([text], stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False)[0]
+        assert content_words(text) == expected
+
+
+def test_hnsw_search_explores_beyond_k(monkeypatch):
+    from culture_rag import index
+
+    monkeypatch.setattr(index, "HNSW_THRESHOLD", 100)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    dense = index.build_dense(vectors, 16)
+    assert index.dense_type(len(vectors)) == "hnsw" and type(dense).__name__ == "IndexHNSWFlat"
+    scores, rows = index.search_dense(dense, vectors[7], 10)
+    assert rows.shape == (1, 10) and rows[0][0] == 7
+    assert scores[0][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bench_helpers():
+    import common
+
+    queries = common.distinct_queries(200)
+    assert len(set(queries)) == 200
+    assert common.p50([3, 1, 2]) == 2 and common.p95(list(range(101))) == 95
