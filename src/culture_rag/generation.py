@@ -3,7 +3,6 @@ packaged SmolLM2 GGUF by default), or an OpenAI-compatible HTTP endpoint."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -14,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from .embedding import file_sha256
 from .errors import ModelError
 from .settings import PACKAGED_LLM, Settings
 
@@ -79,11 +79,7 @@ class LocalGenerator:
         return model, tokenizer
 
     def _cache_dir(self, directory: Path, gguf: str) -> Path:
-        digest = hashlib.sha256()
-        with open(directory / gguf, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        return Path(self.settings.cache_dir) / f"llm-{digest.hexdigest()[:16]}"
+        return Path(self.settings.cache_dir) / f"llm-{file_sha256(directory / gguf)[:16]}"
 
     @staticmethod
     def _save_cache(model, tokenizer, cached: Path) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import Chunk, Span
+from .embedding import file_sha256
 from .errors import IndexLoadError, IndexWriteError
 from .lexical import KeywordIndex
 
@@ -326,19 +327,11 @@ def _verify_files(base: Path, checksums: dict[str, str]) -> None:
         if not path.is_file():
             raise IndexLoadError(path, "missing file; the index is incomplete")
         try:
-            actual = _sha256(path)
+            actual = file_sha256(path)
         except OSError as exc:
             raise IndexLoadError(path, f"cannot read it ({exc.strerror or exc})") from None
         if actual != expected:
             raise IndexLoadError(path, "checksum mismatch: the file is damaged or was changed")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_faiss(path: Path):
@@ -524,7 +517,7 @@ def _write_generation_files(index_dir: Path, tmp: Path, segments: list[Segment],
     faiss.write_index(build_dense(vectors, dim), str(tmp / "dense.faiss"))
     if chunks:
         KeywordIndex.build([c.embed_text for c in chunks]).save(tmp / "keyword")
-    files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
         **header,
         "format": FORMAT,
@@ -618,7 +611,7 @@ def _write_segment(index_dir: Path, seg: Segment) -> None:
 
 def _segment_checksums(index_dir: Path, segment: str) -> dict[str, str]:
     seg_dir = index_dir / "segments" / segment
-    return {name: _sha256(seg_dir / name) for name in ("chunks.jsonl", "vectors.npy", "sentences.npy")}
+    return {name: file_sha256(seg_dir / name) for name in ("chunks.jsonl", "vectors.npy", "sentences.npy")}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
