@@ -96,10 +96,94 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxQueryEncoder:
+    """Query vectors from ONNX Runtime: the model exported once (with torch) to a fused graph
+    cached beside the other conversions. Same vectors as torch (cosine 1.0000, identical
+    rankings on the dev sets: bench/backends.py), about half the latency, and a question never
+    imports torch, so a cold `culture-rag ask` is quick."""
+
+    def __init__(self, model_dir: Path, weights_sha256: str, cache_dir: Path, max_seq_length: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path = self._export(model_dir, weights_sha256, cache_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # one question, one core: see torch_threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_seq_length)
+        self.tokenizer.no_padding()  # tokenizer.json pads to 128 pieces: 7x the work for a short question
+
+    def encode(self, text: str) -> np.ndarray:
+        encoded = self.tokenizer.encode(text)
+        feed = {
+            "input_ids": np.array([encoded.ids], np.int64),
+            "attention_mask": np.array([encoded.attention_mask], np.int64),
+            "token_type_ids": np.array([encoded.type_ids], np.int64),
+        }
+        return self.session.run(["sentence_embedding"], feed)[0][0].astype(np.float32)
+
+    @staticmethod
+    def _export(model_dir: Path, weights_sha256: str, cache_dir: Path) -> Path:
+        final = Path(cache_dir) / "onnx" / weights_sha256[:16] / "query-fp32.onnx"
+        if final.is_file():
+            return final
+        import torch
+        from onnxruntime.transformers.optimizer import optimize_model
+        from transformers import AutoModel, AutoTokenizer
+
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # eager attention exports as plain ops that the optimizer fuses into one attention node
+        bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
+        sample = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)(["an example"], return_tensors="pt")
+        raw = final.with_name(f"raw-{os.getpid()}.onnx")
+        torch.onnx.export(
+            _MeanPooled(bert),
+            tuple(sample[n] for n in ONNX_INPUTS),
+            str(raw),
+            input_names=list(ONNX_INPUTS),
+            output_names=["sentence_embedding"],
+            dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in ONNX_INPUTS}, "sentence_embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,  # the TorchScript exporter needs no onnxscript rewrites for BERT
+        )
+        tmp = final.with_name(f"tmp-{os.getpid()}.onnx")
+        config = bert.config
+        optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size).save_model_to_file(str(tmp))
+        raw.unlink(missing_ok=True)
+        os.replace(tmp, final)
+        return final
+
+
+def _MeanPooled(bert):  # noqa: N802 (a class factory: torch must not be imported at module level)
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        """BERT plus mean pooling and normalization: what sentence-transformers returns."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return MeanPooled()
+
+
 class SentenceTransformerEmbedder:
     """sentence-transformers on the CPU, normalized vectors."""
 
     def __init__(self, settings: Settings) -> None:
+        self.query_backend = settings.query_backend
+        self.cache_dir = settings.cache_dir
         # One short query gains nothing from a second thread and waits at every op when another
         # process holds a core (25 ms became 130-500 ms in bench/threads.py); batches use all cores.
         self.query_threads = settings.torch_threads or 1
@@ -209,8 +293,22 @@ class SentenceTransformerEmbedder:
         return self._encode(texts) if texts else np.empty((0, self.dimension), np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
+        onnx = self._onnx_query
+        if onnx is not None:
+            return onnx.encode(text)
         with torch_threads(self.query_threads):
             return self._encode([text])[0]
+
+    @cached_property
+    def _onnx_query(self) -> OnnxQueryEncoder | None:
+        if self.query_backend != "onnx":
+            return None
+        try:
+            max_length = json.loads((self.model_dir / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
+            return OnnxQueryEncoder(self.model_dir, self.weights_sha256, self.cache_dir, int(max_length))
+        except Exception as exc:  # any export or runtime failure: torch gives the same vectors, only slower
+            log.warning("ONNX query encoder unavailable (%s); embedding questions with torch", exc)
+            return None
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         PACKAGED_MODEL_SHA256,
         description="Expected sha256 of the model's model.safetensors; None skips the check.",
     )
+    query_backend: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="Runtime for question vectors: onnx (same vectors, half the latency, no torch import; "
+        "exported once into cache_dir) or torch.",
+    )
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per encode batch.")
 
     chunk_tokens: int = Field(
