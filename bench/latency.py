@@ -21,7 +21,10 @@ def has_ask(assistant) -> bool:
 def query_options(parser) -> None:
     parser.add_argument("--torch-threads", type=int, default=0, help="torch threads for queries (0: as the Assistant sets them)")
     parser.add_argument(
-        "--backend", default="torch-fp32", help="query embedding: torch-fp32, onnx-fp32 or onnx-int8 (passages stay torch's)"
+        "--backend",
+        default="engine",
+        help="query embedding: engine (as Settings.query_backend says: ONNX fp32 by default), torch-fp32, "
+        "onnx-fp32 or onnx-int8 (passages stay torch's)",
     )
 
 
@@ -31,12 +34,15 @@ def apply_query_options(assistant, args) -> str:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-    if args.backend != "torch-fp32":
+    if args.backend == "torch-fp32":
+        assistant.embedder.query_backend = "torch"
+    elif args.backend != "engine":
         from backends import onnx_embedder
 
         assistant.embedder = onnx_embedder(assistant.settings, args.backend, threads=1, queries_only=True)
     threads = f", torch {args.torch_threads} thread(s)" if args.torch_threads else ""
-    return f"{args.backend}{threads}"
+    label = f"engine ({assistant.settings.query_backend})" if args.backend == "engine" else args.backend
+    return f"{label}{threads}"
 
 
 def measure(assistant, queries: list[str], label: str, search_target: float | None = None) -> list[dict]:

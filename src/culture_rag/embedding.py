@@ -119,6 +119,7 @@ class OnnxQueryEncoder:
         self.tokenizer.no_padding()  # tokenizer.json pads to 128 pieces: 7x the work for a short question
 
     def encode(self, text: str) -> np.ndarray:
+        # One unpadded text at a time: the graph was traced without padding (see the export).
         encoded = self.tokenizer.encode(text)
         feed = {
             "input_ids": np.array([encoded.ids], np.int64),
