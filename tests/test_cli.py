@@ -50,7 +50,7 @@ def test_search_json_has_locations_and_ranks(workspace):
 def test_ask_json_cites_exact_quote(workspace):
     result = cli("ask", "Which film industries does Belarus face fierce competition from?", "--json", "--index", str(workspace / "index"))
     answer = json.loads(result.stdout)
-    assert answer["answered"] and "Russia" in answer["answer"]
+    assert answer["answered"] and "Russia" in answer["text"]
     citation = answer["citations"][0]
     assert "especially Russia and Europe" in citation["quote"] and citation["title"].startswith("Research on")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .errors import CultureRagError
+from .serialize import answer_json, hit_json, paper_json, report_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Ask research papers questions, with citations.")
 
@@ -76,8 +76,7 @@ def _print_report(report, as_json: bool) -> None:
             }
         )
     if as_json:
-        failed = [asdict(o) for o in report.failed]
-        typer.echo(json.dumps({**asdict(report), "failed": failed, "summary": summary}, indent=1))
+        typer.echo(json.dumps({**report_json(report), "summary": summary}, indent=1))
         return
     outcomes = sorted(report.outcomes, key=lambda o: (statuses.index(o.status), o.source))
     rows = [(o.source, o.status, f"{o.n_chunks}" if o.n_chunks else "", f"{o.seconds:.2f}s", o.detail) for o in outcomes]
@@ -150,7 +149,7 @@ def papers(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """List the indexed papers."""
     listing = _assistant(_settings(index)).papers()
     if as_json:
-        typer.echo(json.dumps([asdict(p) for p in listing], indent=1, ensure_ascii=False))
+        typer.echo(json.dumps([paper_json(p) for p in listing], indent=1, ensure_ascii=False))
         return
     for p in listing:
         pages = f"{p.n_pages} pages" if p.n_pages else p.kind
@@ -167,30 +166,11 @@ def search(
     """Show the passages that best match a question."""
     hits = _assistant(_settings(index)).search(question, k)
     if as_json:
-        typer.echo(json.dumps([_hit_json(h) for h in hits], indent=1, ensure_ascii=False))
+        typer.echo(json.dumps([hit_json(h) for h in hits], indent=1, ensure_ascii=False))
         return
     for n, h in enumerate(hits, start=1):
         typer.echo(f"[{n}] {h.paper.title} — {h.chunk.location}  (score {h.score:.4f}, dense #{h.dense_rank}, keyword #{h.keyword_rank})")
         typer.echo("    " + h.chunk.text[:400].replace("\n", " ") + ("…" if len(h.chunk.text) > 400 else ""))
-
-
-def _hit_json(hit) -> dict:
-    return {
-        "paper_id": hit.paper.paper_id,
-        "title": hit.paper.title,
-        "authors": list(hit.paper.authors),
-        "location": hit.chunk.location,
-        "page_start": hit.chunk.page_start,
-        "page_end": hit.chunk.page_end,
-        "section": hit.chunk.section,
-        "chunk_id": hit.chunk.chunk_id,
-        "start": hit.chunk.start,
-        "end": hit.chunk.end,
-        "text": hit.chunk.text,
-        "score": hit.score,
-        "dense_rank": hit.dense_rank,
-        "keyword_rank": hit.keyword_rank,
-    }
 
 
 ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="extractive (default), local or endpoint.")]
@@ -209,7 +189,7 @@ def ask(
     assistant = _assistant(_settings(index, endpoint_url=endpoint))
     answer = assistant.ask(question, mode=mode, k=k)
     if as_json:
-        typer.echo(json.dumps(_answer_json(answer), indent=1, ensure_ascii=False))
+        typer.echo(json.dumps(answer_json(answer), indent=1, ensure_ascii=False))
         return
     typer.echo(answer.text)
     if answer.notice:
@@ -222,35 +202,6 @@ def ask(
             typer.echo(f"  - {h.paper.title} — {h.chunk.location}: {h.chunk.text[:200].replace(chr(10), ' ')}…")
     for sentence in answer.removed:
         typer.echo(f"\n[removed by the citation check] {sentence}")
-
-
-def _answer_json(answer) -> dict:
-    return {
-        "question": answer.question,
-        "answer": answer.text,
-        "answered": answer.answered,
-        "mode": answer.mode,
-        "notice": answer.notice,
-        "removed": list(answer.removed),
-        "citations": [
-            {
-                "n": c.n,
-                "paper_id": c.paper.paper_id,
-                "title": c.paper.title,
-                "authors": list(c.paper.authors),
-                "location": c.location,
-                "page": c.page,
-                "section": c.chunk.section,
-                "quote": c.quote,
-                "start": c.start,
-                "end": c.end,
-                "chunk_id": c.chunk.chunk_id,
-            }
-            for c in answer.citations
-        ],
-        "passages": [_hit_json(h) for h in answer.passages],
-        "timings": asdict(answer.timings),
-    }
 
 
 @app.command("eval")

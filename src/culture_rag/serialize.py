@@ -1,0 +1,87 @@
+"""JSON views of the engine's value objects: one shape for the CLI's --json output and the
+web app's API."""
+
+from __future__ import annotations
+
+
+def paper_json(paper) -> dict:
+    return {
+        "paper_id": paper.paper_id,
+        "source": paper.source,
+        "title": paper.title,
+        "authors": list(paper.authors),
+        "kind": paper.kind,
+        "n_pages": paper.n_pages,
+        "n_chunks": paper.n_chunks,
+        "added_at": paper.added_at,
+    }
+
+
+def hit_json(hit) -> dict:
+    chunk = hit.chunk
+    return {
+        "paper_id": hit.paper.paper_id,
+        "title": hit.paper.title,
+        "authors": list(hit.paper.authors),
+        "location": chunk.location,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
+        "section": chunk.section,
+        "chunk_id": chunk.chunk_id,
+        "start": chunk.start,
+        "end": chunk.end,
+        "text": chunk.text,
+        "score": hit.score,
+        "dense_rank": hit.dense_rank,
+        "keyword_rank": hit.keyword_rank,
+    }
+
+
+def citation_json(citation) -> dict:
+    chunk = citation.chunk
+    return {
+        "n": citation.n,
+        "paper_id": citation.paper.paper_id,
+        "title": citation.paper.title,
+        "authors": list(citation.paper.authors),
+        "location": citation.location,
+        "page": citation.page,
+        "section": chunk.section,
+        "quote": citation.quote,
+        "start": citation.start,
+        "end": citation.end,
+        "chunk_id": chunk.chunk_id,
+        "passage": chunk.text,
+        "passage_start": chunk.start,
+    }
+
+
+def answer_json(answer) -> dict:
+    timings = answer.timings
+    return {
+        "question": answer.question,
+        "answered": answer.answered,
+        "text": answer.text,
+        "mode": answer.mode,
+        "notice": answer.notice,
+        "removed": list(answer.removed),
+        "citations": [citation_json(c) for c in answer.citations],
+        "passages": [hit_json(h) for h in answer.passages],
+        "timings": {"search_ms": timings.search_ms, "answer_ms": timings.answer_ms, "total_ms": timings.total_ms},
+        "generation": answer.generation,
+    }
+
+
+def report_json(report) -> dict:
+    return {
+        "outcomes": [
+            {"source": o.source, "status": o.status, "detail": o.detail, "seconds": o.seconds, "n_chunks": o.n_chunks}
+            for o in report.outcomes
+        ],
+        "failed": [o.source for o in report.failed],
+        "embedded_chunks": report.embedded_chunks,
+        "total_chunks": report.total_chunks,
+        "total_papers": report.total_papers,
+        "generation": report.generation,
+        "seconds": report.seconds,
+    }
