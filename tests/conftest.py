@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from hypothesis import settings as hypothesis_settings
+
+# CI gates landings, so it replays the same examples every run; locally each run explores anew.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
