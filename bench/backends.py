@@ -16,6 +16,8 @@ import common
 import numpy as np
 from common import ms, p50, row
 
+from culture_rag.embedding import mean_pooled_module
+
 EXPORTS = {"onnx-fp32": "model-fp32.onnx", "onnx-int8": "model-int8.onnx"}
 BACKENDS = ("torch-fp32", *EXPORTS)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -37,7 +39,7 @@ def export(model_dir: Path, weights_sha: str, cache_dir: Path) -> Path:
     raw = out / "model-raw.onnx"
     sample = model.tokenizer(["an example sentence"], return_tensors="pt")
     torch.onnx.export(
-        _pooled(bert),
+        mean_pooled_module(bert, with_tokens=True),
         tuple(sample[n] for n in INPUTS),
         str(raw),
         input_names=list(INPUTS),
@@ -55,25 +57,6 @@ def export(model_dir: Path, weights_sha: str, cache_dir: Path) -> Path:
     quantize_dynamic(str(raw), str(out / EXPORTS["onnx-int8"]), weight_type=QuantType.QInt8, per_channel=True)
     raw.unlink()
     return out
-
-
-def _pooled(bert):
-    import torch
-
-    class Pooled(torch.nn.Module):
-        """BERT plus mean pooling and normalization, so the graph returns what ST returns."""
-
-        def __init__(self, bert) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return tokens, torch.nn.functional.normalize(pooled, dim=-1)
-
-    return Pooled(bert)
 
 
 class OnnxModel:

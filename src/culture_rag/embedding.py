@@ -152,7 +152,7 @@ class OnnxQueryEncoder:
         sample = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)(["an example"], return_tensors="pt")
         raw = final.with_name(f"raw-{os.getpid()}.onnx")
         torch.onnx.export(
-            _MeanPooled(bert),
+            mean_pooled_module(bert),
             tuple(sample[n] for n in ONNX_INPUTS),
             str(raw),
             input_names=list(ONNX_INPUTS),
@@ -169,12 +169,13 @@ class OnnxQueryEncoder:
         return final
 
 
-def _MeanPooled(bert):  # noqa: N802 (a class factory: torch must not be imported at module level)
+def mean_pooled_module(bert, with_tokens: bool = False):
+    """BERT plus mean pooling and normalization (what sentence-transformers returns), as a
+    module to export; `with_tokens` also returns the token embeddings. A factory, because
+    torch must not be imported when this module is."""
     import torch
 
     class MeanPooled(torch.nn.Module):
-        """BERT plus mean pooling and normalization: what sentence-transformers returns."""
-
         def __init__(self) -> None:
             super().__init__()
             self.bert = bert
@@ -182,8 +183,8 @@ def _MeanPooled(bert):  # noqa: N802 (a class factory: torch must not be importe
         def forward(self, input_ids, attention_mask, token_type_ids):
             tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            pooled = torch.nn.functional.normalize((tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+            return (tokens, pooled) if with_tokens else pooled
 
     return MeanPooled()
 

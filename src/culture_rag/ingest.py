@@ -12,7 +12,6 @@ import os
 import re
 import resource
 import signal
-import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -304,12 +303,6 @@ def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperM
         check_content_type(path, data_head)
         return parser.parse(path, password, meta)
     return read_paper(path, password, meta)
-
-
-def timed(fn, *args) -> tuple[object, float]:
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
 
 
 def file_hash(path: Path) -> str:
