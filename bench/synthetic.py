@@ -34,15 +34,7 @@ def header_of(assistant, corpus_dir: Path) -> dict:
 
 
 def real_segments(assistant) -> list:
-    from culture_rag.index import Segment, read_segment_vectors
-
-    by_paper: dict[str, list] = {}
-    for chunk in assistant.snapshot.chunks:
-        by_paper.setdefault(chunk.paper_id, []).append(chunk)
-    return [
-        Segment(p, tuple(by_paper[p.paper_id]), *read_segment_vectors(assistant.index_dir, p.segment))
-        for p in assistant.papers()
-    ]
+    return list(assistant.snapshot.segments().values())
 
 
 def vectors(n: int, seeds: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -84,7 +76,8 @@ def replicate(segments: list, n: int, kind: str, seed: int = 0) -> list:
             )
             chunks = tuple(replace(c, chunk_id=f"{c.chunk_id}-r{r}", paper_id=paper_id) for c in seg.chunks[:take])
             n_sentences = sum(len(c.sentences) for c in chunks)
-            out.append(replace(seg, paper=info, chunks=chunks, vectors=dense[made : made + take], sentence_vectors=seg.sentence_vectors[:n_sentences]))
+            out.append(replace(seg, paper=info, chunks=chunks, vectors=dense[made : made + take], sentence_vectors=seg.sentence_vectors[:n_sentences],
+                               terms=seg.terms.rows(0, take) if seg.terms is not None else None))
             made += take
         r += 1
     return out
@@ -95,7 +88,8 @@ def ensure(index_dir: Path, n: int, kind: str, assistant) -> dict:
     from culture_rag.index import FORMAT, dense_type, write_generation
 
     corpus_dir = index_dir.with_name(index_dir.name + "-corpus")
-    stamp = {"chunks": n, "vectors": kind, "dense_type": dense_type(n), "format": FORMAT, "model": assistant.embedder.fingerprint}
+    stamp = {"chunks": n, "vectors": kind, "dense_type": dense_type(n), "format": FORMAT, "model": assistant.embedder.fingerprint,
+             "keyword_counts": True}
     stamp_file = index_dir / "bench-stamp.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
         return json.loads(stamp_file.read_text())

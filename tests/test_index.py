@@ -172,3 +172,64 @@ def test_near_duplicates_are_suppressed(tmp_path, fake_embedder):
     assistant.build(corpus)
     hits = assistant.search("Belarus China films", k=5)
     assert len(hits) == 1
+
+
+def test_keyword_scores_from_term_counts_match_bm25s():
+    """The vectorized scorer must give bm25s's own scores, also after merging counts."""
+    import bm25s
+
+    from culture_rag.lexical import KeywordIndex, TermCounts, tokenize
+
+    texts = [
+        "Cultural trade along the Silk Road grew; cultural exports grew faster.",
+        "Kazakhstan and Uzbekistan co-produced two films in 2019.",
+        "",
+        "the of and",  # stop words only
+        "Film, film and more film: the film industry of Belarus.",
+    ]
+    reference = bm25s.BM25()
+    reference.index(tokenize(texts), show_progress=False)
+    merged = TermCounts.concat([TermCounts.of_texts(texts[:2]), TermCounts.of_texts(texts[2:])])
+    ours = KeywordIndex.from_counts(merged)._model
+
+    def by_term(model):
+        s = model.scores
+        out = {}
+        for term, col in model.vocab_dict.items():
+            if term and col < len(s["indptr"]) - 1:
+                lo, hi = s["indptr"][col], s["indptr"][col + 1]
+                out[term] = dict(zip(s["indices"][lo:hi].tolist(), s["data"][lo:hi].tolist(), strict=True))
+        return out
+
+    expected, got = by_term(reference), by_term(ours)
+    assert expected.keys() == got.keys() and len(expected) > 10
+    for term, docs in expected.items():
+        assert docs.keys() == got[term].keys(), term
+        assert np.allclose(list(docs.values()), [got[term][d] for d in docs], rtol=1e-6), term
+
+
+def test_writes_from_memory_equal_a_fresh_load(built, fake_embedder):
+    """After add and remove, the snapshot assembled in memory must be what loading the disk gives."""
+    assistant, _ = built
+    assistant.add([ARAGOG / "distilbert.pdf"])
+    assistant.remove(assistant.papers()[0].paper_id)
+    fresh = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    mine, disk = assistant.snapshot, fresh.snapshot
+    assert mine.generation == disk.generation and mine.papers == disk.papers and mine.chunks == disk.chunks
+    assert mine.chunk_papers == disk.chunk_papers
+    assert all(np.array_equal(mine.sentence_matrix(row), disk.sentence_matrix(row)) for row in range(mine.size))
+    assert np.array_equal(mine.dense.reconstruct_n(0, mine.size), disk.dense.reconstruct_n(0, disk.size))
+    for question in ("knowledge distillation student teacher", "export value of Chinese media", "Belarus film"):
+        ours, theirs = mine.keyword.search(question, 10), disk.keyword.search(question, 10)
+        assert np.array_equal(ours.rows, theirs.rows) and np.allclose(ours.scores, theirs.scores)
+        assert [h.chunk.chunk_id for h in assistant.search(question)] == [h.chunk.chunk_id for h in fresh.search(question)]
+
+
+def test_a_write_by_another_process_is_seen(built, corpus_copy, fake_embedder):
+    """The snapshot in memory is reused for a write only while it is still the live generation."""
+    assistant, _ = built
+    other = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    other.add([ARAGOG / "distilbert.pdf"])
+    assistant.remove(next(p.paper_id for p in assistant.papers() if p.source.endswith(".txt")))
+    sources = {p.source for p in assistant.papers()}
+    assert "distilbert.pdf" in sources and not any(s.endswith(".txt") for s in sources)

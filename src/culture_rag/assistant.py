@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -28,6 +29,7 @@ from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_ro
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .errors import (
     CultureRagError,
+    IndexLoadError,
     IndexWriteError,
     IngestError,
     PaperNotFoundError,
@@ -36,13 +38,14 @@ from .errors import (
 from .generation import EndpointGenerator, Generator, LocalGenerator
 from .index import (
     CURRENT,
+    MANIFEST_DIGEST,
     PaperInfo,
     Segment,
     Snapshot,
     generations,
     library_versions,
     load_snapshot,
-    read_segment_vectors,
+    read_current,
     segment_id,
     write_generation,
     write_lock,
@@ -193,8 +196,8 @@ class Assistant:
             if info is None:
                 raise PaperNotFoundError(paper_id)
             start = time.perf_counter()
-            keep = [p for p in self.papers() if p.paper_id != paper_id]
-            self._write(self.corpus_dir, [self._existing_segment(p) for p in keep])
+            existing = self._snapshot.segments()
+            self._write(self.corpus_dir, [existing[p.paper_id] for p in self.papers() if p.paper_id != paper_id])
             source = self.corpus_dir / info.source
             if source.exists():
                 (self.corpus_dir / ".trash").mkdir(exist_ok=True)
@@ -202,9 +205,22 @@ class Assistant:
         return self._report([FileOutcome(info.source, "removed")], 0, time.perf_counter() - start)
 
     def _reload_if_present(self) -> None:
+        """Before a write: load what another process may have written since. The snapshot in
+        memory is kept when it is still the live generation (re-verifying a large index costs
+        far more than the write itself)."""
+        if self._snapshot is not None and self._is_live(self._snapshot):
+            return
         # Not read_current(): a damaged CURRENT must reach load_snapshot, which falls back.
         if (self.index_dir / CURRENT).exists() or generations(self.index_dir):
             self.reload()
+
+    def _is_live(self, snapshot: Snapshot) -> bool:
+        try:
+            live = read_current(self.index_dir) == snapshot.path.name
+            on_disk = json.loads((snapshot.path / "manifest.json").read_bytes()) if live else {}
+        except (IndexLoadError, OSError, ValueError):
+            return False
+        return on_disk.get(MANIFEST_DIGEST) is not None and on_disk.get(MANIFEST_DIGEST) == snapshot.manifest.get(MANIFEST_DIGEST)
 
     def _update(
         self,
@@ -241,8 +257,9 @@ class Assistant:
                 outcomes.append(FileOutcome(source, "removed"))
         changed = bool(new_segments) or len(kept) != len(existing) or any(kept[s] != existing[s] for s in kept)
         if changed or self._snapshot is None:
-            # Unchanged papers are read back from their segments only now that a write is due.
-            segments = {**{s: self._existing_segment(info) for s, info in kept.items()}, **new_segments}
+            previous = self._snapshot.segments() if self._snapshot else {}
+            kept_segments = {s: replace(previous[info.paper_id], paper=info) for s, info in kept.items()}
+            segments = {**kept_segments, **new_segments}
             self._write(corpus, [segments[s] for s in sorted(segments)])
         embedded = sum(len(s.chunks) for s in new_segments.values())
         return self._report(outcomes, embedded, time.perf_counter() - start)
@@ -331,10 +348,6 @@ class Assistant:
             vectors.sentences[rows] = self.embedder.embed_texts(texts)
         return vectors
 
-    def _existing_segment(self, info: PaperInfo) -> Segment:
-        assert self._snapshot is not None
-        return Segment(info, self._snapshot.paper_chunks(info.paper_id), *read_segment_vectors(self.index_dir, info.segment))
-
     def _write(self, corpus: Path, segments: list[Segment]) -> None:
         header = {
             "model": {
@@ -347,8 +360,8 @@ class Assistant:
             "libraries": library_versions(),
             "corpus_dir": str(corpus.resolve()),
         }
-        write_generation(self.index_dir, segments, header, self.settings.keep_generations)
-        self.reload()
+        known = self._snapshot.manifest.get("segments") if self._snapshot else None
+        self._snapshot = write_generation(self.index_dir, segments, header, self.settings.keep_generations, known)
 
     def _report(self, outcomes: list[FileOutcome], embedded: int, seconds: float) -> BuildReport:
         snap = self._snapshot

@@ -32,7 +32,7 @@ import numpy as np
 from .chunking import Chunk, Span
 from .embedding import file_sha256
 from .errors import IndexLoadError, IndexWriteError
-from .lexical import KeywordIndex
+from .lexical import COUNT_FILES, KeywordIndex, TermCounts
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Segment:
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
     sentence_vectors: np.ndarray  # one row per chunk sentence, chunk by chunk
+    terms: TermCounts | None = None  # the chunks' keyword term counts; None: tokenized when written
 
 
 @dataclass(frozen=True)
@@ -89,21 +90,41 @@ class Snapshot:
     dense: object  # faiss.Index
     keyword: KeywordIndex | None
     chunk_papers: tuple[int, ...] = field(repr=False, default=())  # row -> index into papers
-    sentence_vectors: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float16))
-    sentence_rows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int64))
+    # One float16 block per paper, memory-mapped from its segment when loaded: at 1M chunks they
+    # are gigabytes that a copy into one matrix would hold twice, and an add would copy again.
+    sentence_blocks: tuple[np.ndarray, ...] = field(repr=False, default=())
+    sentence_starts: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))  # in its block
 
-    def paper_chunks(self, paper_id: str) -> tuple[Chunk, ...]:
-        """The chunks of one paper; each paper's chunks are contiguous, in manifest order."""
-        start = 0
-        for paper in self.papers:
-            if paper.paper_id == paper_id:
-                return self.chunks[start : start + paper.n_chunks]
-            start += paper.n_chunks
-        return ()
+    def segments(self) -> dict[str, Segment]:
+        """Every paper's segment, by paper id, taken from memory: the next generation is
+        written from these without reading or verifying the disk again."""
+        vectors = self.dense.reconstruct_n(0, self.size) if self.size else np.empty((0, self.dense.d), np.float32)
+        counts = self._term_counts()
+        out, start = {}, 0
+        for number, paper in enumerate(self.papers):
+            stop = start + paper.n_chunks
+            terms = counts.rows(start, stop) if counts is not None else None
+            block = self.sentence_blocks[number]
+            out[paper.paper_id] = Segment(paper, self.chunks[start:stop], vectors[start:stop], block, terms)
+            start = stop
+        return out
+
+    def _term_counts(self) -> TermCounts | None:
+        if self.keyword is None:
+            return None
+        if not self.keyword.counts_loaded:
+            files = self.manifest.get("files", {})
+            names = {f"keyword/{name}" for name in COUNT_FILES}
+            if not names <= set(files):
+                return None  # written before term counts were kept: the next write tokenizes
+            _verify_files(self.path, {name: files[name] for name in names})
+        return self.keyword.counts()
 
     def sentence_matrix(self, row: int) -> np.ndarray:
         """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""
-        return self.sentence_vectors[self.sentence_rows[row] : self.sentence_rows[row + 1]].astype(np.float32)
+        start = self.sentence_starts[row]
+        block = self.sentence_blocks[self.chunk_papers[row]]
+        return block[start : start + len(self.chunks[row].sentences)].astype(np.float32)
 
     @property
     def size(self) -> int:
@@ -279,7 +300,7 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
     if unlisted:
         raise IndexLoadError(gen_dir / unlisted[0], "has no checksum in the manifest; the generation was tampered with")
     _verify_files(gen_dir, files)
-    papers, chunks, chunk_papers, sentence_vectors = _load_segments(index_dir, manifest, dimension, manifest_path)
+    papers, chunks, sentence_blocks = _load_segments(index_dir, manifest, dimension, manifest_path)
     if manifest.get("n_chunks", len(chunks)) != len(chunks):
         raise IndexLoadError(manifest_path, f"n_chunks is {manifest.get('n_chunks')!r} but the segments hold {len(chunks)}")
     dense = _read_faiss(gen_dir / "dense.faiss")
@@ -298,6 +319,15 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
             raise IndexLoadError(gen_dir / "keyword", f"cannot read the keyword index ({type(exc).__name__}: {exc})") from None
         if keyword_size != len(chunks):
             raise IndexLoadError(gen_dir / "keyword", f"{keyword_size} keyword documents for {len(chunks)} chunks")
+    return _assemble(gen_dir, manifest, papers, chunks, dense, keyword, sentence_blocks)
+
+
+def _assemble(gen_dir: Path, manifest: dict, papers, chunks, dense, keyword, sentence_blocks) -> Snapshot:
+    starts, row = np.zeros(len(chunks), np.int64), 0
+    for paper in papers:
+        counts = [len(c.sentences) for c in chunks[row : row + paper.n_chunks]]
+        starts[row : row + paper.n_chunks] = np.cumsum([0] + counts[:-1]) if counts else []
+        row += paper.n_chunks
     return Snapshot(
         path=gen_dir,
         generation=int(gen_dir.name.split("-")[1]),
@@ -306,9 +336,9 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
         chunks=tuple(chunks),
         dense=dense,
         keyword=keyword,
-        chunk_papers=tuple(chunk_papers),
-        sentence_vectors=sentence_vectors,
-        sentence_rows=np.cumsum([0] + [len(c.sentences) for c in chunks]),
+        chunk_papers=tuple(i for i, paper in enumerate(papers) for _ in range(paper.n_chunks)),
+        sentence_blocks=tuple(sentence_blocks),
+        sentence_starts=starts,
     )
 
 
@@ -360,7 +390,7 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
     checksums = manifest.get("segments", {})
     if not isinstance(records, list) or not isinstance(checksums, dict):
         raise IndexLoadError(manifest_path, "damaged manifest: 'papers' or 'segments' has the wrong type")
-    papers, chunks, chunk_papers, sentence_blocks = [], [], [], []
+    papers, chunks, sentence_blocks = [], [], []
     for number, record in enumerate(records):
         try:
             info = PaperInfo(**{**record, "authors": tuple(record["authors"])})
@@ -383,13 +413,11 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
         # the first one's paper id; the manifest's record says whose chunks these are here.
         seg_chunks = [c if c.paper_id == info.paper_id else replace(c, paper_id=info.paper_id) for c in seg_chunks]
         _load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=True)  # shape only: faiss holds the vectors
-        sentences = _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension)
+        sentences = _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension, mmap=True)
         papers.append(info)
         chunks.extend(seg_chunks)
-        chunk_papers.extend([number] * len(seg_chunks))
         sentence_blocks.append(sentences)
-    matrix = np.concatenate(sentence_blocks) if sentence_blocks else np.empty((0, dimension), np.float16)
-    return papers, chunks, chunk_papers, matrix
+    return papers, chunks, sentence_blocks
 
 
 _CHUNK_TYPES = {
@@ -421,14 +449,6 @@ def read_chunks(path: Path) -> list[Chunk]:
     return out
 
 
-def read_segment_vectors(index_dir: Path, segment: str) -> tuple[np.ndarray, np.ndarray]:
-    seg_dir = index_dir / "segments" / segment
-    return (
-        np.load(seg_dir / "vectors.npy", allow_pickle=False),
-        np.load(seg_dir / "sentences.npy", allow_pickle=False),
-    )
-
-
 # --- writing -----------------------------------------------------------------------------
 
 
@@ -449,18 +469,24 @@ def write_generation(
     segments: list[Segment],
     header: dict,
     keep: int,
-) -> Path:
-    """Write every new segment, then a complete generation, then switch CURRENT to it."""
+    known_checksums: dict | None = None,
+) -> Snapshot:
+    """Write every new segment, then a complete generation, then switch CURRENT to it; returns
+    the new generation, assembled from memory. `known_checksums` (a previous manifest's
+    "segments") spares hashing segments that were already on disk."""
     tmp = final = None
     try:
+        checksums = {}
         for seg in segments:
-            _write_segment(index_dir, seg)
+            known = (known_checksums or {}).get(seg.paper.segment)
+            wrote = _write_segment(index_dir, seg)
+            checksums[seg.paper.segment] = known if known and not wrote else _segment_checksums(index_dir, seg.paper.segment)
         number = int(generations(index_dir)[0].split("-")[1]) + 1 if generations(index_dir) else 1
         final = index_dir / f"gen-{number:06d}"
         tmp = index_dir / f"{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        _write_generation_files(index_dir, tmp, segments, header, number)
+        manifest, dense, keyword = _write_generation_files(tmp, segments, header, number, checksums)
         # File contents first, then the folder: a rename that outlives a power cut must not
         # point at files whose data never reached the disk.
         for path in sorted(tmp.rglob("*"), reverse=True):
@@ -488,7 +514,9 @@ def write_generation(
         _collect_garbage(index_dir, keep)
     except OSError as exc:  # the new index is live; leftovers are collected by the next write
         log.warning("%s: could not remove old index files (%s)", index_dir, exc)
-    return final
+    blocks = [s.sentence_vectors.astype(np.float16, copy=False) for s in segments]  # as loading gives them
+    chunks = [c for seg in segments for c in seg.chunks]
+    return _assemble(final, manifest, [s.paper for s in segments], chunks, dense, keyword, blocks)
 
 
 def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None) -> bool:
@@ -508,15 +536,18 @@ def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None)
     return live
 
 
-def _write_generation_files(index_dir: Path, tmp: Path, segments: list[Segment], header: dict, number: int) -> None:
+def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, number: int, checksums: dict):
     import faiss
 
     chunks = [c for seg in segments for c in seg.chunks]
     dim = header["model"]["dimension"]
     vectors = np.concatenate([s.vectors for s in segments]) if segments else np.zeros((0, dim), np.float32)
-    faiss.write_index(build_dense(vectors, dim), str(tmp / "dense.faiss"))
+    dense = build_dense(vectors, dim)
+    faiss.write_index(dense, str(tmp / "dense.faiss"))
+    keyword = None
     if chunks:
-        KeywordIndex.build([c.embed_text for c in chunks]).save(tmp / "keyword")
+        keyword = KeywordIndex.from_counts(_term_counts(segments))
+        keyword.save(tmp / "keyword")
     files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
         **header,
@@ -526,11 +557,23 @@ def _write_generation_files(index_dir: Path, tmp: Path, segments: list[Segment],
         "n_chunks": len(chunks),
         "dense_type": dense_type(len(chunks)),
         "papers": [asdict(s.paper) for s in segments],
-        "segments": {s.paper.segment: _segment_checksums(index_dir, s.paper.segment) for s in segments},
+        "segments": {s.paper.segment: checksums[s.paper.segment] for s in segments},
         "files": files,
     }
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
+    return manifest, dense, keyword
+
+
+def _term_counts(segments: list[Segment]) -> TermCounts:
+    """Every chunk's term counts: kept ones as they are, the rest tokenized in one batch."""
+    missing = [s for s in segments if s.terms is None]
+    fresh = TermCounts.of_texts([c.embed_text for s in missing for c in s.chunks]) if missing else None
+    parts, start = {}, 0
+    for seg in missing:
+        parts[id(seg)] = fresh.rows(start, start + len(seg.chunks))
+        start += len(seg.chunks)
+    return TermCounts.concat([s.terms if s.terms is not None else parts[id(s)] for s in segments])
 
 
 def dense_type(n: int) -> str:
@@ -579,11 +622,12 @@ def build_dense(vectors: np.ndarray, dim: int):
     return index
 
 
-def _write_segment(index_dir: Path, seg: Segment) -> None:
+def _write_segment(index_dir: Path, seg: Segment) -> bool:
+    """Write a segment unless it is on disk already; True when it was written."""
     final = index_dir / "segments" / seg.paper.segment
     if final.is_dir():
         if all((final / name).is_file() for name in SEGMENT_FILES):
-            return  # segments are immutable and named by content, so a complete one is identical
+            return False  # segments are immutable and named by content, so a complete one is identical
         # Half deleted by a garbage collection that was killed: reusing it would fail every
         # later write of this paper, so it is written again.
         shutil.rmtree(final)
@@ -604,6 +648,7 @@ def _write_segment(index_dir: Path, seg: Segment) -> None:
         _fsync_dir(tmp)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+        return True
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not stay full of our leftovers
         raise
