@@ -447,5 +447,8 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> Non
     assistant = open_assistant(settings)
     limit_threads(settings)
     assistant.warm_up()
+    # Adding papers from the Library tab is quick once the passage model and the PDF parser are
+    # up; they start behind the chat, which answers meanwhile.
+    threading.Thread(target=assistant.warm_up, kwargs={"writes": True}, daemon=True).start()
     print(f"culture-rag: {len(assistant.papers())} papers in {assistant.index_dir}; serving on http://{host}:{port}")
     serve(build_app(assistant), settings, host=host, port=port, block=True)

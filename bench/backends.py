@@ -16,47 +16,22 @@ import common
 import numpy as np
 from common import ms, p50, row
 
-from culture_rag.embedding import mean_pooled_module
+from culture_rag.embedding import (
+    export_onnx,
+    export_passage_graph,
+    fused_graph,
+    onnx_cache,
+)
 
-EXPORTS = {"onnx-fp32": "model-fp32.onnx", "onnx-int8": "model-int8.onnx"}
-BACKENDS = ("torch-fp32", *EXPORTS)
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
 
 
-def export(model_dir: Path, weights_sha: str, cache_dir: Path) -> Path:
-    """Export once per weights file; later runs load the cached graphs."""
-    out = Path(cache_dir) / "onnx" / weights_sha[:16]
-    if all((out / name).is_file() for name in EXPORTS.values()):
-        return out
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
-    from sentence_transformers import SentenceTransformer
-
-    out.mkdir(parents=True, exist_ok=True)
-    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-    bert = model[0].auto_model.eval()
-    raw = out / "model-raw.onnx"
-    sample = model.tokenizer(["an example sentence"], return_tensors="pt")
-    torch.onnx.export(
-        mean_pooled_module(bert, with_tokens=True),
-        tuple(sample[n] for n in INPUTS),
-        str(raw),
-        input_names=list(INPUTS),
-        output_names=["token_embeddings", "sentence_embedding"],
-        dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in (*INPUTS, "token_embeddings")}, "sentence_embedding": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,  # the TorchScript exporter needs no onnxscript graph rewrites for BERT
-    )
-    hidden = bert.config.hidden_size
-    optimize_model(str(raw), model_type="bert", num_heads=bert.config.num_attention_heads, hidden_size=hidden).save_model_to_file(
-        str(out / EXPORTS["onnx-fp32"])
-    )
-    # Quantize the unfused graph: on the fused one the attention stays fp32 and int8 gains little;
-    # per-channel scales keep cosine to fp32 near 0.99 where per-tensor gave 0.91.
-    quantize_dynamic(str(raw), str(out / EXPORTS["onnx-int8"]), weight_type=QuantType.QInt8, per_channel=True)
-    raw.unlink()
-    return out
+def export(model_dir: Path, weights_sha: str, cache_dir: Path) -> dict[str, Path]:
+    """Both graphs output token embeddings and the pooled vector. The int8 one is the graph that
+    passage_backend=onnx-int8 uses; the fp32 one is fused like the query graph. Exported once
+    per weights file; later runs load the cached graphs."""
+    fp32 = export_onnx(model_dir, onnx_cache(cache_dir, weights_sha) / "passage-fp32.onnx", True, fused_graph)
+    return {"onnx-fp32": fp32, "onnx-int8": export_passage_graph(model_dir, weights_sha, cache_dir)}
 
 
 class OnnxModel:
@@ -114,9 +89,9 @@ def onnx_embedder(settings, backend: str, threads: int, queries_only: bool = Fal
     from culture_rag.embedding import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(settings)
-    folder = export(embedder.model_dir, embedder.weights_sha256, settings.cache_dir)
+    graphs = export(embedder.model_dir, embedder.weights_sha256, settings.cache_dir)
     max_seq = json.loads((embedder.model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
-    embedder.__dict__["_model"] = OnnxModel(folder / EXPORTS[backend], embedder.model_dir, max_seq, threads)
+    embedder.__dict__["_model"] = OnnxModel(graphs[backend], embedder.model_dir, max_seq, threads)
     if not queries_only:
         embedder.fingerprint = f"{embedder.fingerprint}+{backend}"
     return embedder

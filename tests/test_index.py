@@ -233,3 +233,15 @@ def test_a_write_by_another_process_is_seen(built, corpus_copy, fake_embedder):
     assistant.remove(next(p.paper_id for p in assistant.papers() if p.source.endswith(".txt")))
     sources = {p.source for p in assistant.papers()}
     assert "distilbert.pdf" in sources and not any(s.endswith(".txt") for s in sources)
+
+
+def test_build_over_an_index_of_another_model_embeds_everything_again(built, corpus_copy, fake_embedder):
+    assistant, first = built
+    other = type(fake_embedder)()
+    other.fingerprint = "another-model"
+    with pytest.raises(IndexLoadError, match="another-model"):
+        Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=other)
+    rebuilt = Assistant(assistant.settings, embedder=other)
+    report = rebuilt.build(corpus_copy)
+    assert report.embedded_chunks == first.total_chunks == report.total_chunks
+    assert Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=other).snapshot.size == first.total_chunks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -9,8 +10,9 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .errors import (
     CultureRagError,
     IndexLoadError,
+    IndexModelMismatch,
     IndexWriteError,
     IngestError,
     PaperNotFoundError,
@@ -82,6 +85,7 @@ class Assistant:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._generators: dict[str, Generator] = {}
+        self._parser: PdfParser | None = None  # kept between writes once warm_up(writes=True) started it
         self._configure_faiss()
 
     # --- loading ---------------------------------------------------------------------------
@@ -131,7 +135,11 @@ class Assistant:
         files = scan_corpus(corpus)
         metadata = read_metadata_file(corpus)
         with write_lock(self.index_dir):
-            self._reload_if_present()
+            try:
+                self._reload_if_present()
+            except IndexModelMismatch as exc:  # another model or backend: nothing can be kept
+                log.warning("%s; embedding every paper again", exc)
+                self._snapshot = None
             return self._update(corpus, [(f, None) for f in files], metadata, replace_all=True, progress=progress)
 
     def add(
@@ -271,68 +279,70 @@ class Assistant:
         signature: dict,
         progress: ProgressFn | None,
     ) -> tuple[dict[str, Segment], list[FileOutcome]]:
-        parsed: list[tuple[Paper, list, float]] = []
-        outcomes: list[FileOutcome] = []
-        max_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
-        overlap = min(self.settings.chunk_overlap_tokens, max_tokens // 2)
-        with PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb) as parser:
-            for done, (path, password) in enumerate(files, start=1):
-                t0 = time.perf_counter()
-                try:
-                    paper = parse_file(parser, path, password, metadata.get(path.name))
-                    chunks = chunk_paper(paper, self.embedder, max_tokens, overlap, self.embedder.max_tokens)
-                    parsed.append((paper, chunks, time.perf_counter() - t0))
-                except IngestError as exc:
-                    outcomes.append(FileOutcome(path.name, exc.reason, exc.detail, time.perf_counter() - t0))
-                    log.warning("%s", exc)
-                if progress:
-                    progress("reading", done, len(files))
-        all_chunks = [c for _, chunks, _ in parsed for c in chunks]
-        vectors = self._embed(all_chunks, progress)
+        """Parse, chunk and embed each file. Paper n+1 is parsed (in the parser process) and
+        chunked (in a reader thread) while paper n is embedded, so reading mostly hides behind
+        the model instead of adding to it."""
         segments: dict[str, Segment] = {}
-        offset = sentence_offset = 0
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for paper, chunks, seconds in parsed:
-            info = PaperInfo(
-                paper_id=_unique_id(paper.paper_id, paper.source, self.papers(), segments),
-                source=paper.source,
-                title=paper.title,
-                authors=paper.authors,
-                kind=paper.kind,
-                n_pages=paper.n_pages,
-                n_chunks=len(chunks),
-                content_hash=paper.content_hash,
-                added_at=now,
-                segment=segment_id(paper.content_hash, signature),
-            )
-            chunks = [replace(c, paper_id=info.paper_id) for c in chunks]
-            n_sentences = sum(len(c.sentences) for c in chunks)
-            segments[paper.source] = Segment(
-                info,
-                tuple(chunks),
-                vectors.chunks[offset : offset + len(chunks)],
-                vectors.sentences[sentence_offset : sentence_offset + n_sentences],
-            )
-            offset += len(chunks)
-            sentence_offset += n_sentences
-            outcomes.append(FileOutcome(paper.source, "indexed", seconds=seconds, n_chunks=len(chunks)))
+        outcomes: list[FileOutcome] = []
+        kept = contextlib.nullcontext(self._parser) if self._parser else None
+        with kept or PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb) as parser:
+            reader = ThreadPoolExecutor(1, thread_name_prefix="culture-rag-reader")
+            try:
+                pending = [reader.submit(self._read, parser, path, password, metadata) for path, password in files]
+                tracker = _EmbedProgress(progress)
+                for done, future in enumerate(pending, start=1):
+                    read = future.result()
+                    if progress:
+                        progress("reading", done, len(files))
+                    if read.paper is None:
+                        outcomes.append(read.outcome)
+                        continue
+                    tracker.expect(len(read.chunks))
+                    segment = self._segment(read.paper, read.chunks, self._embed(read.chunks, tracker.step), signature, segments)
+                    segments[read.paper.source] = segment
+                    outcomes.append(read.outcome)
+            finally:
+                reader.shutdown(wait=True, cancel_futures=True)  # an embedding error stops the reading too
         return segments, outcomes
 
-    def _embed(self, chunks: list[Chunk], progress: ProgressFn | None) -> PassageVectors:
+    def _read(self, parser: PdfParser, path: Path, password: str | None, metadata: dict[str, PaperMeta]) -> _Read:
+        max_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
+        overlap = min(self.settings.chunk_overlap_tokens, max_tokens // 2)
+        t0 = time.perf_counter()
+        try:
+            paper = parse_file(parser, path, password, metadata.get(path.name))
+            chunks = chunk_paper(paper, self.embedder, max_tokens, overlap, self.embedder.max_tokens)
+        except IngestError as exc:
+            log.warning("%s", exc)
+            return _Read(None, (), FileOutcome(path.name, exc.reason, exc.detail, time.perf_counter() - t0))
+        seconds = time.perf_counter() - t0
+        return _Read(paper, tuple(chunks), FileOutcome(paper.source, "indexed", seconds=seconds, n_chunks=len(chunks)))
+
+    def _segment(
+        self, paper: Paper, chunks: tuple[Chunk, ...], vectors: PassageVectors, signature: dict, new: dict[str, Segment]
+    ) -> Segment:
+        info = PaperInfo(
+            paper_id=_unique_id(paper.paper_id, paper.source, self.papers(), new),
+            source=paper.source,
+            title=paper.title,
+            authors=paper.authors,
+            kind=paper.kind,
+            n_pages=paper.n_pages,
+            n_chunks=len(chunks),
+            content_hash=paper.content_hash,
+            added_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            segment=segment_id(paper.content_hash, signature),
+        )
+        chunks = tuple(replace(c, paper_id=info.paper_id) for c in chunks)
+        return Segment(info, chunks, vectors.chunks, vectors.sentences)
+
+    def _embed(self, chunks: tuple[Chunk, ...], step: Callable[[int], None] | None = None) -> PassageVectors:
         texts = [c.embed_text for c in chunks]
         spans = [sentence_spans_in_embed_text(c) for c in chunks]
-        done = 0
-
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress("embedding", done, len(texts))
-
         vectors = self.embedder.embed_passages(texts, spans, step)
         return self._embed_table_rows(chunks, vectors)
 
-    def _embed_table_rows(self, chunks: list[Chunk], vectors: PassageVectors) -> PassageVectors:
+    def _embed_table_rows(self, chunks: tuple[Chunk, ...], vectors: PassageVectors) -> PassageVectors:
         """A table row pooled from its own tokens has no column names and means little; embed
         rows as read with their header instead. Tables are rare, so this costs little."""
         rows, texts = [], []
@@ -501,10 +511,23 @@ class Assistant:
         a, b = self.embedder.embed_texts(texts_a), self.embedder.embed_texts(texts_b)
         return np.sum(a * b, axis=1)
 
-    def warm_up(self) -> None:
-        """Load the model and touch every structure, so the first real question is fast."""
+    def warm_up(self, writes: bool = False) -> None:
+        """Load the model and touch every structure, so the first real question is fast. With
+        `writes`, also load the passage model and start a PDF parser that stays up between
+        writes, so that adding a paper costs about its own parsing and embedding (an app)."""
         if self._snapshot is not None and self._snapshot.size:
             self.search("warm up")
+        if writes:
+            self.embedder.embed_texts(["warm up"])
+            parser = PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+            parser.start()
+            self._parser = parser
+
+    def close(self) -> None:
+        """Stop the PDF parser kept by warm_up(writes=True)."""
+        parser, self._parser = self._parser, None
+        if parser is not None:
+            parser.close()
 
 
 _CONNECTIVE = re.compile(r"^(and|but|also|so|then|what about|how about)\b", re.I)
@@ -518,6 +541,31 @@ def retrieval_query(question: str, history: Sequence[str]) -> str:
     if history and follows:
         return f"{history[-1]} {question}"
     return question
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One file after the reader thread: its paper and chunks, or why it failed (paper None)."""
+
+    paper: Paper | None
+    chunks: tuple[Chunk, ...]
+    outcome: FileOutcome
+
+
+class _EmbedProgress:
+    """Embedding progress over the papers taken so far: papers are embedded as they are read,
+    so the total grows until the last one."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.progress, self.done, self.total = progress, 0, 0
+
+    def expect(self, n: int) -> None:
+        self.total += n
+
+    def step(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress("embedding", self.done, self.total)
 
 
 def _with_meta(info: PaperInfo, meta: PaperMeta | None) -> PaperInfo:

@@ -36,11 +36,13 @@ def _progress():
     def update(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="chunk" if stage == "embedding" else "file", file=sys.stderr)
+            unit = "chunk" if stage == "embedding" else "file"
+            bar = bars[stage] = tqdm(total=total, initial=done, desc=stage, unit=unit, file=sys.stderr)
+        bar.total = total  # embedding's total grows as papers are read
         bar.n = done
         bar.refresh()
         if done >= total:
-            bar.close()
+            bars.pop(stage).close()  # a later paper opens a new bar
 
     return update
 

@@ -38,6 +38,10 @@ class IndexLoadError(CultureRagError):
         super().__init__(f"{self.path}: {detail}")
 
 
+class IndexModelMismatch(IndexLoadError):
+    """The index was built with another embedding model or passage backend; `build` re-embeds."""
+
+
 class IndexWriteError(CultureRagError):
     """Writing a new index generation failed; the previous one is still served."""
 

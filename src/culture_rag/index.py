@@ -31,7 +31,7 @@ import numpy as np
 
 from .chunking import Chunk, Span
 from .embedding import file_sha256
-from .errors import IndexLoadError, IndexWriteError
+from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from .lexical import COUNT_FILES, KeywordIndex, TermCounts
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Snapshot:
     def segments(self) -> dict[str, Segment]:
         """Every paper's segment, by paper id, taken from memory: the next generation is
         written from these without reading or verifying the disk again."""
-        vectors = self.dense.reconstruct_n(0, self.size) if self.size else np.empty((0, self.dense.d), np.float32)
+        vectors = stored_vectors(self.dense)
         counts = self._term_counts()
         out, start = {}, 0
         for number, paper in enumerate(self.papers):
@@ -211,8 +211,8 @@ def load_snapshot(index_dir: Path, fingerprint: str, dimension: int, fallback: b
     for name in candidates:
         try:
             snapshot = _load_generation(index_dir, index_dir / name, fingerprint, dimension)
-        except _ModelMismatch as exc:
-            raise IndexLoadError(exc.path, exc.detail) from None
+        except IndexModelMismatch:
+            raise
         except IndexLoadError as exc:
             first_error = first_error or exc
             log.warning("skipping damaged index generation: %s", exc)
@@ -231,12 +231,6 @@ def load_snapshot(index_dir: Path, fingerprint: str, dimension: int, fallback: b
         first_error.path,
         f"{first_error.detail}{older}; delete the index folder {index_dir} and run `culture-rag build` to rebuild it",
     )
-
-
-class _ModelMismatch(IndexLoadError):
-    def __init__(self, path: Path, detail: str) -> None:
-        super().__init__(path, detail)
-        self.detail = detail
 
 
 def manifest_digest(manifest: dict) -> str:
@@ -284,13 +278,13 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
     manifest = _read_manifest(manifest_path)
     model = _field(manifest_path, manifest, "model", dict)
     if model.get("fingerprint") != fingerprint:
-        raise _ModelMismatch(
+        raise IndexModelMismatch(
             manifest_path,
             f"built with model {model.get('fingerprint')!r} but the configured model is {fingerprint!r}; "
             "rebuild with `culture-rag build` or configure the original model",
         )
     if model.get("dimension") != dimension:
-        raise _ModelMismatch(manifest_path, f"dimension {model.get('dimension')} does not match the model's {dimension}")
+        raise IndexModelMismatch(manifest_path, f"dimension {model.get('dimension')} does not match the model's {dimension}")
     _refuse_pickles(gen_dir)
     files = _field(manifest_path, manifest, "files", dict)
     # Every file the loader parses must be covered by a checksum, checked before any parser
@@ -604,6 +598,18 @@ def search_dense(index, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     if isinstance(index, faiss.IndexHNSW):
         return index.search(query, k, params=faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k)))
     return index.search(query, k)
+
+
+def stored_vectors(index) -> np.ndarray:
+    """A copy of the vectors a flat or HNSW index holds, in row order: one memcpy of faiss's
+    storage (reconstruct_n copies vector by vector, several times slower)."""
+    import faiss
+
+    storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
+    if index.ntotal == 0:
+        return np.empty((0, index.d), np.float32)
+    view = faiss.rev_swig_ptr(storage.get_xb(), index.ntotal * index.d)
+    return np.array(view, dtype=np.float32).reshape(index.ntotal, index.d)  # a copy: the view dies with the index
 
 
 def build_dense(vectors: np.ndarray, dim: int):
