@@ -22,6 +22,14 @@ def stages(assistant) -> list[tuple[object, str]]:
     return [(module, "parse_file"), (module, "chunk_paper"), (assistant.embedder, "embed_passages"), (module, "write_generation")]
 
 
+def raw_encoder(embedder):
+    """The backend's bare encode: sentence-transformers' encode for torch, the int8 session's
+    runs (tokenizing included, one text per run as the engine does) for onnx-int8."""
+    if embedder.passage_backend == "torch":
+        return partial(embedder._model.encode, batch_size=embedder.batch_size)
+    return embedder._onnx_passages.encode
+
+
 def late_chunking_cost(embedder, chunks) -> float:
     """embed_passages' rate over raw encode's on the same texts, alternated so that drifting
     load hits both: what the sentence vectors cost apart from parsing and chunking."""
@@ -32,37 +40,37 @@ def late_chunking_cost(embedder, chunks) -> float:
     late, raw = [], []
     for _ in range(2):
         late.append(common.timed(partial(embedder.embed_passages, texts, spans)))
-        raw.append(common.timed(partial(embedder._model.encode, texts, batch_size=embedder.batch_size)))
+        raw.append(common.timed(partial(raw_encoder(embedder), texts)))
     return sum(raw) / sum(late)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = common.args_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved raw/build rounds (medians)")
-    parser.add_argument("--backend", default="torch-fp32", help="torch-fp32, onnx-fp32 or onnx-int8 (bench/backends.py)")
+    parser.add_argument("--backend", default="onnx-int8", choices=["onnx-int8", "torch"], help="passage_backend")
     parser.add_argument("--corpus-only", action="store_true", help="skip the PDFs (a quick check)")
     parser.add_argument("--ab-chunks", type=int, default=128, help="chunks for the late-chunking A/B")
     args = parser.parse_args(argv)
     common.quiet()
     common.header(f"indexing: Assistant.build vs raw encode ({args.backend})")
-    from backends import embedder_for
-
     from culture_rag import Assistant
+    from culture_rag.embedding import SentenceTransformerEmbedder
 
     rows, build_rates, raw_rates, ratios, totals, build_seconds = [], [], [], [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         corpus = common.copy_corpus(Path(tmp), pdfs=not args.corpus_only)
-        embedder = embedder_for(common.settings(Path(tmp) / "unused"), args.backend, threads=2)
-        load_s = common.timed(lambda: embedder._model)
+        settings = common.settings(Path(tmp) / "unused").model_copy(update={"passage_backend": args.backend})
+        embedder = SentenceTransformerEmbedder(settings)
+        load_s = common.timed(lambda: raw_encoder(embedder)(["warm up"]))
         texts: list[str] = []
 
         def raw() -> float:
-            seconds = common.timed(lambda: embedder._model.encode(texts, batch_size=embedder.batch_size))
+            seconds = common.timed(lambda: raw_encoder(embedder)(texts))
             return len(texts) / seconds
 
         for r in range(args.rounds):
             before = raw() if texts else None  # the chunk texts are known after the first build
-            assistant = Assistant(common.settings(Path(tmp) / f"index-{r}", corpus), embedder)
+            assistant = Assistant(common.settings(Path(tmp) / f"index-{r}", corpus).model_copy(update={"passage_backend": args.backend}), embedder)
             with common.stage_timers(stages(assistant), totals):
                 seconds = common.timed(partial(assistant.build, corpus))
             texts = [c.embed_text for c in assistant.snapshot.chunks]

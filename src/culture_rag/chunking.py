@@ -62,10 +62,19 @@ class Chunk:
         return self.text[span.start - self.start : span.end - self.start]
 
 
+# pysbd builds a regex per abbreviation and text (thousands of distinct patterns), more than
+# Python's regex cache holds (512), so without a bigger cache it recompiled them for every
+# paragraph: half of chunking's time (bench/indexing.py). Compiled patterns are a few MB.
+REGEX_CACHE = 16384
+
+
 @lru_cache(maxsize=1)
 def _segmenter():
+    import re
+
     import pysbd
 
+    re._MAXCACHE = max(re._MAXCACHE, REGEX_CACHE)  # noqa: SLF001  no public knob exists
     return pysbd.Segmenter(language="en", clean=False, char_span=True)
 
 
