@@ -1,6 +1,6 @@
 """Incremental cost: Assistant.add of one paper to a large synthetic index, against embedding
 that paper's chunks alone, with the add's time split by stage (stages nest: write_generation
-includes build_dense, the keyword stages, checksums and fsync)."""
+includes the segment, search-index, manifest and clean-up stages)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ def stages(assistant) -> list[tuple[object, str]]:
         (module, "chunk_paper"),
         (assistant.embedder, "embed_passages"),
         (index.Snapshot, "segments"),
-        (index, "build_dense"),
+        (index, "_search_indexes"),
+        (KeywordIndex, "appended"),
         (TermCounts, "of_texts"),
         (TermCounts, "concat"),
-        (KeywordIndex, "from_counts"),
-        (KeywordIndex, "save"),
+        (index, "_write_segment"),
         (index, "_segment_checksums"),
+        (index, "_write_generation_files"),
+        (index, "_collect_garbage"),
         (index, "_fsync_file"),
         (module, "write_generation"),
         (module, "load_snapshot"),

@@ -281,17 +281,25 @@ def test_io_error_at_every_write_point_keeps_the_old_index_served(small_index, t
 
 @pytest.mark.parametrize(
     ("limit", "paper_words", "fails_in"),
-    [(2048, 20, "vector index"), (2048, 3000, "segment")],
+    [(6144, 20, "vector index"), (2048, 3000, "segment")],
 )
-def test_a_real_file_size_limit_is_a_clear_write_error(small_index, fake_embedder, limit, paper_words, fails_in):
+def test_a_real_file_size_limit_is_a_clear_write_error(
+    small_index, fake_embedder, monkeypatch, limit, paper_words, fails_in
+):
     """The kernel, not a mock, refuses the write (EFBIG), in faiss's C++ writer or in numpy/JSON."""
     assistant, _ = small_index
     corpus = assistant.corpus_dir
     # Straight into the corpus and `build`: `add` would first copy it, and that copy would hit the limit.
     (corpus / "new.txt").write_text(" ".join(f"embroidery{i % 97}" for i in range(paper_words)) + "\n")
     before = assistant.snapshot.generation
-    dense = assistant.snapshot.path / "dense.faiss"
-    assert dense.stat().st_size > limit  # so the new vector index cannot be written
+    if fails_in == "vector index":  # only an HNSW generation writes a faiss file of its own
+        import faiss
+
+        from culture_rag.index import build_dense, stored_vectors
+
+        monkeypatch.setattr("culture_rag.index.HNSW_THRESHOLD", 0)
+        graph = faiss.serialize_index(build_dense(stored_vectors(assistant.snapshot.dense), fake_embedder.dimension))
+        assert graph.size > limit  # so the graph cannot be written
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))

@@ -96,11 +96,11 @@ def test_loading_refuses_dimension_mismatch(built, fake_embedder):
 
 def test_damaged_file_is_refused_with_its_path(built, fake_embedder):
     assistant, _ = built
-    faiss_file = assistant.snapshot.path / "dense.faiss"
-    data = bytearray(faiss_file.read_bytes())
+    vectors = assistant.index_dir / "segments" / assistant.papers()[0].segment / "vectors.npy"
+    data = bytearray(vectors.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    faiss_file.write_bytes(bytes(data))
-    with pytest.raises(IndexLoadError, match="dense.faiss.*checksum"):
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(IndexLoadError, match="vectors.npy.*checksum"):
         Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
 
 
@@ -174,11 +174,11 @@ def test_near_duplicates_are_suppressed(tmp_path, fake_embedder):
     assert len(hits) == 1
 
 
-def test_keyword_scores_from_term_counts_match_bm25s():
-    """The vectorized scorer must give bm25s's own scores, also after merging counts."""
+def test_keyword_scores_match_bm25s_also_across_parts():
+    """Query-time BM25 must give bm25s's own scores, for one part and for papers appended as parts."""
     import bm25s
 
-    from culture_rag.lexical import KeywordIndex, TermCounts, tokenize
+    from culture_rag.lexical import KeywordIndex, TermCounts, content_words, tokenize
 
     texts = [
         "Cultural trade along the Silk Road grew; cultural exports grew faster.",
@@ -186,26 +186,23 @@ def test_keyword_scores_from_term_counts_match_bm25s():
         "",
         "the of and",  # stop words only
         "Film, film and more film: the film industry of Belarus.",
+        "Cultural industry parks in Belarus attract Chinese film crews.",
     ]
     reference = bm25s.BM25()
     reference.index(tokenize(texts), show_progress=False)
-    merged = TermCounts.concat([TermCounts.of_texts(texts[:2]), TermCounts.of_texts(texts[2:])])
-    ours = KeywordIndex.from_counts(merged)._model
-
-    def by_term(model):
-        s = model.scores
-        out = {}
-        for term, col in model.vocab_dict.items():
-            if term and col < len(s["indptr"]) - 1:
-                lo, hi = s["indptr"][col], s["indptr"][col + 1]
-                out[term] = dict(zip(s["indices"][lo:hi].tolist(), s["data"][lo:hi].tolist(), strict=True))
-        return out
-
-    expected, got = by_term(reference), by_term(ours)
-    assert expected.keys() == got.keys() and len(expected) > 10
-    for term, docs in expected.items():
-        assert docs.keys() == got[term].keys(), term
-        assert np.allclose(list(docs.values()), [got[term][d] for d in docs], rtol=1e-6), term
+    whole = KeywordIndex.build(texts)
+    parts = KeywordIndex.of_counts(TermCounts.of_texts(texts[:2]))
+    for start in range(2, len(texts), 2):
+        parts = parts.appended(TermCounts.of_texts(texts[start : start + 2]))
+    for query in ("cultural film", "Belarus film film", "exports of Kazakhstan", "industry", "nothing matches"):
+        expected = reference.get_scores(content_words(query))
+        rows = np.flatnonzero(expected > 0)
+        for ours in (whole, parts):
+            hits = ours.search(query, len(texts))
+            assert sorted(hits.rows.tolist()) == rows.tolist(), query
+            assert np.allclose(hits.scores, expected[hits.rows], rtol=1e-5), query
+    assert rows.size == 0  # the last query matched nothing: no accidental passes above
+    assert whole.idf(["film", "unknown"]) == parts.idf(["film", "unknown"])
 
 
 def test_writes_from_memory_equal_a_fresh_load(built, fake_embedder):

@@ -266,9 +266,12 @@ class Assistant:
         changed = bool(new_segments) or len(kept) != len(existing) or any(kept[s] != existing[s] for s in kept)
         if changed or self._snapshot is None:
             previous = self._snapshot.segments() if self._snapshot else {}
+            # Kept papers first, in the order they have, then the new ones: the indexes in memory
+            # then only need the new papers appended (index.write_generation).
+            order = [p.source for p in self.papers() if p.source in kept] + sorted(new_segments)
             kept_segments = {s: replace(previous[info.paper_id], paper=info) for s, info in kept.items()}
             segments = {**kept_segments, **new_segments}
-            self._write(corpus, [segments[s] for s in sorted(segments)])
+            self._write(corpus, [segments[s] for s in order])
         embedded = sum(len(s.chunks) for s in new_segments.values())
         return self._report(outcomes, embedded, time.perf_counter() - start)
 
@@ -370,8 +373,7 @@ class Assistant:
             "libraries": library_versions(),
             "corpus_dir": str(corpus.resolve()),
         }
-        known = self._snapshot.manifest.get("segments") if self._snapshot else None
-        self._snapshot = write_generation(self.index_dir, segments, header, self.settings.keep_generations, known)
+        self._snapshot = write_generation(self.index_dir, segments, header, self.settings.keep_generations, self._snapshot)
 
     def _report(self, outcomes: list[FileOutcome], embedded: int, seconds: float) -> BuildReport:
         snap = self._snapshot

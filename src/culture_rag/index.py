@@ -2,13 +2,16 @@
 
     index/
       CURRENT                 name of the live generation, replaced atomically
-      segments/<id>/          one paper's chunks.jsonl and vectors.npy, never modified
-      gen-000007/             manifest.json (checksums of every file), dense.faiss, keyword/
+      segments/<id>/          one paper's chunks.jsonl, vectors.npy, sentences.npy and terms.npz
+                              (keyword term counts), never modified
+      gen-000007/             manifest.json (papers, checksums of every file), and dense.faiss
+                              when the dense index is an HNSW graph
 
 A build writes a new generation beside the old one and only then points CURRENT at it, so a
-killed build leaves the previous generation live. Nothing is pickled: JSON, .npy (loaded with
-allow_pickle=False), FAISS and bm25s files only, each checked against the manifest's sha256
-before it is parsed.
+killed build leaves the previous generation live. Exact (flat) search and BM25 are assembled on
+load from the segments, so adding a paper writes that paper and a manifest, not the whole index.
+Nothing is pickled: JSON, .npy/.npz (loaded with allow_pickle=False) and FAISS files only, each
+checked against the manifest's sha256 before it is parsed.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ import numpy as np
 from .chunking import Chunk, Span
 from .embedding import file_sha256
 from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
-from .lexical import COUNT_FILES, KeywordIndex, TermCounts
+from .lexical import KeywordIndex, TermCounts
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else
+# 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else.
+# 3: segments keep their keyword term counts; a flat generation has no dense file of its own.
+FORMAT = 3
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
 # within the latency budget, keeps recall exact, and rebuilds in a blink when a paper is added
@@ -99,26 +104,14 @@ class Snapshot:
         """Every paper's segment, by paper id, taken from memory: the next generation is
         written from these without reading or verifying the disk again."""
         vectors = stored_vectors(self.dense)
-        counts = self._term_counts()
         out, start = {}, 0
         for number, paper in enumerate(self.papers):
             stop = start + paper.n_chunks
-            terms = counts.rows(start, stop) if counts is not None else None
+            terms = self.keyword.counts(start, stop) if self.keyword is not None and stop > start else None
             block = self.sentence_blocks[number]
             out[paper.paper_id] = Segment(paper, self.chunks[start:stop], vectors[start:stop], block, terms)
             start = stop
         return out
-
-    def _term_counts(self) -> TermCounts | None:
-        if self.keyword is None:
-            return None
-        if not self.keyword.counts_loaded:
-            files = self.manifest.get("files", {})
-            names = {f"keyword/{name}" for name in COUNT_FILES}
-            if not names <= set(files):
-                return None  # written before term counts were kept: the next write tokenizes
-            _verify_files(self.path, {name: files[name] for name in names})
-        return self.keyword.counts()
 
     def sentence_matrix(self, row: int) -> np.ndarray:
         """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""
@@ -150,12 +143,8 @@ def library_versions() -> dict[str, str]:
 _GEN_NAME = re.compile(r"gen-\d{6}")
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{24}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-SEGMENT_FILES = ("chunks.jsonl", "vectors.npy", "sentences.npy")
+SEGMENT_FILES = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz")
 MANIFEST_DIGEST = "manifest_sha256"
-# Format 1 manifests carry no digest of their own; from format 2 on the digest is required, so
-# that a flip in its key's name cannot switch the check off.
-DIGEST_REQUIRED_FROM = 2
-READABLE_FORMATS = (1, 2)
 
 
 def read_current(index_dir: Path) -> str | None:
@@ -255,13 +244,17 @@ def _read_manifest(manifest_path: Path) -> dict:
     if not isinstance(manifest, dict):
         raise IndexLoadError(manifest_path, "damaged manifest (not a JSON object)")
     recorded = manifest.get(MANIFEST_DIGEST)
-    if manifest.get("format") not in READABLE_FORMATS:
-        raise IndexLoadError(manifest_path, f"index format {manifest.get('format')!r} is not readable here; rebuild")
-    if recorded is None and manifest["format"] >= DIGEST_REQUIRED_FROM:
+    intact = recorded is not None and recorded == manifest_digest(manifest)
+    if manifest.get("format") == 1 or (intact and manifest.get("format") != FORMAT):
+        # An intact manifest of another format (format 1 had no digest) is another version's
+        # index, not damage: `build` re-embeds it.
+        raise IndexModelMismatch(
+            manifest_path, f"written in index format {manifest.get('format')!r}, this version reads {FORMAT}; "
+            "run `culture-rag build` to index the papers again"
+        )
+    if recorded is None:
         raise IndexLoadError(manifest_path, "the manifest's own checksum is missing: it is damaged or was changed")
-    # Format 1 has no digest; the structural checks below catch every change to it except to
-    # descriptive text (titles, dates).
-    if recorded is not None and recorded != manifest_digest(manifest):
+    if not intact:
         raise IndexLoadError(manifest_path, "checksum mismatch: the manifest is damaged or was changed")
     return manifest
 
@@ -287,33 +280,28 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
         raise IndexModelMismatch(manifest_path, f"dimension {model.get('dimension')} does not match the model's {dimension}")
     _refuse_pickles(gen_dir)
     files = _field(manifest_path, manifest, "files", dict)
+    hnsw = manifest.get("dense_type") == "hnsw"
     # Every file the loader parses must be covered by a checksum, checked before any parser
-    # (faiss.read_index, bm25s, numpy) sees a byte of it.
-    on_disk = {str(p.relative_to(gen_dir)) for p in (gen_dir / "keyword").rglob("*") if p.is_file()}
-    unlisted = sorted(on_disk - set(files)) + ([] if "dense.faiss" in files else ["dense.faiss"])
+    # (faiss.read_index, numpy) sees a byte of it.
+    on_disk = {str(p.relative_to(gen_dir)) for p in gen_dir.rglob("*") if p.is_file()} - {"manifest.json"}
+    unlisted = sorted(on_disk - set(files)) + ([] if "dense.faiss" in files or not hnsw else ["dense.faiss"])
     if unlisted:
         raise IndexLoadError(gen_dir / unlisted[0], "has no checksum in the manifest; the generation was tampered with")
     _verify_files(gen_dir, files)
-    papers, chunks, sentence_blocks = _load_segments(index_dir, manifest, dimension, manifest_path)
+    loaded = _load_segments(index_dir, manifest, dimension, manifest_path)
+    chunks = loaded.chunks
     if manifest.get("n_chunks", len(chunks)) != len(chunks):
         raise IndexLoadError(manifest_path, f"n_chunks is {manifest.get('n_chunks')!r} but the segments hold {len(chunks)}")
-    dense = _read_faiss(gen_dir / "dense.faiss")
-    if dense.d != dimension:
-        raise IndexLoadError(gen_dir / "dense.faiss", f"vectors of dimension {dense.d}, the model's is {dimension}; rebuild")
-    if dense.ntotal != len(chunks):
-        raise IndexLoadError(gen_dir / "dense.faiss", f"{dense.ntotal} vectors for {len(chunks)} chunks; rebuild")
-    keyword = None
-    if chunks:
-        if not on_disk:
-            raise IndexLoadError(gen_dir / "keyword", "missing; the generation is incomplete")
-        try:
-            keyword = KeywordIndex.load(gen_dir / "keyword")
-            keyword_size = keyword.size
-        except Exception as exc:  # noqa: BLE001  bm25s raises whatever its parsers raise
-            raise IndexLoadError(gen_dir / "keyword", f"cannot read the keyword index ({type(exc).__name__}: {exc})") from None
-        if keyword_size != len(chunks):
-            raise IndexLoadError(gen_dir / "keyword", f"{keyword_size} keyword documents for {len(chunks)} chunks")
-    return _assemble(gen_dir, manifest, papers, chunks, dense, keyword, sentence_blocks)
+    if hnsw:
+        dense = _read_faiss(gen_dir / "dense.faiss")
+        if dense.d != dimension:
+            raise IndexLoadError(gen_dir / "dense.faiss", f"vectors of dimension {dense.d}, the model's is {dimension}; rebuild")
+        if dense.ntotal != len(chunks):
+            raise IndexLoadError(gen_dir / "dense.faiss", f"{dense.ntotal} vectors for {len(chunks)} chunks; rebuild")
+    else:  # exact search over the segments' own vectors, verified above
+        dense = build_dense(np.concatenate(loaded.vectors) if loaded.vectors else np.zeros((0, dimension), np.float32), dimension)
+    keyword = KeywordIndex.of_counts(TermCounts.concat(loaded.terms)) if chunks else None
+    return _assemble(gen_dir, manifest, loaded.papers, chunks, dense, keyword, loaded.sentences)
 
 
 def _assemble(gen_dir: Path, manifest: dict, papers, chunks, dense, keyword, sentence_blocks) -> Snapshot:
@@ -379,12 +367,21 @@ def _load_array(path: Path, rows: int, dimension: int, mmap: bool = False) -> np
     return array
 
 
-def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_path: Path):
+@dataclass(frozen=True)
+class _Loaded:
+    papers: list[PaperInfo]
+    chunks: list[Chunk]
+    vectors: list[np.ndarray]
+    sentences: list[np.ndarray]
+    terms: list[TermCounts]
+
+
+def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_path: Path) -> _Loaded:
     records = manifest.get("papers", [])
     checksums = manifest.get("segments", {})
     if not isinstance(records, list) or not isinstance(checksums, dict):
         raise IndexLoadError(manifest_path, "damaged manifest: 'papers' or 'segments' has the wrong type")
-    papers, chunks, sentence_blocks = [], [], []
+    out = _Loaded([], [], [], [], [])
     for number, record in enumerate(records):
         try:
             info = PaperInfo(**{**record, "authors": tuple(record["authors"])})
@@ -406,12 +403,17 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
         # Segments are named by content, so two files with the same bytes share one, written with
         # the first one's paper id; the manifest's record says whose chunks these are here.
         seg_chunks = [c if c.paper_id == info.paper_id else replace(c, paper_id=info.paper_id) for c in seg_chunks]
-        _load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=True)  # shape only: faiss holds the vectors
-        sentences = _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension, mmap=True)
-        papers.append(info)
-        chunks.extend(seg_chunks)
-        sentence_blocks.append(sentences)
-    return papers, chunks, sentence_blocks
+        out.vectors.append(_load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension))
+        out.sentences.append(
+            _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension, mmap=True)
+        )
+        try:
+            out.terms.append(TermCounts.load(seg_dir / "terms.npz", len(seg_chunks)))
+        except (ValueError, KeyError, OSError, EOFError, AttributeError, TypeError) as exc:  # pickles end here too
+            raise IndexLoadError(seg_dir / "terms.npz", f"not plain term counts ({exc})") from None
+        out.papers.append(info)
+        out.chunks.extend(seg_chunks)
+    return out
 
 
 _CHUNK_TYPES = {
@@ -463,24 +465,29 @@ def write_generation(
     segments: list[Segment],
     header: dict,
     keep: int,
-    known_checksums: dict | None = None,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
-    """Write every new segment, then a complete generation, then switch CURRENT to it; returns
-    the new generation, assembled from memory. `known_checksums` (a previous manifest's
-    "segments") spares hashing segments that were already on disk."""
+    """Write every new segment, then a generation (its manifest, plus the graph when the dense
+    index is HNSW), then switch CURRENT to it; returns the new generation, assembled in memory.
+    With `previous`, segments already on disk keep their checksums, and when the segments are
+    its papers followed by new ones, its dense and keyword indexes are extended rather than
+    rebuilt: adding a paper costs about that paper, not the whole index."""
+    segments = _with_terms(segments)
+    known_checksums = previous.manifest.get("segments", {}) if previous is not None else {}
     tmp = final = None
     try:
         checksums = {}
         for seg in segments:
-            known = (known_checksums or {}).get(seg.paper.segment)
+            known = known_checksums.get(seg.paper.segment)
             wrote = _write_segment(index_dir, seg)
             checksums[seg.paper.segment] = known if known and not wrote else _segment_checksums(index_dir, seg.paper.segment)
+        dense, keyword = _search_indexes(segments, header["model"]["dimension"], previous)
         number = int(generations(index_dir)[0].split("-")[1]) + 1 if generations(index_dir) else 1
         final = index_dir / f"gen-{number:06d}"
         tmp = index_dir / f"{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        manifest, dense, keyword = _write_generation_files(tmp, segments, header, number, checksums)
+        manifest = _write_generation_files(tmp, segments, header, number, checksums, dense)
         # File contents first, then the folder: a rename that outlives a power cut must not
         # point at files whose data never reached the disk.
         for path in sorted(tmp.rglob("*"), reverse=True):
@@ -513,6 +520,31 @@ def write_generation(
     return _assemble(final, manifest, [s.paper for s in segments], chunks, dense, keyword, blocks)
 
 
+def _search_indexes(segments: list[Segment], dim: int, previous: Snapshot | None):
+    """(dense, keyword) for `segments`: the previous generation's extended by the new papers
+    when those come after all of its own, in its order; built from every segment otherwise."""
+    import faiss
+
+    old = len(previous.papers) if previous is not None else 0
+    extends = (
+        previous is not None
+        and previous.keyword is not None
+        and len(segments) >= old
+        and all(s.paper.segment == p.segment and s.paper.n_chunks == p.n_chunks for s, p in zip(segments, previous.papers))
+        # the type the new size calls for, checked on the index itself (the threshold may differ)
+        and isinstance(previous.dense, faiss.IndexHNSW) == (dense_type(sum(len(s.chunks) for s in segments)) == "hnsw")
+    )
+    new = segments[old:] if extends else segments
+    vectors = np.concatenate([s.vectors for s in new]) if new else np.zeros((0, dim), np.float32)
+    if not extends:
+        counts = TermCounts.concat([s.terms for s in segments])
+        return build_dense(vectors, dim), (KeywordIndex.of_counts(counts) if len(vectors) else None)
+    dense = faiss.clone_index(previous.dense)  # queries may be searching the previous one right now
+    _add_vectors(dense, vectors)
+    keyword = previous.keyword.appended(TermCounts.concat([s.terms for s in new])) if new else previous.keyword
+    return dense, keyword
+
+
 def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None) -> bool:
     """Remove what a failed write left, so no half-written or unacknowledged generation is ever
     served as a fallback. True when CURRENT already names the new generation (keep it then)."""
@@ -530,44 +562,40 @@ def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None)
     return live
 
 
-def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, number: int, checksums: dict):
+def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, number: int, checksums: dict, dense) -> dict:
     import faiss
 
-    chunks = [c for seg in segments for c in seg.chunks]
-    dim = header["model"]["dimension"]
-    vectors = np.concatenate([s.vectors for s in segments]) if segments else np.zeros((0, dim), np.float32)
-    dense = build_dense(vectors, dim)
-    faiss.write_index(dense, str(tmp / "dense.faiss"))
-    keyword = None
-    if chunks:
-        keyword = KeywordIndex.from_counts(_term_counts(segments))
-        keyword.save(tmp / "keyword")
+    n_chunks = sum(len(s.chunks) for s in segments)
+    if dense_type(n_chunks) == "hnsw":  # a flat index is rebuilt from the segments' vectors on load
+        faiss.write_index(dense, str(tmp / "dense.faiss"))
     files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
         **header,
         "format": FORMAT,
         "generation": number,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "n_chunks": len(chunks),
-        "dense_type": dense_type(len(chunks)),
+        "n_chunks": n_chunks,
+        "dense_type": dense_type(n_chunks),
         "papers": [asdict(s.paper) for s in segments],
         "segments": {s.paper.segment: checksums[s.paper.segment] for s in segments},
         "files": files,
     }
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
-    return manifest, dense, keyword
+    return manifest
 
 
-def _term_counts(segments: list[Segment]) -> TermCounts:
-    """Every chunk's term counts: kept ones as they are, the rest tokenized in one batch."""
+def _with_terms(segments: list[Segment]) -> list[Segment]:
+    """Segments with their term counts; those without are tokenized in one batch."""
     missing = [s for s in segments if s.terms is None]
-    fresh = TermCounts.of_texts([c.embed_text for s in missing for c in s.chunks]) if missing else None
-    parts, start = {}, 0
+    if not missing:
+        return segments
+    fresh = TermCounts.of_texts([c.embed_text for s in missing for c in s.chunks])
+    filled, start = {}, 0
     for seg in missing:
-        parts[id(seg)] = fresh.rows(start, start + len(seg.chunks))
+        filled[id(seg)] = replace(seg, terms=fresh.rows(start, start + len(seg.chunks)))
         start += len(seg.chunks)
-    return TermCounts.concat([s.terms if s.terms is not None else parts[id(s)] for s in segments])
+    return [filled.get(id(s), s) for s in segments]
 
 
 def dense_type(n: int) -> str:
@@ -620,12 +648,18 @@ def build_dense(vectors: np.ndarray, dim: int):
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     else:
         index = faiss.IndexFlatIP(dim)
+    _add_vectors(index, vectors)
+    return index
+
+
+def _add_vectors(index, vectors: np.ndarray) -> None:
+    import faiss
+
     if len(vectors):
         # Building a graph parallelizes well, whatever count this thread searches with.
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         _thread_state.threads = None
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
 
 
 def _write_segment(index_dir: Path, seg: Segment) -> bool:
@@ -649,6 +683,7 @@ def _write_segment(index_dir: Path, seg: Segment) -> bool:
         np.save(tmp / "vectors.npy", np.ascontiguousarray(seg.vectors, dtype=np.float32), allow_pickle=False)
         # float16 halves the largest file; sentence scores need no more precision than that.
         np.save(tmp / "sentences.npy", np.ascontiguousarray(seg.sentence_vectors, dtype=np.float16), allow_pickle=False)
+        seg.terms.save(tmp / "terms.npz")
         for p in tmp.iterdir():
             _fsync_file(p)
         _fsync_dir(tmp)
@@ -662,7 +697,7 @@ def _write_segment(index_dir: Path, seg: Segment) -> bool:
 
 def _segment_checksums(index_dir: Path, segment: str) -> dict[str, str]:
     seg_dir = index_dir / "segments" / segment
-    return {name: file_sha256(seg_dir / name) for name in ("chunks.jsonl", "vectors.npy", "sentences.npy")}
+    return {name: file_sha256(seg_dir / name) for name in SEGMENT_FILES}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -1,14 +1,8 @@
-"""Keyword index: BM25 (bm25s, sparse matrices) over English-stemmed word tokens.
-
-Beside bm25s's score matrix, each index keeps the term counts it was scored from. BM25 scores
-depend on corpus-wide statistics, so adding one paper changes every chunk's scores; with the
-counts kept, they are recomputed in one vectorized pass instead of tokenizing every chunk again
-(bm25s has no incremental update, and its builder loops over documents in Python).
-"""
+"""Keyword index: BM25 over English-stemmed word tokens (bm25s's tokenizer and stop words),
+scored at query time from per-chunk term counts, which each paper's segment stores."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -64,9 +58,6 @@ class KeywordHits:
     scores: np.ndarray
 
 
-COUNT_FILES = ("counts.data.npy", "counts.indices.npy", "counts.indptr.npy", "counts.vocab.json")
-
-
 @dataclass(frozen=True)
 class TermCounts:
     """How often each stemmed term occurs in each chunk: rows are chunks, columns `vocab` ids."""
@@ -117,113 +108,112 @@ class TermCounts:
         matrix = sparse.vstack(blocks, format="csr", dtype=np.int32) if blocks else sparse.csr_matrix((0, 0), dtype=np.int32)
         return cls(union, matrix)
 
-    def save(self, directory: Path) -> None:
+    def save(self, path: Path) -> None:
+        """One .npz of plain arrays (the vocabulary as a unicode array): loads without pickle."""
+        terms = sorted(self.vocab, key=self.vocab.__getitem__)
         m = self.matrix
-        for name, array in zip(COUNT_FILES[:3], (m.data, m.indices, m.indptr), strict=False):
-            np.save(directory / name, array, allow_pickle=False)
-        (directory / COUNT_FILES[3]).write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
+        with open(path, "wb") as fh:
+            np.savez(fh, vocab=np.array(terms, dtype=str), data=m.data, indices=m.indices, indptr=m.indptr)
 
     @classmethod
-    def load(cls, directory: Path, n_docs: int) -> TermCounts:
-        data, indices, indptr = (np.load(directory / name, allow_pickle=False) for name in COUNT_FILES[:3])
-        vocab = json.loads((directory / COUNT_FILES[3]).read_text(encoding="utf-8"))
-        if not isinstance(vocab, dict) or len(indptr) != n_docs + 1:
-            raise ValueError(f"term counts for {len(indptr) - 1} chunks, the index has {n_docs}")
-        return cls(vocab, sparse.csr_matrix((data, indices, indptr), shape=(n_docs, len(vocab))))
+    def load(cls, path: Path, n_docs: int) -> TermCounts:
+        with np.load(path, allow_pickle=False) as arrays:
+            terms, data, indices, indptr = (arrays[k] for k in ("vocab", "data", "indices", "indptr"))
+        if len(indptr) != n_docs + 1 or (len(indices) and int(indices.max()) >= len(terms)) or indptr[-1] != len(indices):
+            raise ValueError(f"term counts for {len(indptr) - 1} chunks over {len(terms)} terms; the segment has {n_docs} chunks")
+        vocab = {str(t): i for i, t in enumerate(terms.tolist())}
+        return cls(vocab, sparse.csr_matrix((data, indices, indptr), shape=(n_docs, len(terms))))
+
+
+class _Part:
+    """Term-major postings of a run of consecutive chunks starting at row `start`."""
+
+    def __init__(self, counts: TermCounts, start: int) -> None:
+        self.counts, self.start = counts, start
+        csc = counts.matrix.tocsc()
+        self.indptr = csc.indptr
+        self.rows = (csc.indices + start).astype(np.int32)
+        self.tf = csc.data.astype(np.float32)
+        self.lengths = np.asarray(counts.matrix.sum(axis=1), dtype=np.float32).ravel()
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        col = self.counts.vocab.get(term)
+        if col is None or col >= len(self.indptr) - 1:
+            return _EMPTY_ROWS, _EMPTY_TF
+        lo, hi = self.indptr[col], self.indptr[col + 1]
+        return self.rows[lo:hi], self.tf[lo:hi]
+
+
+_EMPTY_ROWS, _EMPTY_TF = np.empty(0, np.int32), np.empty(0, np.float32)
+K1, B = 1.5, 0.75  # bm25s's defaults (Lucene BM25); tests/test_index.py compares the scores with bm25s
+MAX_PARTS = 8  # papers appended as parts of their own, merged into one beyond this
 
 
 class KeywordIndex:
-    def __init__(self, model, counts: TermCounts | None = None, directory: Path | None = None) -> None:
-        self._model = model
-        self._counts = counts
-        self._directory = directory
+    """BM25 scored at query time from term counts, over parts: one large run of chunks plus the
+    papers appended since. Corpus statistics (documents, lengths, document frequencies) are summed
+    over all parts, so scores are exactly BM25 over the whole index. bm25s precomputes every
+    chunk's scores instead, which bakes in those statistics: adding one paper re-scored every
+    chunk. Tokenizing and stop words are bm25s's."""
+
+    def __init__(self, parts: Sequence[_Part]) -> None:
+        self._parts = tuple(parts)
+        self.size = sum(p.counts.size for p in self._parts)
+        lengths = np.concatenate([p.lengths for p in self._parts]) if self._parts else np.zeros(0, np.float32)
+        average = float(lengths.mean()) if self.size else 1.0
+        self._norm = (K1 * (1 - B + B * lengths / (average or 1.0))).astype(np.float32)
+
+    @classmethod
+    def of_counts(cls, counts: TermCounts) -> KeywordIndex:
+        return cls([_Part(counts, 0)])
 
     @classmethod
     def build(cls, texts: list[str]) -> KeywordIndex:
-        return cls.from_counts(TermCounts.of_texts(texts))
+        return cls.of_counts(TermCounts.of_texts(texts))
 
-    @classmethod
-    def from_counts(cls, counts: TermCounts) -> KeywordIndex:
-        """bm25s's default scoring (Lucene BM25, k1 1.5, b 0.75), computed for all chunks at
-        once; tests/test_index.py checks it against bm25s's own builder."""
-        import bm25s
+    def appended(self, counts: TermCounts) -> KeywordIndex:
+        """This index with new chunks after its last row: O(new chunks) until MAX_PARTS parts."""
+        if len(self._parts) < MAX_PARTS:
+            return KeywordIndex([*self._parts, _Part(counts, self.size)])
+        return KeywordIndex.of_counts(TermCounts.concat([*(p.counts for p in self._parts), counts]))
 
-        model = bm25s.BM25()
-        csc = counts.matrix.tocsc()
-        n_docs = counts.size
-        lengths = np.asarray(counts.matrix.sum(axis=1)).ravel().astype(np.float64)
-        avg = lengths.mean() if n_docs else 1.0
-        df = np.diff(csc.indptr).astype(np.float64)
-        idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-        tf = csc.data.astype(np.float64)
-        norm = model.k1 * ((1 - model.b) + model.b * lengths[csc.indices] / (avg or 1.0))
-        columns = np.repeat(np.arange(len(df)), np.diff(csc.indptr))
-        data = (idf[columns] * tf / (norm + tf)).astype(np.float32)
-        model.scores = {"data": data, "indices": csc.indices.astype(np.int32), "indptr": csc.indptr, "num_docs": n_docs}
-        vocab = dict(counts.vocab)
-        vocab.setdefault("", max(vocab.values(), default=-1) + 1)  # as bm25s adds it
-        model.vocab_dict = vocab
-        model.unique_token_ids_set = set(vocab.values())
-        model.nonoccurrence_array = None
-        return cls(model, counts)
+    def counts(self, start: int, stop: int) -> TermCounts:
+        """Term counts of rows start..stop, which lie in one part (a paper is never split)."""
+        part = next(p for p in self._parts if p.start <= start and stop <= p.start + p.counts.size)
+        return part.counts.rows(start - part.start, stop - part.start)
 
-    @property
-    def counts_loaded(self) -> bool:
-        return self._counts is not None
+    def _df(self, term: str) -> int:
+        return sum(len(p.postings(term)[0]) for p in self._parts)
 
-    def counts(self) -> TermCounts | None:
-        """The term counts behind the scores; None for an index saved without them."""
-        if self._counts is None and self._directory is not None and (self._directory / COUNT_FILES[0]).is_file():
-            self._counts = TermCounts.load(self._directory, self.size)
-        return self._counts
-
-    @property
-    def size(self) -> int:
-        return int(self._model.scores["num_docs"])
-
-    def save(self, directory: Path) -> None:
-        self._model.save(str(directory), show_progress=False)
-        if self._counts is not None:
-            self._counts.save(directory)
-
-    @classmethod
-    def load(cls, directory: Path) -> KeywordIndex:
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(directory), allow_pickle=False, show_progress=False), directory=directory)
+    def _idf(self, df: int) -> float:
+        return float(np.log(1 + (self.size - df + 0.5) / (df + 0.5)))
 
     def idf(self, words: list[str]) -> dict[str, float]:
         """Inverse document frequency of stemmed words (unknown words count as rare)."""
-        vocab = self._model.vocab_dict
-        indptr = self._model.scores["indptr"]
-        n = self.size
-        out = {}
-        for w in words:
-            df = int(indptr[vocab[w] + 1] - indptr[vocab[w]]) if w in vocab else 0
-            out[w] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
-        return out
+        return {w: self._idf(self._df(w)) for w in words}
 
     def search(self, query: str, k: int) -> KeywordHits:
-        vocab = self._model.vocab_dict
-        known = [t for t in content_words(query) if t in vocab]
-        if not known:
+        """BM25 top k; a term repeated in the query counts again, as in bm25s."""
+        scores, matched = None, False
+        for term in content_words(query):
+            df = self._df(term)
+            if not df:
+                continue
+            idf = np.float32(self._idf(df))
+            scores = np.zeros(self.size, np.float32) if scores is None else scores
+            for part in self._parts:
+                rows, tf = part.postings(term)
+                if len(rows):  # rows are unique within one term's postings, so += is safe
+                    scores[rows] += idf * tf / (self._norm[rows] + tf)
+                    matched = True
+        if not matched:
             return KeywordHits(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
-        if self._model.nonoccurrence_array is not None:  # BM25L/BM25+ score every document
-            rows, scores = self._model.retrieve([known], k=min(k, self.size), show_progress=False, n_threads=1)
-            keep = scores[0] > 0
-            return KeywordHits(rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32))
-        return _top_k(self._model.scores, [vocab[t] for t in known], k)
+        return _top_k(scores, k)
 
 
-def _top_k(matrix: dict, term_ids: list[int], k: int) -> KeywordHits:
-    """BM25 top k from the precomputed term-document scores (CSC), summed as bm25s sums them.
-    bm25s then partitions the scores of every document, most of the time at 1M chunks; ranking
-    only the documents that can make the top k makes keyword search about 5x faster there
-    (bench/scale.py). A term repeated in the query counts again, as in bm25s."""
-    indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
-    scores = np.zeros(int(matrix["num_docs"]), dtype=np.float32)
-    for t in term_ids:
-        np.add.at(scores, indices[indptr[t] : indptr[t + 1]], data[indptr[t] : indptr[t + 1]])
+def _top_k(scores: np.ndarray, k: int) -> KeywordHits:
+    """Best k documents, ranking only those that can make the top k (a few thousand, not every
+    document that matched a common word: about 5x faster at 1M chunks, bench/scale.py)."""
     docs = np.flatnonzero(scores >= _floor(scores, k))
     totals = scores[docs]
     if len(docs) > k:
