@@ -34,7 +34,8 @@ def header_of(assistant, corpus_dir: Path) -> dict:
 
 
 def real_segments(assistant) -> list:
-    return list(assistant.snapshot.segments().values())
+    snapshot = assistant.snapshot
+    return snapshot.complete(list(snapshot.segments().values()))
 
 
 def vectors(n: int, seeds: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:

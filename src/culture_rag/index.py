@@ -77,9 +77,9 @@ class Segment:
 
     paper: PaperInfo
     chunks: tuple[Chunk, ...]
-    vectors: np.ndarray
+    vectors: np.ndarray | None  # None: a paper of the generation in memory, which holds them
     sentence_vectors: np.ndarray  # one row per chunk sentence, chunk by chunk
-    terms: TermCounts | None = None  # the chunks' keyword term counts; None: tokenized when written
+    terms: TermCounts | None = None  # keyword term counts; None: tokenized when written, or held as vectors
 
 
 @dataclass(frozen=True)
@@ -101,17 +101,33 @@ class Snapshot:
     sentence_starts: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))  # in its block
 
     def segments(self) -> dict[str, Segment]:
-        """Every paper's segment, by paper id, taken from memory: the next generation is
-        written from these without reading or verifying the disk again."""
-        vectors = stored_vectors(self.dense)
+        """Every paper's segment, by paper id, as the next generation is written from them:
+        their vectors and term counts stay here (write_generation takes them only if it must
+        rebuild), so adding a paper neither reads the disk nor copies the index."""
         out, start = {}, 0
         for number, paper in enumerate(self.papers):
             stop = start + paper.n_chunks
-            terms = self.keyword.counts(start, stop) if self.keyword is not None and stop > start else None
-            block = self.sentence_blocks[number]
-            out[paper.paper_id] = Segment(paper, self.chunks[start:stop], vectors[start:stop], block, terms)
+            out[paper.paper_id] = Segment(paper, self.chunks[start:stop], None, self.sentence_blocks[number])
             start = stop
         return out
+
+    def complete(self, segments: list[Segment]) -> list[Segment]:
+        """`segments` with the vectors and term counts of this generation's papers filled in."""
+        if all(s.vectors is not None for s in segments):
+            return segments
+        vectors = stored_vectors(self.dense)
+        starts = dict(zip((p.paper_id for p in self.papers), np.cumsum([0] + [p.n_chunks for p in self.papers])))
+        out = []
+        for seg in segments:
+            if seg.vectors is None:
+                a = int(starts[seg.paper.paper_id])
+                b = a + len(seg.chunks)
+                seg = replace(seg, vectors=vectors[a:b], terms=self.keyword.counts(a, b) if self.keyword else None)
+            out.append(seg)
+        return out
+
+    def chunk_vector(self, row: int) -> np.ndarray:
+        return dense_vector(self.dense, row)
 
     def sentence_matrix(self, row: int) -> np.ndarray:
         """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""
@@ -479,7 +495,7 @@ def write_generation(
         checksums = {}
         for seg in segments:
             known = known_checksums.get(seg.paper.segment)
-            wrote = _write_segment(index_dir, seg)
+            wrote = _write_segment(index_dir, seg, previous)
             checksums[seg.paper.segment] = known if known and not wrote else _segment_checksums(index_dir, seg.paper.segment)
         dense, keyword = _search_indexes(segments, header["model"]["dimension"], previous)
         number = int(generations(index_dir)[0].split("-")[1]) + 1 if generations(index_dir) else 1
@@ -534,15 +550,59 @@ def _search_indexes(segments: list[Segment], dim: int, previous: Snapshot | None
         # the type the new size calls for, checked on the index itself (the threshold may differ)
         and isinstance(previous.dense, faiss.IndexHNSW) == (dense_type(sum(len(s.chunks) for s in segments)) == "hnsw")
     )
-    new = segments[old:] if extends else segments
+    new = segments[old:] if extends else (previous.complete(segments) if previous is not None else segments)
     vectors = np.concatenate([s.vectors for s in new]) if new else np.zeros((0, dim), np.float32)
     if not extends:
-        counts = TermCounts.concat([s.terms for s in segments])
+        counts = TermCounts.concat([s.terms for s in new])
         return build_dense(vectors, dim), (KeywordIndex.of_counts(counts) if len(vectors) else None)
-    dense = faiss.clone_index(previous.dense)  # queries may be searching the previous one right now
-    _add_vectors(dense, vectors)
     keyword = previous.keyword.appended(TermCounts.concat([s.terms for s in new])) if new else previous.keyword
-    return dense, keyword
+    return _extend_dense(previous.dense, vectors, dim), keyword
+
+
+MAX_SHARDS = 8  # flat indexes appended as shards of their own, merged into one beyond this
+
+
+def _extend_dense(dense, vectors: np.ndarray, dim: int):
+    """`dense` plus `vectors` after its last row, leaving `dense` as it is (queries may be
+    searching it). Exact search gets the new vectors as a shard of their own: no copy of the
+    index; an HNSW graph is copied and grown."""
+    import faiss
+
+    if not len(vectors):
+        return dense
+    if isinstance(dense, faiss.IndexHNSW):
+        grown = faiss.clone_index(dense)
+        _add_vectors(grown, vectors)
+        return grown
+    shards = _shards(dense) + [build_dense(vectors, dim)]
+    if len(shards) > MAX_SHARDS:
+        return build_dense(np.concatenate([stored_vectors(s) for s in shards]), dim)
+    combined = faiss.IndexShards(dim, False, True)  # successive ids: rows continue from shard to shard
+    for shard in shards:
+        combined.add_shard(shard)  # faiss's wrapper keeps a reference to each shard
+    return combined
+
+
+def _shards(index) -> list:
+    import faiss
+
+    if isinstance(index, faiss.IndexShards):
+        # The Python objects given to add_shard, which own the shards, in order (faiss's wrapper
+        # keeps them there): a new IndexShards must hold these, not wrappers made from
+        # index.at(i), or the shards die with the generation they came from.
+        shards = list(index.referenced_objects)
+        assert len(shards) == index.count()
+        return shards
+    return [index]
+
+
+def dense_vector(index, row: int) -> np.ndarray:
+    """The stored vector of one row, also across the shards of an extended exact index."""
+    for shard in _shards(index):
+        if row < shard.ntotal:
+            return shard.reconstruct(row)
+        row -= shard.ntotal
+    raise IndexError(row)
 
 
 def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None) -> bool:
@@ -587,7 +647,7 @@ def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, nu
 
 def _with_terms(segments: list[Segment]) -> list[Segment]:
     """Segments with their term counts; those without are tokenized in one batch."""
-    missing = [s for s in segments if s.terms is None]
+    missing = [s for s in segments if s.terms is None and s.vectors is not None]  # vectors None: kept papers
     if not missing:
         return segments
     fresh = TermCounts.of_texts([c.embed_text for s in missing for c in s.chunks])
@@ -633,6 +693,8 @@ def stored_vectors(index) -> np.ndarray:
     storage (reconstruct_n copies vector by vector, several times slower)."""
     import faiss
 
+    if isinstance(index, faiss.IndexShards):
+        return np.concatenate([stored_vectors(s) for s in _shards(index)])
     storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
     if index.ntotal == 0:
         return np.empty((0, index.d), np.float32)
@@ -662,7 +724,7 @@ def _add_vectors(index, vectors: np.ndarray) -> None:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
-def _write_segment(index_dir: Path, seg: Segment) -> bool:
+def _write_segment(index_dir: Path, seg: Segment, previous: Snapshot | None = None) -> bool:
     """Write a segment unless it is on disk already; True when it was written."""
     final = index_dir / "segments" / seg.paper.segment
     if final.is_dir():
@@ -671,6 +733,9 @@ def _write_segment(index_dir: Path, seg: Segment) -> bool:
         # Half deleted by a garbage collection that was killed: reusing it would fail every
         # later write of this paper, so it is written again.
         shutil.rmtree(final)
+    if seg.vectors is None:
+        assert previous is not None, "a segment without vectors comes from the previous generation"
+        seg = previous.complete([seg])[0]
     tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

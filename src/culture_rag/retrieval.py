@@ -78,7 +78,7 @@ def _suppress_duplicates(snapshot: Snapshot, order: list[int], k: int, threshold
     kept: list[int] = []
     kept_vectors: list[np.ndarray] = []
     for row in order:
-        vector = snapshot.dense.reconstruct(int(row))
+        vector = snapshot.chunk_vector(int(row))
         if any(float(vector @ other) >= threshold for other in kept_vectors):
             continue
         kept.append(row)
