@@ -63,6 +63,19 @@ def add_once(cached: Path, paper: Path, totals: dict[str, float]) -> tuple[float
     return add_s, embed_s, len(texts)
 
 
+def add_to_empty(paper: Path) -> float:
+    """Seconds to add the same paper to an empty index, app warm: the paper's own cost."""
+    from culture_rag import Assistant
+
+    with tempfile.TemporaryDirectory() as tmp:
+        assistant = Assistant(common.settings(Path(tmp) / "index", Path(tmp) / "corpus"))
+        assistant.warm_up(writes=True)
+        try:
+            return common.timed(lambda: assistant.add([paper]))
+        finally:
+            assistant.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = common.args_parser(__doc__)
     parser.add_argument("--size", type=int, default=100_000, help="synthetic index size (chunks)")
@@ -82,10 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         add_s, embed_s, n = p50([r[0] for r in runs]), p50([r[1] for r in runs]), runs[0][2]
         total_add += sum(r[0] for r in runs)
         ratio = p50([r[0] / r[1] for r in runs])
+        alone = p50([add_to_empty(paper) for _ in range(args.rounds)])
         rows += [
             row("incremental", f"add {paper.name} ({n} chunks) to {args.size:,}", round(add_s, 2), "s"),
             row("incremental", "  embed the same chunks alone", round(embed_s, 2), "s"),
             row("incremental", "  add / embed alone (median of rounds)", round(ratio, 2), "", f"<= {RATIO_TARGET}", ratio <= RATIO_TARGET),
+            row("incremental", "  add the same paper to an empty index", round(alone, 2), "s"),
+            row("incremental", f"  add to {args.size:,} / add to empty", round(add_s / alone, 2), "", "what the index size adds"),
         ]
     for name, total in sorted(totals.items(), key=lambda kv: -kv[1]):
         rows.append(row("incremental", f"  stage {name}", round(total / total_add * 100), "%", "of all adds"))
