@@ -430,12 +430,11 @@ def open_assistant(settings: Settings) -> Assistant:
     return assistant
 
 
-def limit_threads(settings: Settings) -> None:
-    """Queries run side by side on few cores: one thread each for torch and BLAS unless told
-    otherwise (torch_threads; OMP/OPENBLAS_NUM_THREADS), so concurrent queries do not thrash."""
-    import torch
-
-    torch.set_num_threads(settings.torch_threads or 1)
+def limit_threads() -> None:
+    """Queries run side by side on few cores: one BLAS thread each unless told otherwise
+    (OMP/OPENBLAS_NUM_THREADS), so concurrent queries do not thrash. torch needs nothing here:
+    questions and passages run in ONNX Runtime by default, and the embedder sets torch's
+    threads per call when it is used (importing torch only to set them cost 5 s of start-up)."""
     if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
         from threadpoolctl import threadpool_limits
 
@@ -445,7 +444,7 @@ def limit_threads(settings: Settings) -> None:
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Load (or build) the index, warm the model, and serve until interrupted."""
     assistant = open_assistant(settings)
-    limit_threads(settings)
+    limit_threads()
     assistant.warm_up()
     # Adding papers from the Library tab is quick once the passage model and the PDF parser are
     # up; they start behind the chat, which answers meanwhile.

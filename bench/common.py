@@ -260,3 +260,11 @@ def child(script: str, *args: str) -> list[Row]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run([sys.executable, str(Path(__file__).with_name(script)), *args, "--json", out.name], check=True)
         return json.loads(Path(out.name).read_text())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
