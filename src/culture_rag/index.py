@@ -419,7 +419,8 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
         # Segments are named by content, so two files with the same bytes share one, written with
         # the first one's paper id; the manifest's record says whose chunks these are here.
         seg_chunks = [c if c.paper_id == info.paper_id else replace(c, paper_id=info.paper_id) for c in seg_chunks]
-        out.vectors.append(_load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension))
+        # memory-mapped: an HNSW generation has its own copy, a flat one copies these once
+        out.vectors.append(_load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=True))
         out.sentences.append(
             _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension, mmap=True)
         )
