@@ -95,8 +95,8 @@ class Snapshot:
     dense: object  # faiss.Index
     keyword: KeywordIndex | None
     chunk_papers: tuple[int, ...] = field(repr=False, default=())  # row -> index into papers
-    # One float16 block per paper, memory-mapped from its segment when loaded: at 1M chunks they
-    # are gigabytes that a copy into one matrix would hold twice, and an add would copy again.
+    # One float16 block per paper: at 1M chunks they are gigabytes that a copy into one matrix
+    # would hold twice while loading, and that an add would copy again.
     sentence_blocks: tuple[np.ndarray, ...] = field(repr=False, default=())
     sentence_starts: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))  # in its block
 
@@ -304,7 +304,7 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
     if unlisted:
         raise IndexLoadError(gen_dir / unlisted[0], "has no checksum in the manifest; the generation was tampered with")
     _verify_files(gen_dir, files)
-    loaded = _load_segments(index_dir, manifest, dimension, manifest_path)
+    loaded = _load_segments(index_dir, manifest, dimension, manifest_path, keep_vectors=not hnsw)
     chunks = loaded.chunks
     if manifest.get("n_chunks", len(chunks)) != len(chunks):
         raise IndexLoadError(manifest_path, f"n_chunks is {manifest.get('n_chunks')!r} but the segments hold {len(chunks)}")
@@ -392,7 +392,7 @@ class _Loaded:
     terms: list[TermCounts]
 
 
-def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_path: Path) -> _Loaded:
+def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_path: Path, keep_vectors: bool) -> _Loaded:
     records = manifest.get("papers", [])
     checksums = manifest.get("segments", {})
     if not isinstance(records, list) or not isinstance(checksums, dict):
@@ -419,11 +419,13 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
         # Segments are named by content, so two files with the same bytes share one, written with
         # the first one's paper id; the manifest's record says whose chunks these are here.
         seg_chunks = [c if c.paper_id == info.paper_id else replace(c, paper_id=info.paper_id) for c in seg_chunks]
-        # memory-mapped: an HNSW generation has its own copy, a flat one copies these once
-        out.vectors.append(_load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=True))
-        out.sentences.append(
-            _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension, mmap=True)
-        )
+        # An HNSW generation has its own copy of the vectors: check their shape only. Nothing
+        # stays memory-mapped: each map holds a file descriptor, and 1M chunks are 13k segments.
+        vectors = _load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=not keep_vectors)
+        if keep_vectors:
+            out.vectors.append(vectors)
+        del vectors
+        out.sentences.append(_load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension))
         try:
             out.terms.append(TermCounts.load(seg_dir / "terms.npz", len(seg_chunks)))
         except (ValueError, KeyError, OSError, EOFError, AttributeError, TypeError) as exc:  # pickles end here too
