@@ -253,3 +253,23 @@ def test_build_over_an_index_of_another_model_embeds_everything_again(built, cor
     report = rebuilt.build(corpus_copy)
     assert report.embedded_chunks == first.total_chunks == report.total_chunks
     assert Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=other).snapshot.size == first.total_chunks
+
+
+def test_loading_many_papers_holds_no_file_open(tmp_path, fake_embedder):
+    """A 1M-chunk index is 13k segments: loading must not keep a file (or a memory map, which
+    holds one) open per segment. Here 60 papers are loaded with room for only 20 more files."""
+    import os
+    import resource
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(60):
+        (corpus / f"paper-{i:02d}.txt").write_text(f"Paper {i} on the puppet theatres of Grodno and film festival {i}.\n")
+    Assistant(make_settings(tmp_path), embedder=fake_embedder).build(corpus)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 20, hard))
+    try:
+        loaded = Assistant.load(tmp_path / "index", settings=make_settings(tmp_path), embedder=fake_embedder)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(loaded.papers()) == 60 and loaded.search("Grodno film festival 7", k=1)
