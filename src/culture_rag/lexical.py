@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -109,20 +109,59 @@ class TermCounts:
         return cls(union, matrix)
 
     def save(self, path: Path) -> None:
-        """One .npz of plain arrays (the vocabulary as a unicode array): loads without pickle."""
+        """One .npz of plain arrays, the vocabulary as one newline-joined string (terms are word
+        characters): loads without pickle, and without a Python object per term."""
         terms = sorted(self.vocab, key=self.vocab.__getitem__)
         m = self.matrix
         with open(path, "wb") as fh:
-            np.savez(fh, vocab=np.array(terms, dtype=str), data=m.data, indices=m.indices, indptr=m.indptr)
+            np.savez(fh, vocab=np.array("\n".join(terms)), data=m.data, indices=m.indices, indptr=m.indptr)
 
     @classmethod
-    def load(cls, path: Path, n_docs: int) -> TermCounts:
+    def merge_files(cls, files: Iterable[tuple[Path, int]]) -> TermCounts:
+        """The saved counts of many segments ((path, chunks) in row order) as one matrix over
+        one vocabulary, built as it reads: a 1M-chunk index is 13k files, and a vocabulary per
+        file would cost gigabytes and minutes. A bad file raises TermFileError naming it."""
+        vocab: dict[str, int] = {}
+        data, indices, indptr, rows, nnz = [], [], [np.zeros(1, np.int64)], 0, 0
+        for path, n_docs in files:
+            terms, counts, local, pointers = _read_counts(path, n_docs)
+            ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in terms), np.int32, count=len(terms))
+            data.append(counts)
+            indices.append(ids[local])
+            indptr.append(pointers[1:].astype(np.int64) + nnz)
+            rows, nnz = rows + n_docs, nnz + int(pointers[-1])
+        matrix = sparse.csr_matrix(
+            (_joined(data, np.int32), _joined(indices, np.int32), np.concatenate(indptr)), shape=(rows, len(vocab))
+        )
+        return cls(vocab, matrix)
+
+
+class TermFileError(ValueError):
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path, self.detail = path, detail
+
+
+def _read_counts(path: Path, n_docs: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    try:
         with np.load(path, allow_pickle=False) as arrays:
-            terms, data, indices, indptr = (arrays[k] for k in ("vocab", "data", "indices", "indptr"))
-        if len(indptr) != n_docs + 1 or (len(indices) and int(indices.max()) >= len(terms)) or indptr[-1] != len(indices):
-            raise ValueError(f"term counts for {len(indptr) - 1} chunks over {len(terms)} terms; the segment has {n_docs} chunks")
-        vocab = {str(t): i for i, t in enumerate(terms.tolist())}
-        return cls(vocab, sparse.csr_matrix((data, indices, indptr), shape=(n_docs, len(terms))))
+            joined, data, indices, indptr = (arrays[k] for k in ("vocab", "data", "indices", "indptr"))
+        terms = str(joined).split("\n") if str(joined) else []
+        ok = (
+            joined.ndim == 0 and data.ndim == indices.ndim == indptr.ndim == 1 and len(data) == len(indices)
+            and np.issubdtype(data.dtype, np.integer) and np.issubdtype(indices.dtype, np.integer)
+            and len(indptr) == n_docs + 1 and indptr[0] == 0 and indptr[-1] == len(indices)
+            and bool(np.all(np.diff(indptr) >= 0)) and (not len(indices) or (indices.min() >= 0 and indices.max() < len(terms)))
+        )
+    except (ValueError, KeyError, OSError, EOFError, AttributeError, TypeError) as exc:  # pickles end here too
+        raise TermFileError(path, f"not plain term counts ({exc})") from None
+    if not ok:
+        raise TermFileError(path, f"term counts that do not fit the segment's {n_docs} chunks")
+    return terms, data, indices, indptr
+
+
+def _joined(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
 
 
 class _Part:
