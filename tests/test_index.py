@@ -273,3 +273,16 @@ def test_loading_many_papers_holds_no_file_open(tmp_path, fake_embedder):
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert len(loaded.papers()) == 60 and loaded.search("Grodno film festival 7", k=1)
+
+
+def test_a_new_index_format_never_reuses_segments_of_the_old_one(built, corpus_copy, monkeypatch):
+    """Segments are reused by name; a format change must change the names, or a build by the new
+    version would pick up files laid out for the old one."""
+    from culture_rag import index
+
+    assistant, _ = built
+    old = {p.segment for p in assistant.papers()}
+    monkeypatch.setattr(index, "FORMAT", index.FORMAT + 1)
+    report = assistant.build(corpus_copy)  # the old generation is another version's: all re-embedded
+    assert report.embedded_chunks == report.total_chunks > 0
+    assert old.isdisjoint(p.segment for p in assistant.papers())

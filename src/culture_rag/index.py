@@ -142,7 +142,9 @@ class Snapshot:
 
 
 def segment_id(content_hash: str, signature: dict) -> str:
-    payload = json.dumps({"content": content_hash, **signature}, sort_keys=True)
+    """Named by content, settings and format: a segment on disk is reused only when it holds
+    exactly what this version would write (a segment of another format never is)."""
+    payload = json.dumps({"content": content_hash, **signature, "format": FORMAT}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
