@@ -286,3 +286,17 @@ def test_a_new_index_format_never_reuses_segments_of_the_old_one(built, corpus_c
     report = assistant.build(corpus_copy)  # the old generation is another version's: all re-embedded
     assert report.embedded_chunks == report.total_chunks > 0
     assert old.isdisjoint(p.segment for p in assistant.papers())
+
+
+def test_a_warm_parser_is_kept_between_adds_and_stopped_by_close(built):
+    import multiprocessing
+
+    assistant, _ = built
+    assistant.warm_up(writes=True)
+    children = multiprocessing.active_children()
+    assert len(children) == 1
+    assistant.add([ARAGOG / "distilbert.pdf"])
+    assert multiprocessing.active_children() == children  # the same parser parsed it
+    assert "distilbert.pdf" in {p.source for p in assistant.papers()}
+    assistant.close()
+    assert multiprocessing.active_children() == []
