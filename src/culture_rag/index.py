@@ -26,7 +26,7 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -501,6 +501,9 @@ def write_generation(
         checksums = {}
         for seg in segments:
             known = known_checksums.get(seg.paper.segment)
+            if known and seg.vectors is None:  # on disk, and kept there: the live generation names it
+                checksums[seg.paper.segment] = known
+                continue
             wrote = _write_segment(index_dir, seg, previous)
             checksums[seg.paper.segment] = known if known and not wrote else _segment_checksums(index_dir, seg.paper.segment)
         dense, keyword = _search_indexes(segments, header["model"]["dimension"], previous)
@@ -642,13 +645,18 @@ def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, nu
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n_chunks": n_chunks,
         "dense_type": dense_type(n_chunks),
-        "papers": [asdict(s.paper) for s in segments],
+        "papers": [_record(s.paper) for s in segments],
         "segments": {s.paper.segment: checksums[s.paper.segment] for s in segments},
         "files": files,
     }
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
     return manifest
+
+
+def _record(paper: PaperInfo) -> dict:
+    """asdict(paper) without its deep copies: a manifest of 13k papers is written on every add."""
+    return {f.name: getattr(paper, f.name) for f in fields(PaperInfo)} | {"authors": list(paper.authors)}
 
 
 def _with_terms(segments: list[Segment]) -> list[Segment]:
