@@ -650,7 +650,8 @@ def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, nu
         "files": files,
     }
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
-    _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
+    # No indent: indenting falls back to the pure-Python encoder, 0.7 s per write at 13k papers.
+    _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False))
     return manifest
 
 
