@@ -17,12 +17,15 @@ def paper_json(paper) -> dict:
     }
 
 
+def _cited_paper(paper) -> dict:
+    """The paper fields a hit and a citation both start with."""
+    return {"paper_id": paper.paper_id, "title": paper.title, "authors": list(paper.authors)}
+
+
 def hit_json(hit) -> dict:
     chunk = hit.chunk
     return {
-        "paper_id": hit.paper.paper_id,
-        "title": hit.paper.title,
-        "authors": list(hit.paper.authors),
+        **_cited_paper(hit.paper),
         "location": chunk.location,
         "page_start": chunk.page_start,
         "page_end": chunk.page_end,
@@ -41,9 +44,7 @@ def citation_json(citation) -> dict:
     chunk = citation.chunk
     return {
         "n": citation.n,
-        "paper_id": citation.paper.paper_id,
-        "title": citation.paper.title,
-        "authors": list(citation.paper.authors),
+        **_cited_paper(citation.paper),
         "location": citation.location,
         "page": citation.page,
         "section": chunk.section,
