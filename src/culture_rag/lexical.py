@@ -94,10 +94,7 @@ class TermCounts:
         mapping: dict[int, np.ndarray | None] = {id(base): None}
         for key, vocab in vocabs.items():
             if key != id(base):
-                ids = np.empty(len(vocab), np.int32)
-                for term, i in vocab.items():
-                    ids[i] = union.setdefault(term, len(union))
-                mapping[key] = ids
+                mapping[key] = _ids_in(union, _terms_of(vocab))
         blocks = []
         for part in parts:
             m = part.matrix
@@ -111,10 +108,9 @@ class TermCounts:
     def save(self, path: Path) -> None:
         """One .npz of plain arrays, the vocabulary as one newline-joined string (terms are word
         characters): loads without pickle, and without a Python object per term."""
-        terms = sorted(self.vocab, key=self.vocab.__getitem__)
         m = self.matrix
         with open(path, "wb") as fh:
-            np.savez(fh, vocab=np.array("\n".join(terms)), data=m.data, indices=m.indices, indptr=m.indptr)
+            np.savez(fh, vocab=np.array("\n".join(_terms_of(self.vocab))), data=m.data, indices=m.indices, indptr=m.indptr)
 
     @classmethod
     def merge_files(cls, files: Iterable[tuple[Path, int]]) -> TermCounts:
@@ -125,9 +121,8 @@ class TermCounts:
         data, indices, indptr, rows, nnz = [], [], [np.zeros(1, np.int64)], 0, 0
         for path, n_docs in files:
             terms, counts, local, pointers = _read_counts(path, n_docs)
-            ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in terms), np.int32, count=len(terms))
             data.append(counts)
-            indices.append(ids[local])
+            indices.append(_ids_in(vocab, terms)[local])
             indptr.append(pointers[1:].astype(np.int64) + nnz)
             rows, nnz = rows + n_docs, nnz + int(pointers[-1])
         matrix = sparse.csr_matrix(
@@ -158,6 +153,16 @@ def _read_counts(path: Path, n_docs: int) -> tuple[list[str], np.ndarray, np.nda
     if not ok:
         raise TermFileError(path, f"term counts that do not fit the segment's {n_docs} chunks")
     return terms, data, indices, indptr
+
+
+def _terms_of(vocab: dict[str, int]) -> list[str]:
+    """The terms in column order."""
+    return sorted(vocab, key=vocab.__getitem__)
+
+
+def _ids_in(union: dict[str, int], terms: list[str]) -> np.ndarray:
+    """Each term's column in `union`, adding the terms it lacks."""
+    return np.fromiter((union.setdefault(t, len(union)) for t in terms), np.int32, count=len(terms))
 
 
 def _joined(arrays: list[np.ndarray], dtype) -> np.ndarray:
@@ -221,31 +226,29 @@ class KeywordIndex:
         part = next(p for p in self._parts if p.start <= start and stop <= p.start + p.counts.size)
         return part.counts.rows(start - part.start, stop - part.start)
 
-    def _df(self, term: str) -> int:
-        return sum(len(p.postings(term)[0]) for p in self._parts)
+    def _postings(self, term: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [p.postings(term) for p in self._parts]
 
-    def _idf(self, df: int) -> float:
+    def _idf(self, postings: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        df = sum(len(rows) for rows, _ in postings)
         return float(np.log(1 + (self.size - df + 0.5) / (df + 0.5)))
 
     def idf(self, words: list[str]) -> dict[str, float]:
         """Inverse document frequency of stemmed words (unknown words count as rare)."""
-        return {w: self._idf(self._df(w)) for w in words}
+        return {w: self._idf(self._postings(w)) for w in words}
 
     def search(self, query: str, k: int) -> KeywordHits:
         """BM25 top k; a term repeated in the query counts again, as in bm25s."""
-        scores, matched = None, False
+        scores = None
         for term in content_words(query):
-            df = self._df(term)
-            if not df:
+            postings = [(rows, tf) for rows, tf in self._postings(term) if len(rows)]
+            if not postings:
                 continue
-            idf = np.float32(self._idf(df))
+            idf = np.float32(self._idf(postings))
             scores = np.zeros(self.size, np.float32) if scores is None else scores
-            for part in self._parts:
-                rows, tf = part.postings(term)
-                if len(rows):  # rows are unique within one term's postings, so += is safe
-                    scores[rows] += idf * tf / (self._norm[rows] + tf)
-                    matched = True
-        if not matched:
+            for rows, tf in postings:  # rows are unique within one term's postings, so += is safe
+                scores[rows] += idf * tf / (self._norm[rows] + tf)
+        if scores is None:
             return KeywordHits(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
         return _top_k(scores, k)
 
