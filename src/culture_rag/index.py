@@ -427,10 +427,10 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
         seg_chunks = [c if c.paper_id == info.paper_id else replace(c, paper_id=info.paper_id) for c in seg_chunks]
         # An HNSW generation has its own copy of the vectors: check their shape only. Nothing
         # stays memory-mapped: each map holds a file descriptor, and 1M chunks are 13k segments.
-        vectors = _load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=not keep_vectors)
         if keep_vectors:
-            out.vectors.append(vectors)
-        del vectors
+            out.vectors.append(_load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension))
+        else:
+            _load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=True)
         out.sentences.append(_load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension))
         out.terms.append((seg_dir / "terms.npz", len(seg_chunks)))
         out.papers.append(info)
