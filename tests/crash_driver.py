@@ -81,10 +81,9 @@ def warm_up() -> None:
     import faiss  # noqa: F401
     import pypdf  # noqa: F401
 
-    from culture_rag.chunking import _segmenter
+    import culture_rag.chunking  # noqa: F401
     from culture_rag.lexical import _stemmer
 
-    _segmenter()
     _stemmer()
 
 
