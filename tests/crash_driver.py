@@ -80,6 +80,7 @@ def warm_up() -> None:
     import bm25s  # noqa: F401
     import faiss  # noqa: F401
     import pypdf  # noqa: F401
+    import pypdfium2  # noqa: F401
 
     import culture_rag.chunking  # noqa: F401
     from culture_rag.lexical import _stemmer

@@ -97,6 +97,23 @@ def test_aes_encrypted_pdf_opens_with_password():
     assert paper.n_pages == 1
 
 
+def test_pypdf_reads_what_pdfium_refuses(tmp_path):
+    import pypdfium2
+
+    from culture_rag.pdf import pdfium_text
+
+    data = (ROBUSTNESS / "good" / "002-trivial-libre-office-writer.pdf").read_bytes()
+    end = data.rindex(b">>\nstartxref")
+    damaged = data[:end] + b"\x0c" + data[end + 1 :]  # the trailer's closing ">>" loses a byte
+    path = tmp_path / "damaged-trailer.pdf"
+    path.write_bytes(damaged)
+    with pytest.raises(pypdfium2.PdfiumError):
+        pypdfium2.PdfDocument(damaged)
+    with pytest.raises(IngestError, match="PDFium cannot open it"):
+        pdfium_text(path, damaged, None)
+    assert read_paper(path).text == read_paper(ROBUSTNESS / "good" / "002-trivial-libre-office-writer.pdf").text
+
+
 def test_corrupt_pdf_is_reported():
     with pytest.raises(IngestError) as info:
         read_paper(ROBUSTNESS / "corrupt" / "issue19484_1.pdf")

@@ -5,6 +5,7 @@ bad questions. The fake embedder keeps this fast; parsing is real."""
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import os
 import re
@@ -99,10 +100,16 @@ def test_readable_pdfs_are_indexed_and_searchable(robustness_build):
         assert outcomes[name].status == "indexed", (name, outcomes[name])
     for paper in assistant.papers():
         chunk = next(c for c in assistant.snapshot.chunks if c.paper_id == paper.paper_id)
-        words = list(dict.fromkeys(w for w in re.findall(r"[^\W\d_]{4,}", chunk.text)))[:10]
+        # Its opening words, numbers included: a table's header words alone are common words.
+        words = re.findall(r"\w+", chunk.text)[:30]
         hits = assistant.search(" ".join(words), k=3)
-        # Identical papers (a rotated copy) are folded as near-duplicates, so the text is what must be found.
-        assert any(h.paper.paper_id == paper.paper_id or h.chunk.text == chunk.text for h in hits), (paper.source, words)
+        # A rotated copy is folded with its original as a near-duplicate (its notes come in another
+        # order), so the passage is what must be found.
+        assert any(h.paper.paper_id == paper.paper_id or _near(h.chunk.text, chunk.text) for h in hits), (paper.source, words)
+
+
+def _near(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.9
 
 
 def test_unreadable_pdfs_get_a_clear_reason(robustness_build):
@@ -170,10 +177,11 @@ def test_encrypted_pdfs_ask_for_the_password_then_open(tmp_path, fake_embedder):
 def test_parse_timeout_is_a_per_file_error_and_the_batch_goes_on(tmp_path, fake_embedder):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    # A real 117-page PDF that needs seconds, against a one-second budget; then a small one.
+    # A real 117-page PDF (0.3 s with PDFium, 10 s with pypdf) against a 0.1 s budget; then a
+    # one-page one (10 ms).
     shutil.copy(ROBUSTNESS / "good" / "GeoTopo-komprimiert.pdf", corpus / "a-slow.pdf")
     shutil.copy(ROBUSTNESS / "good" / "crazyones-pdfa.pdf", corpus / "b-quick.pdf")
-    assistant = Assistant(make_settings(tmp_path, parse_timeout_s=1.0), embedder=fake_embedder)
+    assistant = Assistant(make_settings(tmp_path, parse_timeout_s=0.1), embedder=fake_embedder)
     report = run_bounded(lambda: assistant.build(corpus), 120)
     by_name = {o.source: o for o in report.outcomes}
     assert by_name["a-slow.pdf"].status == "timeout"

@@ -139,7 +139,7 @@ def check_content_type(path: Path, data: bytes) -> None:
 # --- contained PDF parsing -------------------------------------------------------------------
 
 
-STARTUP_TIMEOUT_S = 120.0  # a fresh interpreter importing pypdf on a busy machine; not part of the parse budget
+STARTUP_TIMEOUT_S = 120.0  # a fresh interpreter importing the PDF readers on a busy machine; not part of the parse budget
 
 
 def _die_with_parent(parent_pid: int | None) -> None:
@@ -167,6 +167,7 @@ def _worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:  # run
     _die_with_parent(parent_pid)
     logging.disable(logging.WARNING)  # pypdf's warnings about odd files are noise here
     import pypdf  # noqa: F401  imported before "ready" so the parse timeout measures parsing only
+    import pypdfium2  # noqa: F401
 
     _limit_memory(memory_mb)
     conn.send_bytes(b'{"ready": true}')

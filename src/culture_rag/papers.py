@@ -14,7 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pdf
 from .errors import EncryptedPdfError, IngestError
+from .pdf import PdfText
 
 PDF_SUFFIXES = (".pdf",)
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -159,86 +161,30 @@ def clean_text(text: str, join_lines: bool) -> str:
 
 
 def _parse_pdf(where, data: bytes, password: str | None):
-    import io
-
-    from pypdf import PdfReader
-    from pypdf.errors import (
-        DependencyError,
-        FileNotDecryptedError,
-        PdfReadError,
-        PyPdfError,
-    )
-
-    if not data.lstrip()[:1024].find(b"%PDF") >= 0:
-        raise IngestError(where, "corrupt", "not a PDF file (no %PDF header); is it another format renamed .pdf?")
-    redo = "; re-download it or export it again from its source"
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            _decrypt(reader, where, password)
-        raw_pages = _extract_pages(reader)
-    except IngestError:
-        raise
-    except FileNotDecryptedError as exc:
-        raise EncryptedPdfError(where) from exc
-    except DependencyError as exc:
-        raise IngestError(where, "dependency", f"cannot decrypt: {exc}; install the `cryptography` package") from exc
-    except MemoryError as exc:
-        raise IngestError(
-            where,
-            "too_large",
-            "parsing needed more memory than allowed (parse_memory_mb); the PDF may be a decompression bomb. "
-            "If you trust it, raise CULTURE_RAG_PARSE_MEMORY_MB",
-        ) from exc
-    except (PyPdfError, PdfReadError) as exc:
-        raise IngestError(where, "corrupt", f"corrupt PDF ({type(exc).__name__}: {exc}){redo}") from exc
-    except RecursionError as exc:
-        raise IngestError(where, "corrupt", f"corrupt PDF (RecursionError: nesting too deep){redo}") from exc
-    except Exception as exc:  # pypdf raises plain ValueError/KeyError/... on damaged input
-        raise IngestError(where, "corrupt", f"corrupt PDF ({type(exc).__name__}: {exc}){redo}") from exc
-    pages = _drop_running_lines([clean_text(p, join_lines=False) for p in raw_pages])
+    raw = _read_pdf(where, data, password)
+    pages = _drop_running_lines([clean_text(p, join_lines=False) for p in raw.pages])
     text, regions = _join_pages([clean_text(p, join_lines=True) for p in pages])
     first_page = next((p for p in pages if p.strip()), "")
-    return text, regions, _pdf_meta(reader), first_page, len(raw_pages)
+    return text, regions, _pdf_meta(raw), first_page, len(raw.pages)
 
 
-def _extract_pages(reader) -> list[str]:
-    """Text of every page. A damaged page costs that page only; the document counts as corrupt
-    when no page yields text and some page failed."""
-    from pypdf.errors import DependencyError, FileNotDecryptedError
-
-    texts: list[str] = []
-    first_error: Exception | None = None
-    for page in reader.pages:
-        try:
-            texts.append(page.extract_text() or "")
-        except (MemoryError, DependencyError, FileNotDecryptedError):
-            raise
-        except Exception as exc:  # noqa: BLE001  pypdf's errors on a broken page are of every type
-            first_error = first_error or exc
-            texts.append("")
-    if first_error is not None and not any(t.strip() for t in texts):
-        raise first_error
-    return texts
-
-
-def _decrypt(reader, where, password: str | None) -> None:
-    from pypdf import PasswordType
-
-    # An empty user password is common (r2-empty-password): try it before asking the user.
-    for candidate in ([password] if password is not None else []) + [""]:
-        if reader.decrypt(candidate) != PasswordType.NOT_DECRYPTED:
-            return
-    raise EncryptedPdfError(where, wrong_password=password is not None)
-
-
-def _pdf_meta(reader) -> PaperMeta:
+def _read_pdf(where, data: bytes, password: str | None) -> PdfText:
+    """PDFium's text, or pypdf's when PDFium cannot open the file or finds no text in it. pypdf
+    names what is wrong when neither has text: damage (a fuzzed file PDFium opens as one blank
+    page) or a password; a file both open without text is left to the no-text check."""
+    pdf.check_header(where, data)
     try:
-        info = reader.metadata
-        title = str(info.title or "").strip() if info else ""
-        author = str(info.author or "").strip() if info else ""
-    except Exception:  # noqa: BLE001  a damaged /Info dictionary costs the metadata, not the paper
-        return PaperMeta()
+        first = pdf.pdfium_text(where, data, password)
+    except IngestError:
+        return pdf.pypdf_text(where, data, password)
+    if has_real_text("\n".join(first.pages)):
+        return first
+    second = pdf.pypdf_text(where, data, password)
+    return second if has_real_text("\n".join(second.pages)) else first
+
+
+def _pdf_meta(raw: PdfText) -> PaperMeta:
+    title, author = raw.title.strip(), raw.author.strip()
     # Producers often leave placeholders such as "untitled" or the file name in /Title.
     if len(title) < 6 or re.search(r"untitled|\.(docx?|pdf|tex|dvi)$|^microsoft", title, re.IGNORECASE):
         title = ""
