@@ -150,7 +150,7 @@ def segment_id(content_hash: str, signature: dict) -> str:
 
 def library_versions() -> dict[str, str]:
     out = {}
-    for name in ("faiss-cpu", "bm25s", "sentence-transformers", "transformers", "torch", "pypdf", "pypdfium2", "sentencex"):
+    for name in ("faiss-cpu", "bm25s", "sentence-transformers", "transformers", "torch", "onnxruntime", "pypdf", "pypdfium2", "sentencex"):
         with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
     return out
