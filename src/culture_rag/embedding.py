@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -275,20 +276,29 @@ class OnnxPassageEncoder:
 
     One text per run: activations are quantized with one scale per run, so in a batch a text's
     vector would move slightly (cosine ~0.995) with its neighbours, and a paper added later would
-    get other vectors than a rebuild gives it. Alone it is as fast (bench/backends.py)."""
+    get other vectors than a rebuild gives it. Alone it is as fast (bench/backends.py).
 
-    def __init__(self, model_dir: Path, weights_sha256: str, cache_dir: Path, threads: int) -> None:
-        self.session = onnx_session(export_passage_graph(model_dir, weights_sha256, cache_dir), threads)
+    Runs go one per core, each on one thread, from `workers` threads sharing the session (ONNX
+    Runtime allows concurrent runs): 10% more texts per second than one run on every core, whose
+    threads meet and spin-wait at every operator, and the vectors are bit-identical."""
+
+    def __init__(self, model_dir: Path, weights_sha256: str, cache_dir: Path, workers: int) -> None:
+        self.session = onnx_session(export_passage_graph(model_dir, weights_sha256, cache_dir), threads=1)
         self.tokenizer = piece_tokenizer(model_dir, max_seq_length(model_dir))
+        self.workers = max(1, workers)
 
     def encode(self, texts: list[str]) -> list[TokenVectors]:
-        out = []
-        for e in self.tokenizer.encode_batch(texts):
-            tokens, pooled = self.session.run(["token_embeddings", "sentence_embedding"], onnx_feed(e))
-            real = ~np.asarray(e.special_tokens_mask, dtype=bool)
-            offsets = np.asarray(e.offsets).reshape(-1, 2)
-            out.append(TokenVectors(pooled[0].astype(np.float32), tokens[0].astype(np.float32), offsets, real))
-        return out
+        encodings = self.tokenizer.encode_batch(texts)
+        if self.workers == 1 or len(encodings) == 1:
+            return [self._run(e) for e in encodings]
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="culture-rag-embed") as pool:
+            return list(pool.map(self._run, encodings))
+
+    def _run(self, encoding) -> TokenVectors:
+        tokens, pooled = self.session.run(["token_embeddings", "sentence_embedding"], onnx_feed(encoding))
+        real = ~np.asarray(encoding.special_tokens_mask, dtype=bool)
+        offsets = np.asarray(encoding.offsets).reshape(-1, 2)
+        return TokenVectors(pooled[0].astype(np.float32), tokens[0].astype(np.float32), offsets, real)
 
 
 def mean_pooled_module(bert, with_tokens: bool = False):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import pdf
-from .errors import EncryptedPdfError, IngestError
+from .errors import IngestError
 from .pdf import PdfText
 
 PDF_SUFFIXES = (".pdf",)

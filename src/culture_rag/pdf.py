@@ -81,7 +81,12 @@ def _pdfium_page(doc, index: int) -> str:
 
 def pypdf_text(where: str | Path, data: bytes, password: str | None) -> PdfText:
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PyPdfError
+    from pypdf.errors import (
+        DependencyError,
+        FileNotDecryptedError,
+        PdfReadError,
+        PyPdfError,
+    )
 
     try:
         reader = PdfReader(io.BytesIO(data))

@@ -46,7 +46,6 @@ class Settings(BaseSettings):
         "An index records it: changing it means rebuilding.",
     )
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per torch encode batch (onnx-int8 runs one text at a time).")
-    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per encode batch.")
 
     chunk_tokens: int = Field(
         200, ge=16, description="Target word pieces per chunk; capped at the model's maximum sequence length."
