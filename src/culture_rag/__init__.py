@@ -1,41 +1,68 @@
-"""culture-rag: offline question answering with checked citations over research papers."""
+"""culture-rag: offline question answering with checked citations over research papers.
 
-from .assistant import Assistant
-from .chunking import Chunk, Span
-from .errors import (
-    CultureRagError,
-    EncryptedPdfError,
-    IndexLoadError,
-    IndexModelMismatch,
-    IndexWriteError,
-    IngestError,
-    ModelError,
-    PaperNotFoundError,
-    QueryError,
-)
-from .index import PaperInfo
-from .ingest import BuildReport, FileOutcome
-from .papers import Paper
-from .retrieval import Hit
-from .settings import Settings
+The public names are imported on first use: the PDF parser's child process imports only
+`culture_rag.ingest`, and importing the whole engine (FAISS, numpy, the answerer) with it cost
+0.38 s of every parser start, most of the time to index one small paper beside its embedding.
+"""
 
-__all__ = [
-    "Assistant",
-    "BuildReport",
-    "Chunk",
-    "CultureRagError",
-    "EncryptedPdfError",
-    "FileOutcome",
-    "Hit",
-    "IndexLoadError",
-    "IndexModelMismatch",
-    "IndexWriteError",
-    "IngestError",
-    "ModelError",
-    "Paper",
-    "PaperInfo",
-    "PaperNotFoundError",
-    "QueryError",
-    "Settings",
-    "Span",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_MODULE_OF = {
+    "Assistant": "assistant",
+    "Chunk": "chunking",
+    "Span": "chunking",
+    "CultureRagError": "errors",
+    "EncryptedPdfError": "errors",
+    "IndexLoadError": "errors",
+    "IndexModelMismatch": "errors",
+    "IndexWriteError": "errors",
+    "IngestError": "errors",
+    "ModelError": "errors",
+    "PaperNotFoundError": "errors",
+    "QueryError": "errors",
+    "PaperInfo": "index",
+    "BuildReport": "ingest",
+    "FileOutcome": "ingest",
+    "Paper": "papers",
+    "Hit": "retrieval",
+    "Settings": "settings",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+    from .chunking import Chunk, Span
+    from .errors import (
+        CultureRagError,
+        EncryptedPdfError,
+        IndexLoadError,
+        IndexModelMismatch,
+        IndexWriteError,
+        IngestError,
+        ModelError,
+        PaperNotFoundError,
+        QueryError,
+    )
+    from .index import PaperInfo
+    from .ingest import BuildReport, FileOutcome
+    from .papers import Paper
+    from .retrieval import Hit
+    from .settings import Settings
