@@ -284,29 +284,31 @@ class Assistant:
     ) -> tuple[dict[str, Segment], list[FileOutcome]]:
         """Parse, chunk and embed each file. Paper n+1 is parsed (in the parser process) and
         chunked (in a reader thread) while paper n is embedded, so reading mostly hides behind
-        the model instead of adding to it."""
+        the model instead of adding to it. Files are read smallest first: only the first read
+        keeps the model waiting, and a large PDF first (with the parser process's start) was
+        0.7 s of a 7 s build. Outcomes come back in the order of `files`."""
         segments: dict[str, Segment] = {}
-        outcomes: list[FileOutcome] = []
+        outcomes: dict[str, FileOutcome] = {}
         kept = contextlib.nullcontext(self._parser) if self._parser else None
         with kept or PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb) as parser:
             reader = ThreadPoolExecutor(1, thread_name_prefix="culture-rag-reader")
             try:
-                pending = [reader.submit(self._read, parser, path, password, metadata) for path, password in files]
+                smallest_first = sorted(files, key=lambda item: _size(item[0]))
+                pending = [reader.submit(self._read, parser, path, password, metadata) for path, password in smallest_first]
                 tracker = _EmbedProgress(progress)
                 for done, future in enumerate(pending, start=1):
                     read = future.result()
                     if progress:
                         progress("reading", done, len(files))
+                    outcomes[read.outcome.source] = read.outcome
                     if read.paper is None:
-                        outcomes.append(read.outcome)
                         continue
                     tracker.expect(len(read.chunks))
                     segment = self._segment(read.paper, read.chunks, self._embed(read.chunks, tracker.step), signature, segments)
                     segments[read.paper.source] = segment
-                    outcomes.append(read.outcome)
             finally:
                 reader.shutdown(wait=True, cancel_futures=True)  # an embedding error stops the reading too
-        return segments, outcomes
+        return segments, [outcomes[path.name] for path, _ in files]
 
     def _read(self, parser: PdfParser, path: Path, password: str | None, metadata: dict[str, PaperMeta]) -> _Read:
         max_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
@@ -568,6 +570,13 @@ class _EmbedProgress:
         self.done += n
         if self.progress:
             self.progress("embedding", self.done, self.total)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the read reports the error
 
 
 def _with_meta(info: PaperInfo, meta: PaperMeta | None) -> PaperInfo:
