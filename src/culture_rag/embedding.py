@@ -258,14 +258,32 @@ class TokenVectors:
     real: np.ndarray
 
 
+@dataclass(frozen=True)
+class Pooled:
+    """A text's vector and the vectors of its spans (sentences), from one forward pass."""
+
+    vector: np.ndarray
+    spans: np.ndarray
+
+
+def pooled(encoded: TokenVectors, spans: SpanList) -> Pooled:
+    return Pooled(encoded.vector, span_vectors(encoded, spans))
+
+
 def span_vectors(encoded: TokenVectors, spans: SpanList) -> np.ndarray:
     """Normalized mean of the token embeddings inside each character span ("late chunking"); a
     span without a whole piece inside takes the text's vector."""
-    offsets, rows = encoded.offsets, []
-    for a, b in spans:
-        inside = encoded.real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > offsets[:, 0])
-        rows.append(encoded.tokens[inside].mean(axis=0) if inside.any() else encoded.vector)
-    return _normalize(np.asarray(rows, dtype=np.float32).reshape(-1, encoded.vector.shape[-1]))
+    if not spans:
+        return np.empty((0, encoded.vector.shape[-1]), np.float32)
+    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    starts, ends = encoded.offsets[:, 0], encoded.offsets[:, 1]
+    whole = encoded.real & (ends > starts)
+    # one row per span, one column per piece: which pieces lie wholly inside which span
+    inside = (starts >= bounds[:, :1]) & (ends <= bounds[:, 1:]) & whole
+    counts = inside.sum(axis=1, keepdims=True)
+    means = (inside.astype(np.float32) @ encoded.tokens) / np.maximum(counts, 1)
+    means[counts[:, 0] == 0] = encoded.vector
+    return _normalize(means.astype(np.float32, copy=False))
 
 
 class OnnxPassageEncoder:
@@ -288,11 +306,20 @@ class OnnxPassageEncoder:
         self.workers = max(1, workers)
 
     def encode(self, texts: list[str]) -> list[TokenVectors]:
+        return self._map(self._run, self.tokenizer.encode_batch(texts))
+
+    def encode_pooled(self, texts: list[str], spans: list[SpanList]) -> list[Pooled]:
+        """Each text's vector and its spans' vectors, pooled by the worker that ran the text
+        while the other runs, instead of afterwards while both cores wait (3% of indexing)."""
         encodings = self.tokenizer.encode_batch(texts)
-        if self.workers == 1 or len(encodings) == 1:
-            return [self._run(e) for e in encodings]
+        return self._map(lambda i: pooled(self._run(encodings[i]), spans[i]), range(len(texts)))
+
+    def _map(self, fn: Callable, items) -> list:
+        items = list(items)
+        if self.workers == 1 or len(items) <= 1:
+            return [fn(item) for item in items]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="culture-rag-embed") as pool:
-            return list(pool.map(self._run, encodings))
+            return list(pool.map(fn, items))
 
     def _run(self, encoding) -> TokenVectors:
         tokens, pooled = self.session.run(["token_embeddings", "sentence_embedding"], onnx_feed(encoding))
@@ -426,9 +453,12 @@ class SentenceTransformerEmbedder:
         return PassageVectors(chunks, sentences)
 
     def _encode_pooled(self, texts: list[str], spans: list[SpanList]) -> tuple[np.ndarray, list[np.ndarray]]:
-        encoded = self._onnx_passages.encode(texts) if self._onnx else self._torch_tokens(texts)
-        chunk_vectors = np.stack([e.vector for e in encoded]).astype(np.float32, copy=False)
-        return chunk_vectors, [span_vectors(e, s) for e, s in zip(encoded, spans)]
+        if self._onnx:
+            results = self._onnx_passages.encode_pooled(texts, spans)
+        else:
+            results = [pooled(e, s) for e, s in zip(self._torch_tokens(texts), spans)]
+        chunk_vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
+        return chunk_vectors, [r.spans for r in results]
 
     def _torch_tokens(self, texts: list[str]) -> list[TokenVectors]:
         outputs = self._model.encode(
