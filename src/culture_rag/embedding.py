@@ -272,18 +272,14 @@ def pooled(encoded: TokenVectors, spans: SpanList) -> Pooled:
 
 def span_vectors(encoded: TokenVectors, spans: SpanList) -> np.ndarray:
     """Normalized mean of the token embeddings inside each character span ("late chunking"); a
-    span without a whole piece inside takes the text's vector."""
-    if not spans:
-        return np.empty((0, encoded.vector.shape[-1]), np.float32)
-    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
-    starts, ends = encoded.offsets[:, 0], encoded.offsets[:, 1]
-    whole = encoded.real & (ends > starts)
-    # one row per span, one column per piece: which pieces lie wholly inside which span
-    inside = (starts >= bounds[:, :1]) & (ends <= bounds[:, 1:]) & whole
-    counts = inside.sum(axis=1, keepdims=True)
-    means = (inside.astype(np.float32) @ encoded.tokens) / np.maximum(counts, 1)
-    means[counts[:, 0] == 0] = encoded.vector
-    return _normalize(means.astype(np.float32, copy=False))
+    span without a whole piece inside takes the text's vector. Masked means, not one matrix
+    product: that would call OpenBLAS, whose threads fight the embedding workers (indexing ran
+    at 0.79 of raw encode instead of 1.03)."""
+    offsets, rows = encoded.offsets, []
+    for a, b in spans:
+        inside = encoded.real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b) & (offsets[:, 1] > offsets[:, 0])
+        rows.append(encoded.tokens[inside].mean(axis=0) if inside.any() else encoded.vector)
+    return _normalize(np.asarray(rows, dtype=np.float32).reshape(-1, encoded.vector.shape[-1]))
 
 
 class OnnxPassageEncoder:
