@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         corpus = common.copy_corpus(Path(tmp), pdfs=not args.corpus_only)
         settings = common.settings(Path(tmp) / "unused").model_copy(update={"passage_backend": args.backend})
         embedder = SentenceTransformerEmbedder(settings)
-        load_s = common.timed(lambda: raw_encoder(embedder)(["warm up"]))
+        # Both sides' tokenizers too: the build sizes chunks with one of its own (embedder.count).
+        load_s = common.timed(lambda: (raw_encoder(embedder)(["warm up"]), embedder.count(["warm up"])))
         texts: list[str] = []
 
         def raw() -> float:

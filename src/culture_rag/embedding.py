@@ -204,6 +204,9 @@ def onnx_session(path: Path, threads: int):
 def piece_tokenizer(model_dir: Path, max_seq_length: int | None):
     """The model's tokenizer from the `tokenizers` library: transformers would import torch.
     tokenizer.json pads and truncates to 128 pieces; both are reset here."""
+    # Its batches would spread over every core, where the embedding workers already run: chunk
+    # sizing in the reader thread then slowed indexing by about 1% (bench/indexing.py).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from tokenizers import Tokenizer
 
     if not (model_dir / "tokenizer.json").is_file():
@@ -302,13 +305,12 @@ class OnnxPassageEncoder:
         self.workers = max(1, workers)
 
     def encode(self, texts: list[str]) -> list[TokenVectors]:
-        return self._map(self._run, self.tokenizer.encode_batch(texts))
+        return self._map(self._run, texts)
 
     def encode_pooled(self, texts: list[str], spans: list[SpanList]) -> list[Pooled]:
         """Each text's vector and its spans' vectors, pooled by the worker that ran the text
         while the other runs, instead of afterwards while both cores wait (3% of indexing)."""
-        encodings = self.tokenizer.encode_batch(texts)
-        return self._map(lambda i: pooled(self._run(encodings[i]), spans[i]), range(len(texts)))
+        return self._map(lambda i: pooled(self._run(texts[i]), spans[i]), range(len(texts)))
 
     def _map(self, fn: Callable, items) -> list:
         items = list(items)
@@ -317,11 +319,13 @@ class OnnxPassageEncoder:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="culture-rag-embed") as pool:
             return list(pool.map(fn, items))
 
-    def _run(self, encoding) -> TokenVectors:
-        tokens, pooled = self.session.run(["token_embeddings", "sentence_embedding"], onnx_feed(encoding))
+    def _run(self, text: str) -> TokenVectors:
+        # Tokenized by the worker, not in one batch beforehand while both cores wait.
+        encoding = self.tokenizer.encode(text)
+        tokens, vector = self.session.run(["token_embeddings", "sentence_embedding"], onnx_feed(encoding))
         real = ~np.asarray(encoding.special_tokens_mask, dtype=bool)
         offsets = np.asarray(encoding.offsets).reshape(-1, 2)
-        return TokenVectors(pooled[0].astype(np.float32), tokens[0].astype(np.float32), offsets, real)
+        return TokenVectors(vector[0].astype(np.float32), tokens[0].astype(np.float32), offsets, real)
 
 
 def mean_pooled_module(bert, with_tokens: bool = False):
