@@ -131,8 +131,19 @@ def parse_paper(
 def has_real_text(text: str, min_word_chars: int = 20) -> bool:
     """Enough words to be worth indexing. Repeated lines count once: a scan whose only text layer
     is a stamp or label on every page ("Background", "CONFIDENTIAL") has no text to search."""
-    distinct = dict.fromkeys(line.strip() for line in text.split("\n"))
-    return len(re.findall(r"\w", " ".join(distinct))) >= min_word_chars
+    seen: set[str] = set()
+    found = 0
+    for line in text.split("\n"):
+        line = line.strip()
+        if line not in seen:
+            seen.add(line)
+            found += len(_WORD_CHAR.findall(line))
+            if found >= min_word_chars:
+                return True  # a paper's first lines decide; the whole text is not scanned
+    return False
+
+
+_WORD_CHAR = re.compile(r"\w")
 
 
 # --- cleaning -------------------------------------------------------------------------------
