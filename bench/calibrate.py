@@ -64,17 +64,22 @@ def main() -> None:
         s, a = m["dev_seed.jsonl"], m["dev_aragog.jsonl"]
         abst = (s["abstention"] + (a["abstention"] if a["abstention"] is not None else s["abstention"])) / 2
         false_abst = (s["false_abstention"] + a["false_abstention"]) / 2
-        objective = s["citation_precision"] + s["keyword_hit"] + a["citation_precision"] + abst - 2 * false_abst
+        # A setting that cites nothing on a set has no precision (None): it earns nothing there.
+        objective = _or0(s["citation_precision"]) + _or0(s["keyword_hit"]) + _or0(a["citation_precision"]) + abst - 2 * false_abst
         rows.append((objective, sw, ow, pw, keep, most, floor, s, a))
     rows.sort(key=lambda r: -r[0])
     print("objective  sent  over  pass  keep  most  floor | seed: cit_prec kw_hit abst false_abst | aragog: cit_prec abst false_abst")
     for obj, sw, ow, pw, keep, most, floor, s, a in rows[: args.top]:
         print(
             f"{obj:9.3f}  {sw:.2f}  {ow:.2f}  {pw:.2f}  {keep:.2f}  {most}     {floor:.2f}  | "
-            f"{s['citation_precision']:.3f} {s['keyword_hit']:.3f} {s['abstention']:.3f} {s['false_abstention']:.3f} | "
-            f"{a['citation_precision']:.3f} {a['abstention'] if a['abstention'] is not None else float('nan'):.3f} {a['false_abstention']:.3f}"
+            f"{_or0(s['citation_precision']):.3f} {_or0(s['keyword_hit']):.3f} {s['abstention']:.3f} {s['false_abstention']:.3f} | "
+            f"{_or0(a['citation_precision']):.3f} {a['abstention'] if a['abstention'] is not None else float('nan'):.3f} {a['false_abstention']:.3f}"
         )
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _or0(value: float | None) -> float:
+    return 0.0 if value is None else value
 
 
 if __name__ == "__main__":
