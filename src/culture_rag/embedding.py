@@ -439,7 +439,9 @@ class SentenceTransformerEmbedder:
     ) -> PassageVectors:
         chunks = np.empty((len(texts), self.dimension), dtype=np.float32)
         per_text: list[np.ndarray] = [np.empty((0, self.dimension), np.float32)] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
+        # Longest first: torch batches similar lengths (less padding) either way, and the ONNX
+        # workers end a paper on short texts instead of one waiting on the other's longest.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         step = self.batch_size * 4
         for lo in range(0, len(order), step):
             idx = order[lo : lo + step]
