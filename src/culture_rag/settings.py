@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     passage_backend: Literal["torch", "onnx-int8"] = Field(
         "onnx-int8",
         description="Runtime for passage vectors when indexing: onnx-int8 (an int8 graph exported once into "
-        "cache_dir; about 3x torch's throughput here, retrieval and answers as good on both dev sets) or torch. "
+        "cache_dir; about 4x torch's throughput here, retrieval and answers as good on both dev sets) or torch. "
         "An index records it: changing it means rebuilding.",
     )
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per torch encode batch (onnx-int8 runs one text at a time).")
