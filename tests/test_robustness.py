@@ -10,6 +10,8 @@ import io
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -172,6 +174,14 @@ def test_encrypted_pdfs_ask_for_the_password_then_open(tmp_path, fake_embedder):
 
 
 # --- the contained parser ------------------------------------------------------------------
+
+
+def test_the_parser_process_imports_no_engine():
+    """The parser's child imports culture_rag.ingest only; the engine (FAISS, numpy, the
+    answerer) made every parser start 0.3 s slower, a cost indexing pays once per build."""
+    code = "import sys, culture_rag.ingest; print(sorted({'faiss', 'numpy', 'culture_rag.assistant'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_parse_timeout_is_a_per_file_error_and_the_batch_goes_on(tmp_path, fake_embedder):
