@@ -24,6 +24,9 @@ from culture_rag.embedding import (
 )
 
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
+# The engine's defaults embed with its own ONNX encoders; here every backend goes through the
+# embedder's model, which each backend swaps, and the reference is torch on both sides.
+TORCH = {"passage_backend": "torch", "query_backend": "torch"}
 
 
 def export(model_dir: Path, weights_sha: str, cache_dir: Path) -> dict[str, Path]:
@@ -92,6 +95,9 @@ def onnx_embedder(settings, backend: str, threads: int, queries_only: bool = Fal
     graphs = export(embedder.model_dir, embedder.weights_sha256, settings.cache_dir)
     max_seq = json.loads((embedder.model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
     embedder.__dict__["_model"] = OnnxModel(graphs[backend], embedder.model_dir, max_seq, threads)
+    # Questions and passages both through the swapped model: the engine's own ONNX encoders
+    # (query_backend, passage_backend) would otherwise answer for it.
+    embedder.query_backend = embedder.passage_backend = "torch"
     if not queries_only:
         embedder.fingerprint = f"{embedder.fingerprint}+{backend}"
     return embedder
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         torch_threads(1)
-        torch_indexes = {name: common.build_index(work / f"torch-{name}", pdfs=pdfs) for name, pdfs in sets.items()}
+        torch_indexes = {name: common.build_index(work / f"torch-{name}", pdfs=pdfs, **TORCH) for name, pdfs in sets.items()}
         texts = [c.embed_text for c in torch_indexes[list(sets)[-1]].snapshot.chunks]
         settings = torch_indexes["dev_seed"].settings
         print(f"throughput texts: {len(texts)} chunks", flush=True)
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             ]
             for name, pdfs in sets.items():
                 base = torch_indexes[name]
-                own = base if not n else common.build_index(work / f"{backend}-{name}", pdfs, embedder_for(settings, backend, 1))
+                own = base if not n else common.build_index(work / f"{backend}-{name}", pdfs, embedder_for(settings, backend, 1), **TORCH)
                 own_results = ranked(own, questions[name])
                 mine = quality(own_results, questions[name])
                 cross = Assistant.load(base.index_dir, base.settings, embedder_for(settings, backend, 1, queries_only=True))

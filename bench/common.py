@@ -223,12 +223,13 @@ def settings(index_dir: Path, corpus_dir: Path | None = None, **updates):
     return Settings(**fields)
 
 
-def build_index(workdir: Path, pdfs: bool = False, embedder=None):
-    """An Assistant over a fresh index of the shipped corpus (plus the PDFs) in `workdir`."""
+def build_index(workdir: Path, pdfs: bool = False, embedder=None, **updates):
+    """An Assistant over a fresh index of the shipped corpus (plus the PDFs) in `workdir`;
+    `updates` are Settings fields."""
     from culture_rag import Assistant
 
     corpus = copy_corpus(workdir, pdfs=pdfs)
-    assistant = Assistant(settings(workdir / "index", corpus), embedder)
+    assistant = Assistant(settings(workdir / "index", corpus, **updates), embedder)
     assistant.build(corpus)
     return assistant
 

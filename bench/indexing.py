@@ -44,6 +44,12 @@ def late_chunking_cost(embedder, chunks) -> float:
     return sum(raw) / sum(late)
 
 
+def _target(corpus_only: bool, ratio: float) -> tuple[str, bool | None]:
+    if corpus_only:
+        return f"{RATIO_TARGET} applies without --corpus-only", None
+    return f">= {RATIO_TARGET}", ratio >= RATIO_TARGET
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = common.args_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved raw/build rounds (medians)")
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         row("indexing", "Assistant.build", round(p50(build_rates), 1), "chunks/s"),
         row("indexing", "  its embed_passages (late chunking) alone", round(embed_rate, 1), "chunks/s"),
         row("indexing", "  embed_passages / raw, same texts, interleaved", round(late_vs_raw, 3), ""),
-        row("indexing", "build / raw (median of rounds)", round(ratio, 3), "", f">= {RATIO_TARGET}", ratio >= RATIO_TARGET),
+        # Two small papers are a smoke test: the write's fixed cost outweighs 60 chunks of embedding.
+        row("indexing", "build / raw (median of rounds)", round(ratio, 3), "", *_target(args.corpus_only, ratio)),
         row(
             "indexing",
             "build at 160 word pieces (scaled)",
