@@ -444,6 +444,21 @@ _CHUNK_TYPES = {
 }
 
 
+def _sentences_fit(sentences: list, lo: int, hi: int) -> bool:
+    """Each sentence is [start, end] or [start, end, page] with int offsets inside the chunk's
+    [lo, hi] and an int or null page. Checked on the raw lists, before any Span exists: a load
+    checks millions of them."""
+    return type(sentences) is list and all(
+        type(s) is list
+        and 2 <= len(s) <= 3
+        and type(s[0]) is int
+        and type(s[1]) is int
+        and lo <= s[0] <= s[1] <= hi
+        and (len(s) == 2 or s[2] is None or type(s[2]) is int)
+        for s in sentences
+    )
+
+
 def read_chunks(path: Path) -> list[Chunk]:
     out = []
     number = 0
@@ -451,17 +466,12 @@ def read_chunks(path: Path) -> list[Chunk]:
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, start=1):
                 raw = json.loads(line)
-                spans = tuple(Span(*s) for s in raw.pop("sentences"))
+                sentences = raw.pop("sentences")
                 wrong = [k for k, kind in _CHUNK_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
-                chunk = Chunk(**raw, sentences=spans)
                 # The text must be the slice it claims to be, and its sentences inside it: answers quote by offset.
-                if wrong or chunk.end - chunk.start != len(chunk.text) or any(
-                    not (isinstance(s.start, int) and isinstance(s.end, int) and chunk.start <= s.start <= s.end <= chunk.end)
-                    or not isinstance(getattr(s, "page", None), (int, type(None)))
-                    for s in spans
-                ):
+                if wrong or raw["end"] - raw["start"] != len(raw["text"]) or not _sentences_fit(sentences, raw["start"], raw["end"]):
                     raise ValueError(f"inconsistent fields {wrong or ['start', 'end', 'sentences']}")
-                out.append(chunk)
+                out.append(Chunk(**raw, sentences=tuple(Span(*s) for s in sentences)))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise IndexLoadError(path, f"malformed chunk on line {number} ({exc})") from None
     return out

@@ -161,8 +161,14 @@ def _terms_of(vocab: dict[str, int]) -> list[str]:
 
 
 def _ids_in(union: dict[str, int], terms: list[str]) -> np.ndarray:
-    """Each term's column in `union`, adding the terms it lacks."""
-    return np.fromiter((union.setdefault(t, len(union)) for t in terms), np.int32, count=len(terms))
+    """Each term's column in `union`, adding the terms it lacks (in their order in `terms`).
+    Set and dict operations in C rather than a call per term: loading 13k segments merges
+    millions of terms."""
+    missing = set(terms).difference(union.keys())
+    if missing:
+        fresh = [t for t in terms if t in missing]
+        union.update(zip(fresh, range(len(union), len(union) + len(fresh))))
+    return np.fromiter(map(union.__getitem__, terms), np.int32, count=len(terms))
 
 
 def _joined(arrays: list[np.ndarray], dtype) -> np.ndarray:
