@@ -82,13 +82,13 @@ def paper_rows(snapshot: Snapshot, papers: Iterable[str]) -> list[tuple[int, int
     return rows
 
 
-def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int, rows) -> tuple[list[int], dict[int, float]]:
+def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int, rows=None) -> tuple[list[int], dict[int, float]]:
     scores, found = search_dense(snapshot.dense, query_vector, n, rows)
     pairs = [(int(r), float(s)) for r, s in zip(found[0], scores[0]) if r >= 0]
     return [r for r, _ in pairs], dict(pairs)
 
 
-def _keyword(snapshot: Snapshot, query: str, n: int, rows) -> list[int]:
+def _keyword(snapshot: Snapshot, query: str, n: int, rows=None) -> list[int]:
     if snapshot.keyword is None:
         return []
     return [int(r) for r in snapshot.keyword.search(query, n, rows).rows]
