@@ -109,6 +109,10 @@ def test_scope_survives_an_added_paper(built, fake_embedder):
     assert len(older) == 7 and {h.paper.paper_id for h in older} == {"bert"}
 
 
+def test_one_id_as_a_string_is_one_paper(built):
+    assert {h.paper.paper_id for h in built.search("masked language model", k=3, papers="bert")} == {"bert"}
+
+
 def test_unknown_paper_id_is_named(built):
     with pytest.raises(PaperNotFoundError, match="no-such-paper"):
         built.search("cultural industry", papers=["bert", "no-such-paper"])

@@ -405,7 +405,7 @@ class Assistant:
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
             duplicate_cosine=self.settings.duplicate_cosine,
-            papers=frozenset(papers) if papers is not None else None,
+            papers=None if papers is None else frozenset([papers] if isinstance(papers, str) else papers),
             **flags,
         )
         return retrieve(snapshot, question, self.query_vector(question), config)
