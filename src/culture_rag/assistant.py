@@ -390,17 +390,22 @@ class Assistant:
 
     # --- asking ----------------------------------------------------------------------------
 
-    def search(self, question: str, k: int | None = None) -> list[Hit]:
+    def search(self, question: str, k: int | None = None, papers: Iterable[str] | None = None) -> list[Hit]:
+        """The k best passages; with `papers` (paper ids), only from those papers. An id not in
+        the index raises PaperNotFoundError naming it."""
         snapshot = self._require_snapshot()
         question = self.check_question(question)
-        return self._search(snapshot, question, k or self.settings.top_k)
+        return self._search(snapshot, question, k or self.settings.top_k, papers)
 
-    def _search(self, snapshot: Snapshot, question: str, k: int, **flags: bool) -> list[Hit]:
+    def _search(
+        self, snapshot: Snapshot, question: str, k: int, papers: Iterable[str] | None = None, **flags: bool
+    ) -> list[Hit]:
         config = RetrievalConfig(
             k=k,
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
             duplicate_cosine=self.settings.duplicate_cosine,
+            papers=None if papers is None else frozenset([papers] if isinstance(papers, str) else papers),
             **flags,
         )
         return retrieve(snapshot, question, self.query_vector(question), config)
@@ -440,17 +445,28 @@ class Assistant:
         return snapshot
 
     def ask(
-        self, question: str, mode: str | None = None, k: int | None = None, history: Sequence[str] = ()
+        self,
+        question: str,
+        mode: str | None = None,
+        k: int | None = None,
+        history: Sequence[str] = (),
+        papers: Iterable[str] | None = None,
     ) -> Answer:
-        """Answer with cited passages, or decline when the papers do not say."""
+        """Answer with cited passages, or decline when the papers do not say. With `papers`
+        (paper ids), only those papers are searched."""
         final = None
-        for event in self.stream(question, mode, k, history):
+        for event in self.stream(question, mode, k, history, papers):
             final = event.answer or final
         assert final is not None
         return final
 
     def stream(
-        self, question: str, mode: str | None = None, k: int | None = None, history: Sequence[str] = ()
+        self,
+        question: str,
+        mode: str | None = None,
+        k: int | None = None,
+        history: Sequence[str] = (),
+        papers: Iterable[str] | None = None,
     ) -> Iterator[AnswerEvent]:
         """Like `ask`, yielding text as it is produced and the checked `Answer` last.
         `history` holds the earlier questions of a conversation, for follow-ups."""
@@ -458,7 +474,7 @@ class Assistant:
         snapshot = self._require_snapshot()  # one snapshot for the whole answer, even if a rebuild lands
         focus = self.check_question(question)
         query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
-        hits = self._search(snapshot, query, k or self.settings.top_k)
+        hits = self._search(snapshot, query, k or self.settings.top_k, papers)
         searched = time.perf_counter()
         mode = mode or self.settings.answer_mode
         if mode == "extractive":

@@ -26,6 +26,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -706,18 +707,87 @@ def set_search_threads(n: int) -> None:
     _search_threads = n or os.cpu_count() or 1
 
 
-def search_dense(index, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search_dense(
+    index, vectors: np.ndarray, k: int, rows: Sequence[tuple[int, int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) of the k nearest; an HNSW graph explores at least HNSW_EF_SEARCH nodes
-    (faiss's default of 16, raised only to k, loses neighbours when k is 50)."""
+    (faiss's default of 16, raised only to k, loses neighbours when k is 50). With `rows`
+    (half-open [start, stop) ranges), only those rows are candidates, so a scope still gets
+    its k nearest rather than what is left of the unscoped k."""
     import faiss
 
     if getattr(_thread_state, "threads", None) != _search_threads:
         faiss.omp_set_num_threads(_search_threads)
         _thread_state.threads = _search_threads
     query = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, index.d)
+    if rows is not None:
+        return _search_rows(index, query, k, _merged(rows))
     if isinstance(index, faiss.IndexHNSW):
         return index.search(query, k, params=faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k)))
     return index.search(query, k)
+
+
+def _merged(rows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-empty, non-overlapping ranges (adjacent papers become one range)."""
+    out: list[tuple[int, int]] = []
+    for start, stop in sorted((int(a), int(b)) for a, b in rows if b > a):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], stop))
+        else:
+            out.append((start, stop))
+    return out
+
+
+def _search_rows(index, query: np.ndarray, k: int, rows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    if isinstance(index, faiss.IndexShards):
+        # IndexShards hands a selector to every shard unchanged, and shards test their own
+        # local ids against it (faiss issue #5581): each shard is searched with its ranges
+        # shifted into its own ids, and the lists merged.
+        parts, offset = [], 0
+        for shard in _shards(index):
+            local = [(max(a, offset) - offset, min(b, offset + shard.ntotal) - offset) for a, b in rows]
+            local = [(a, b) for a, b in local if b > a]
+            if local:
+                scores, ids = _search_rows(shard, query, k, local)
+                parts.append((scores, np.where(ids >= 0, ids + offset, -1)))
+            offset += shard.ntotal
+        return _best_of(parts, query.shape[0], k)
+    selector = _range_selector(rows)
+    if isinstance(index, faiss.IndexHNSW):
+        if sum(b - a for a, b in rows) <= HNSW_THRESHOLD:
+            # A small scope is a needle for the graph, which may find fewer than k of it; an
+            # exact scan of its rows costs what exact search of an index that size costs.
+            return faiss.downcast_index(index.storage).search(query, k, params=faiss.SearchParameters(sel=selector))
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+        return index.search(query, k, params=params)
+    return index.search(query, k, params=faiss.SearchParameters(sel=selector))
+
+
+def _range_selector(rows: list[tuple[int, int]]):
+    """One IDSelectorRange per range, joined with IDSelectorOr. Each selector refers to the
+    ones it joins without owning them, so they are chained on `.kept` to live as long as it."""
+    import faiss
+
+    selectors = [faiss.IDSelectorRange(a, b) for a, b in rows] or [faiss.IDSelectorRange(0, 0)]
+    selector = selectors[0]
+    for other in selectors[1:]:
+        joined = faiss.IDSelectorOr(selector, other)
+        joined.kept = (selector, other)
+        selector = joined
+    return selector
+
+
+def _best_of(parts: list[tuple[np.ndarray, np.ndarray]], n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of several (scores, rows) lists per query, best first; -1 rows pad."""
+    if not parts:
+        return np.full((n_queries, k), -np.inf, np.float32), np.full((n_queries, k), -1, np.int64)
+    scores = np.concatenate([s for s, _ in parts], axis=1)
+    ids = np.concatenate([i for _, i in parts], axis=1)
+    scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
 def stored_vectors(index) -> np.ndarray:

@@ -243,8 +243,10 @@ class KeywordIndex:
         """Inverse document frequency of stemmed words (unknown words count as rare)."""
         return {w: self._idf(self._postings(w)) for w in words}
 
-    def search(self, query: str, k: int) -> KeywordHits:
-        """BM25 top k; a term repeated in the query counts again, as in bm25s."""
+    def search(self, query: str, k: int, within: Sequence[tuple[int, int]] | None = None) -> KeywordHits:
+        """BM25 top k; a term repeated in the query counts again, as in bm25s. With `within`
+        (half-open [start, stop) ranges), only those rows are ranked; corpus statistics stay
+        the whole index's, so a scoped row scores as it does unscoped."""
         scores = None
         for term in content_words(query):
             postings = [(rows, tf) for rows, tf in self._postings(term) if len(rows)]
@@ -256,7 +258,17 @@ class KeywordIndex:
                 scores[rows] += idf * tf / (self._norm[rows] + tf)
         if scores is None:
             return KeywordHits(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+        if within is not None:
+            return _top_k_of(scores, k, within)
         return _top_k(scores, k)
+
+
+def _top_k_of(scores: np.ndarray, k: int, rows: Sequence[tuple[int, int]]) -> KeywordHits:
+    """Best k among the rows of `rows`, in their positions in the whole index."""
+    ranges = [(max(int(a), 0), min(int(b), len(scores))) for a, b in rows]
+    positions = np.unique(np.concatenate([np.arange(a, b) for a, b in ranges if b > a] or [np.zeros(0, np.int64)]))
+    hits = _top_k(scores[positions], k)
+    return KeywordHits(positions[hits.rows], hits.scores)
 
 
 def _top_k(scores: np.ndarray, k: int) -> KeywordHits:

@@ -3,11 +3,13 @@ with near-duplicate passages suppressed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .chunking import Chunk
+from .errors import PaperNotFoundError
 from .index import PaperInfo, Snapshot, search_dense
 
 
@@ -30,14 +32,19 @@ class RetrievalConfig:
     duplicate_cosine: float
     use_dense: bool = True
     use_keyword: bool = True
+    papers: frozenset[str] | None = None  # paper ids to search within; None: the whole index
 
 
 def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: RetrievalConfig) -> list[Hit]:
     if snapshot.size == 0:
         return []
-    n = min(max(config.candidates, config.k), snapshot.size)
-    dense_rows, dense_scores = _dense(snapshot, query_vector, n) if config.use_dense else ([], {})
-    keyword_rows = _keyword(snapshot, query, n) if config.use_keyword else []
+    rows = paper_rows(snapshot, config.papers) if config.papers is not None else None
+    size = snapshot.size if rows is None else sum(b - a for a, b in rows)
+    if size == 0:
+        return []
+    n = min(max(config.candidates, config.k), size)
+    dense_rows, dense_scores = _dense(snapshot, query_vector, n, rows) if config.use_dense else ([], {})
+    keyword_rows = _keyword(snapshot, query, n, rows) if config.use_keyword else []
     fused: dict[int, float] = {}
     for ranked in (dense_rows, keyword_rows):
         for rank, row in enumerate(ranked, start=1):
@@ -60,16 +67,31 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
     ]
 
 
-def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int) -> tuple[list[int], dict[int, float]]:
-    scores, rows = search_dense(snapshot.dense, query_vector, n)
-    pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+def paper_rows(snapshot: Snapshot, papers: Iterable[str]) -> list[tuple[int, int]]:
+    """The [start, stop) chunk rows of each paper in `papers`, in index order. An id that is
+    not in the index raises PaperNotFoundError naming it."""
+    wanted = set(papers)
+    rows, start = [], 0
+    for paper in snapshot.papers:
+        if paper.paper_id in wanted:
+            rows.append((start, start + paper.n_chunks))
+            wanted.discard(paper.paper_id)
+        start += paper.n_chunks
+    if wanted:
+        raise PaperNotFoundError(sorted(wanted)[0])
+    return rows
+
+
+def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int, rows=None) -> tuple[list[int], dict[int, float]]:
+    scores, found = search_dense(snapshot.dense, query_vector, n, rows)
+    pairs = [(int(r), float(s)) for r, s in zip(found[0], scores[0]) if r >= 0]
     return [r for r, _ in pairs], dict(pairs)
 
 
-def _keyword(snapshot: Snapshot, query: str, n: int) -> list[int]:
+def _keyword(snapshot: Snapshot, query: str, n: int, rows=None) -> list[int]:
     if snapshot.keyword is None:
         return []
-    return [int(r) for r in snapshot.keyword.search(query, n).rows]
+    return [int(r) for r in snapshot.keyword.search(query, n, rows).rows]
 
 
 def _suppress_duplicates(snapshot: Snapshot, order: list[int], k: int, threshold: float) -> list[int]:

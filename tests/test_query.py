@@ -1,0 +1,282 @@
+"""Understanding a question: paper references, intents, comparison sides, topic, headings and
+language, over a library of the seven real papers' metadata plus made-up papers whose names
+collide with theirs and with ordinary words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ARAGOG, CORPUS
+
+from culture_rag.index import PaperInfo
+from culture_rag.papers import read_metadata_file, read_paper
+from culture_rag.query import (
+    INTENTS,
+    comparison_sides,
+    detect_intent,
+    detect_language,
+    match_headings,
+    plan_question,
+    section_headings,
+)
+
+
+def _info(paper_id: str, source: str, title: str, authors: tuple[str, ...]) -> PaperInfo:
+    return PaperInfo(paper_id, source, title, authors, Path(source).suffix[1:], None, 1, "", "", "")
+
+
+def _read(path: Path, meta=None):
+    paper = read_paper(path, meta=meta)
+    return paper, _info(paper.paper_id, paper.source, paper.title, paper.authors)
+
+
+@pytest.fixture(scope="module")
+def real():
+    """The seven real papers as read: the two of corpus/ (with papers.toml) and the five PDFs."""
+    meta = read_metadata_file(CORPUS)
+    files = [p for p in sorted(CORPUS.iterdir()) if p.suffix in (".md", ".txt")] + sorted(ARAGOG.glob("*.pdf"))
+    return [_read(p, meta.get(p.name)) for p in files]
+
+
+MADE_UP = [
+    # a surname shared with CodeNet's Wei Zhang
+    _info("graphformer", "graphformer.pdf", "GraphFormer: Attention over Citation Graphs", ("Wei Zhang", "Maria Rossi")),
+    # a surname that is an ordinary word, and a plain-words title lead that is no short name
+    _info("long-review", "long-2021-deep-learning-review.pdf", "Deep Learning: A Review", ("Alice Long",)),
+    # an all-capitals short name that is an ordinary word
+    _info("race", "race.pdf", "RACE: Large-scale ReAding Comprehension Dataset From Examinations", ("Guokun Lai", "Qizhe Xie")),
+    _info("silk", "nurlanova-creative-economy.txt", "Creative Economy Clusters along the Silk Road in Central Asia", ("Aigerim Nurlanova",)),
+    # an ordinary word as the file name, and an author written "Surname, Given"
+    _info("survey", "survey.pdf", "A Survey of Retrieval-Augmented Generation", ("Chen, Li",)),
+    # one short name inside another
+    _info("gpt", "gpt.pdf", "GPT: Improving Language Understanding by Generative Pre-Training", ()),
+    _info("gpt3", "gpt3.pdf", "GPT-3: Language Models are Few-Shot Learners", ()),
+]
+
+
+@pytest.fixture(scope="module")
+def library(real):
+    return [info for _, info in real] + MADE_UP
+
+
+def _id(library, prefix: str) -> str:
+    return next(p.paper_id for p in library if p.paper_id.startswith(prefix))
+
+
+def test_the_real_metadata_is_what_the_references_rely_on(library):
+    by_id = {p.paper_id: p for p in library}
+    assert by_id["distilbert"].authors[0].split()[-1].lower() == "sanh"
+    assert by_id["bert"].title.startswith("BERT:") and by_id["hellaswag"].title.startswith("HellaSwag:")
+    assert any("Liu" in a for a in by_id[_id(library, "shang")].authors) and any("Liu" in a for a in by_id["pal"].authors)
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("What does Shang and Liu's paper conclude?", ["shang"]),
+        ("According to Mao's study, what limits exports?", ["mao"]),
+        ("What does Sanh et al. propose?", ["distilbert"]),
+        ("What did SANH and WOLF measure?", ["distilbert"]),
+        ("Who are the authors of the BERT paper?", ["bert"]),  # not DistilBERT, whose title says BERT
+        ("How small is DistilBERT?", ["distilbert"]),  # not BERT: whole tokens
+        ("Compare DistilBERT and BERT", ["bert", "distilbert"]),
+        ("How was the HellaSwag dataset built?", ["hellaswag"]),
+        ("how was the hellaswag dataset built", ["hellaswag"]),
+        ("What accuracy does PAL reach on GSM8K?", ["pal"]),
+        ("Which tasks does CodeNet cover?", ["codenet"]),
+        ("What does bert.pdf say about masking?", ["bert"]),
+        ("Zhang and Rossi use which attention?", ["graphformer"]),
+        ("What does Long's review cover?", ["long-review"]),
+        ("How hard are the questions of the RACE dataset?", ["race"]),
+        ("What does Chen conclude about retrieval?", ["survey"]),
+        ("What does the paper on program-aided language models conclude?", ["pal"]),
+        ("What does the study on creative economy clusters in Central Asia find?", ["silk"]),
+        ("Mao's study: what does it conclude?", ["mao"]),  # a first word is capitalized anyway
+        ("Sanh et al. introduce which model?", ["distilbert"]),
+        ("Shang and Liu propose which paths?", ["shang"]),
+        ("How many examples did GPT-3 see?", ["gpt3"]),  # the longer name, not also GPT's
+        ("What does GPT pre-train on?", ["gpt"]),
+    ],
+)
+def test_paper_references_resolve(library, question, expected):
+    assert plan_question(question, library).papers == tuple(sorted(_id(library, e) for e in expected))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What strategies do the papers propose for China's cultural industry to go international?",
+        "What risks of AI are mentioned?",  # "AI" is a word of one title, but nothing names a paper
+        "What did Liu find?",  # two papers have a Liu
+        "What does Zhang's paper say?",  # so do these
+        "How long does pre-training take?",  # Long is an author
+        "Is the race between the two economies close?",  # RACE is a paper, race a word
+        "My pal says deep learning is a review topic; is that true?",
+        "What survey methods did the researchers use?",  # survey.pdf is a file, survey a word
+        "What does the study say about the cultural industry?",  # words of two titles
+        "Long answers or short: which do the models give?",
+        "What do the papers say about the Belt and Road?",
+    ],
+)
+def test_no_scope_without_a_confident_reference(library, question):
+    assert plan_question(question, library).papers == ()
+
+
+def test_references_follow_the_metadata_not_the_paper(real):
+    """The same title under another author: the name that resolves is the metadata's."""
+    shang = next(info for _, info in real if info.paper_id.startswith("shang"))
+    renamed = [PaperInfo(**{**shang.__dict__, "paper_id": "doe-2030", "source": "doe-2030.md", "authors": ("Jane Doe",)})]
+    others = [info for _, info in real if info is not shang]
+    assert plan_question("What does Doe's paper conclude?", renamed + others).papers == ("doe-2030",)
+    assert plan_question("What does Shang's paper conclude?", renamed + others).papers == ()
+
+
+def test_no_papers_no_scope():
+    plan = plan_question("What does Mao conclude?", [])
+    assert plan.papers == () and plan.intent == "conclusion"
+
+
+@pytest.mark.parametrize(
+    "question, intent",
+    [
+        ("What does the study conclude?", "conclusion"),
+        ("What are the main findings about film exports?", "conclusion"),
+        ("What did the authors find about exports?", "conclusion"),
+        ("What do the authors conclude?", "conclusion"),  # "authors" as the subject is no authors question
+        ("What results are reported on SQuAD?", "conclusion"),
+        ("How was the survey conducted?", "method"),
+        ("What methodology does the study use?", "method"),
+        ("How were the data collected?", "method"),
+        ("Describe the approach taken to label the endings.", "method"),
+        ("How did they train the small model?", "method"),
+        ("What are the main contributions of this work?", "contribution"),
+        ("What is new in this model?", "contribution"),
+        ("What does this paper propose?", "contribution"),
+        ("Which novel benchmark is introduced?", "contribution"),
+        ("Who wrote the paper on code datasets?", "authors"),
+        ("Who are the authors?", "authors"),
+        ("What is the affiliation of the first author?", "authors"),
+        ("Where do the authors of the dataset paper work?", "authors"),
+        ("Which university is the author from?", "authors"),
+        ("What strategies do the papers propose for exports?", "list"),
+        ("What risks of AI are mentioned?", "list"),
+        ("Which challenges does Belarus face?", "list"),
+        ("What are the main obstacles to cultural exports?", "list"),
+        ("List the recommendations for policy makers.", "list"),
+        ("What kinds of tasks are included?", "list"),
+        ("In what ways can the two countries cooperate?", "list"),
+        ("Summarize the SWOT analysis of the country's cultural industry.", "summary"),
+        ("Give an overview of the benchmark.", "summary"),
+        ("What is the program-aided paper about?", "summary"),
+        ("How does Belarus's cultural industry compare with China's?", "comparison"),
+        ("Compare the two models.", "comparison"),
+        ("BERT vs DistilBERT: which is faster?", "comparison"),
+        ("What is the difference between fine-tuning and feature-based transfer?", "comparison"),
+        ("How does the distilled model differ from the original?", "comparison"),
+        ("What was the export value of cultural products in 2019?", "fact"),
+        ("When was the Belt and Road Initiative proposed?", "fact"),
+        ("How many layers does the base model have?", "fact"),
+        ("What is a transformer?", "fact"),
+    ],
+)
+def test_intents(question, intent):
+    assert detect_intent(question) == intent
+
+
+def test_intents_map_to_sections(library):
+    plan = lambda q: plan_question(q, library)  # noqa: E731
+    assert set(plan("What does Shang and Liu's paper conclude?").sections) >= {"conclusion", "findings"}
+    assert "methodology" in plan("How was the HellaSwag dataset built?").sections
+    assert plan("What are the main contributions of PAL?").sections == ("abstract", "introduction", "conclusion")
+    assert plan("Who are the authors of the BERT paper?").sections == ("front matter",)
+    assert plan("Summarize the BERT paper").sections == ("abstract", "introduction", "conclusion")  # the whole paper
+    assert plan("Summarize the SWOT analysis of Belarus's cultural industry").sections == ()  # its headings decide
+    assert plan("What strategies do the papers propose?").sections == ()
+    assert all(plan_question(q, library).intent in INTENTS for q in ("?", "BERT", "Tell me everything"))
+
+
+@pytest.mark.parametrize(
+    "question, sides",
+    [
+        ("How does Belarus's cultural industry compare with China's?", ("Belarus", "China")),
+        ("Compare DistilBERT and BERT", ("DistilBERT", "BERT")),
+        ("BERT vs DistilBERT: which is faster?", ("BERT", "DistilBERT")),
+        ("How does DistilBERT differ from BERT in size?", ("DistilBERT", "BERT")),
+        ("What is the difference between fine-tuning and feature-based approaches?", ("fine-tuning", "feature-based approaches")),
+        ("Compare the export strategies of China with those of Belarus", ("China", "Belarus")),
+    ],
+)
+def test_comparison_sides(question, sides):
+    assert comparison_sides(question) == sides
+
+
+def test_plan_of_a_comparison(library):
+    plan = plan_question("How does Belarus's cultural industry compare with China's?", library)
+    assert plan.intent == "comparison" and plan.comparison_sides == ("Belarus", "China")
+    assert plan.topic == "Belarus cultural industry China"
+    assert plan_question("What is the export value?", library).comparison_sides == ()
+
+
+def test_topic_drops_the_reference_and_the_intent_words(library):
+    assert plan_question("What does Shang and Liu's paper conclude?", library).topic == ""
+    assert plan_question("What risks of AI are mentioned?", library).topic == "risks AI"
+    paths = plan_question("What paths do Shang and Liu propose for internationalization?", library)
+    assert paths.intent == "list" and paths.topic == "paths internationalization"
+    assert plan_question("How was the HellaSwag dataset built?", library).topic == "dataset"
+    assert plan_question("What does bert.pdf say about masking?", library).topic == "masking"
+
+
+def test_headings_matching_the_topic(real, library):
+    shang = next(paper for paper, _ in real if paper.paper_id.startswith("shang"))
+    headings = list(dict.fromkeys(r.section for r in shang.regions if r.section))
+    plan = plan_question("What paths do Shang and Liu propose for internationalization?", library)
+    matched = match_headings(plan, headings)
+    assert matched and matched[0].startswith("3. The Development Path")
+    assert not any(h.startswith(("3.1", "3.2", "2.")) for h in matched)
+    # "international" and "internationalization" stem apart; the stems' shared prefix joins them
+    plan = plan_question("What strategies do the papers propose for China's cultural industry to go international?", library)
+    assert any(h.startswith("3. The Development Path") for h in match_headings(plan, headings))
+
+
+def test_a_word_in_every_heading_picks_none():
+    headings = ["1. Cultural Policy", "2. Cultural Trade", "3. Cultural Heritage"]
+    assert match_headings(plan_question("What about cultural trade?", []), headings) == ["2. Cultural Trade"]
+    assert match_headings(plan_question("What is cultural?", []), headings) == []
+    assert match_headings(plan_question("What is the export value?", []), headings) == []
+
+
+def test_section_headings_of_an_intent(real, library):
+    mao = next(paper for paper, _ in real if paper.paper_id.startswith("mao"))
+    headings = list(dict.fromkeys(r.section for r in mao.regions if r.section))
+    conclusion = section_headings(plan_question("What does Mao conclude?", library), headings)
+    assert any("Conclusion" in h for h in conclusion) and any("Findings" in h for h in conclusion)
+    assert not any("Literature" in h for h in conclusion)
+    method = section_headings(plan_question("How did Mao collect the data?", library), headings)
+    assert any("Methodology" in h for h in method) and any("Data Collection" in h for h in method)
+    assert section_headings(plan_question("Who wrote it?", library), headings) == []  # front matter is no heading
+
+
+@pytest.mark.parametrize(
+    "text, language",
+    [
+        ("What is BERT?", "en"),
+        ("Qu'est-ce que la stratégie culturelle de la Chine ?", "en"),  # Latin script: no model guesses further
+        ("BERT论文的作者是谁？", "zh"),
+        ("中国文化产业走出去有哪些策略？", "zh"),
+        ("Какие стратегии предлагают авторы для BERT?", "ru"),
+        ("このBERT論文の著者は誰ですか", "ja"),
+        ("ما هي استراتيجيات الصناعة الثقافية؟", "ar"),
+        ("Ποια είναι τα αποτελέσματα;", "el"),
+        ("Tell me about 文化", "en"),
+        ("2019?", "en"),
+        ("", "en"),
+    ],
+)
+def test_language_by_script(text, language):
+    assert detect_language(text) == language
+
+
+def test_plan_of_a_chinese_question_keeps_latin_names(library):
+    plan = plan_question("BERT论文的作者是谁？", library)
+    assert plan.language == "zh" and plan.papers == ("bert",)
