@@ -66,7 +66,8 @@ def test_bad_inputs_name_the_file(name, data, reason):
 def test_pdf_keeps_page_numbers_and_title():
     paper = read_paper(ARAGOG / "distilbert.pdf")
     assert paper.kind == "pdf" and paper.n_pages == 5
-    assert [r.page for r in paper.regions] == [1, 2, 3, 4, 5]
+    pages = [r.page for r in paper.regions]
+    assert sorted(set(pages)) == [1, 2, 3, 4, 5] and pages == sorted(pages)  # several regions a page, in order
     assert paper.title.startswith("DistilBERT, a distilled version of BERT")
     pos = paper.text.index("knowledge distillation")
     first, last, _ = locate(paper.regions, pos, pos + 10)
