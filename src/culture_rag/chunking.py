@@ -15,7 +15,8 @@ from typing import Protocol
 
 import sentencex
 
-from .papers import Paper, locate
+from . import regions as roles
+from .papers import Locator, Paper, Region
 
 
 class Tokenizer(Protocol):
@@ -31,6 +32,7 @@ class Span:
     start: int
     end: int
     page: int | None = None  # the page a sentence starts on (PDF)
+    role: str = roles.BODY  # what the sentence is: one of regions.ROLES, from the line it starts on
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Chunk:
     page_end: int | None = None
     section: str | None = None
     context: str = ""  # section heading (or title) embedded and keyword-indexed with the text
+    role: str = roles.BODY  # the role covering most of the chunk's sentences (headings aside)
+    heading_path: tuple[str, ...] = ()  # the headings over the chunk, outermost first; [-1] is `section`
 
     @property
     def embed_text(self) -> str:
@@ -96,8 +100,10 @@ def chunk_paper(
     """`max_tokens` sizes the text; `limit` (the model's window) bounds text plus context."""
     limit = limit or max_tokens
     units = _units(paper, tokenizer, max_tokens)
-    groups = _pack(units, _table_blocks(paper.text, units), max_tokens, overlap_tokens, _section_breaks(paper))
-    chunks = [_make_chunk(paper, group) for group in groups]
+    locator = Locator(paper.regions)
+    roles_of = [_region_role(locator.at(span.start)) for span, _ in units]
+    groups = _pack(units, _table_blocks(paper.text, units, roles_of), max_tokens, overlap_tokens, _section_breaks(paper))
+    chunks = [_make_chunk(paper, group, locator) for group in groups]
     return _with_context(chunks, paper, tokenizer, limit)
 
 
@@ -154,14 +160,35 @@ def _table_header(text: str, start: int) -> str | None:
     return text[first : text.find("\n", first)]
 
 
+def _region_role(region: Region | None) -> str:
+    return region.role if region is not None else roles.BODY
+
+
+# Roles that never share a chunk with the paper's own text: a question about the paper's
+# findings must not retrieve a chunk that is half reference list or half a reprinted article.
+_APART = {roles.REFERENCE: "reference", roles.QUOTED: "quoted", roles.FRONT: "front"}
+
+
 def _section_breaks(paper: Paper) -> set[int]:
-    return {r.start for r in paper.regions if r.section is not None}
+    """Offsets where a chunk must end: every heading (the start of a section) and every change
+    into or out of front matter, references or quoted text."""
+    breaks, previous = set(), None
+    for region in paper.regions:
+        group = _APART.get(region.role, "paper")
+        if previous is not None and (
+            region.role == roles.HEADING or region.section != previous.section or group != _APART.get(previous.role, "paper")
+        ):
+            breaks.add(region.start)
+        elif previous is None and region.section is not None:
+            breaks.add(region.start)
+        previous = region
+    return breaks
 
 
-def _table_blocks(text: str, units: list[tuple[Span, int]]) -> list[int]:
+def _table_blocks(text: str, units: list[tuple[Span, int]], roles_of: list[str]) -> list[int]:
     """Word pieces of the table (caption and rows) that each unit opens, 0 for other units.
     A table that fits in one chunk is kept whole, so its rows stay with their header."""
-    is_row = ["\t" in text[s.start : s.end] for s, _ in units]
+    is_row = ["\t" in text[s.start : s.end] or role == roles.TABLE for (s, _), role in zip(units, roles_of)]
     opens = [0] * len(units)
     i = 0
     while i < len(units):
@@ -210,10 +237,17 @@ def _tail(units: list[tuple[Span, int]], overlap_tokens: int, room: int) -> list
     return tail
 
 
-def _make_chunk(paper: Paper, group: list[tuple[Span, int]]) -> Chunk:
+def _make_chunk(paper: Paper, group: list[tuple[Span, int]], locator: Locator) -> Chunk:
     start, end = group[0][0].start, group[-1][0].end
-    page_start, page_end, section = locate(paper.regions, start, end)
+    page_start, page_end = locator.pages(start, end)
+    section = locator.section(start)
     digest = hashlib.sha256(f"{paper.content_hash}:{start}:{end}".encode()).hexdigest()[:20]
+    sentences = []
+    for span, _ in group:
+        region = locator.at(span.start)
+        page = region.page if region is not None and region.end > span.start else locator.pages(span.start, span.start + 1)[0]
+        sentences.append(replace(span, page=page, role=_region_role(region)))
+    path = locator.heading_path(start) or ((section,) if section else ())
     return Chunk(
         chunk_id=digest,
         paper_id=paper.paper_id,
@@ -221,10 +255,12 @@ def _make_chunk(paper: Paper, group: list[tuple[Span, int]]) -> Chunk:
         start=start,
         end=end,
         n_tokens=sum(n for _, n in group),
-        sentences=tuple(replace(span, page=locate(paper.regions, span.start, span.start + 1)[0]) for span, _ in group),
+        sentences=tuple(sentences),
         page_start=page_start,
         page_end=page_end,
         section=section,
+        role=roles.dominant_role([(s.role, s.end - s.start) for s in sentences]),
+        heading_path=path,
     )
 
 
