@@ -312,3 +312,58 @@ def render_row(header: str, row: str) -> str:
     if len(names) != len(cells):
         return "; ".join(c.strip() for c in cells if c.strip())
     return "; ".join(f"{n.strip()}: {c.strip()}" for n, c in zip(names, cells) if c.strip())
+
+
+def table_cells(chunk: Chunk, index: int) -> list[str] | None:
+    """Each cell of table row `index` read with its headers, or None when it is not a data row.
+
+    In a grid whose header rows name the cells below them (a 2x2 SWOT table: "Strengths |
+    Weaknesses", a row of items, "Opportunities | Threats", a row of items) a cell reads
+    "Strengths: Strong cultural heritage; Emerging creative industries". In a table with one
+    header row, the first column names the row: "Film, Export Value (2020): $10 billion"."""
+    raw = chunk.sentence_text(chunk.sentences[index])
+    if "\t" not in raw or looks_like_header(raw):
+        return None
+    cells = [c.strip() for c in raw.split("\t")]
+    header = table_header_for(chunk, index)
+    names = [n.strip() for n in header.split("\t")] if header else []
+    if len(names) != len(cells):
+        return [_items(c) for c in cells if c]
+    if _header_rows(chunk, index) >= 2:
+        return [f"{n}: {_items(c)}" for n, c in zip(names, cells) if c]
+    return [f"{cells[0]}, {n}: {c}" for n, c in zip(names[1:], cells[1:]) if c] or [f"{names[0]}: {cells[0]}"]
+
+
+def _header_rows(chunk: Chunk, index: int) -> int:
+    """Header-like rows in the block of tab-separated rows that sentence `index` belongs to."""
+    texts = [chunk.sentence_text(s) for s in chunk.sentences]
+    lo = index
+    while lo > 0 and "\t" in texts[lo - 1]:
+        lo -= 1
+    hi = index
+    while hi + 1 < len(texts) and "\t" in texts[hi + 1]:
+        hi += 1
+    return sum(looks_like_header(t) for t in texts[lo : hi + 1])
+
+
+_FUNCTION_WORDS = frozenset("a an and as at by for from in into of on or the to under with within".split())
+
+
+def _items(cell: str) -> str:
+    """A cell whose bullet list lost its bullets ("... crafts and arts Emerging creative
+    industries ...") gets its items back: a new item starts at a capitalized word after a
+    lowercase word (or an acronym) that is not a function word. Cells with their own punctuation, or short
+    ones, are left alone."""
+    words = cell.split()
+    if len(words) < 12 or re.search(r"[,;.:]", re.sub(r"\([^)]*\)", "", cell)):
+        return cell
+    out = [words[0]]
+    for prev, word in zip(words, words[1:]):
+        starts_item = (
+            word[:1].isupper()
+            and not word.isupper()
+            and (prev[-1:] == ")" or prev.islower() or (prev.isupper() and len(prev) > 1))  # "... under BRI Increased ..."
+            and prev.lower() not in _FUNCTION_WORDS
+        )
+        out.append(f"; {word}" if starts_item else f" {word}")
+    return "".join(out)

@@ -232,13 +232,13 @@ class _Classifier:
 
     def _continues_heading(self, i: int, line: Line) -> bool:
         """A PDF heading broken over two layout lines: the first ends on a joining word, or the
-        second is a few words ending the question the heading asks."""
+        second is a few lowercase words ending the question the heading asks."""
         if not self.labels or line.page is None or self.labels[-1].heading is None or line.page != self.lines[i - 1].page:
             return False
         text, head = line.text.strip(), self.labels[-1].heading
         if len(text.split()) > 6 or len(head) + len(text) > 160 or _NUMBERED.match(text):
             return False
-        return bool(_JOINING.search(head)) or (text.endswith("?") and not head.endswith("?"))
+        return bool(_JOINING.search(head)) or (text[:1].islower() and text.endswith("?") and not head.endswith("?"))
 
     def _is_boilerplate(self, text: str, line: Line) -> bool:
         if len(text) > 250:
