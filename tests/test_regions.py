@@ -137,6 +137,11 @@ def test_tab_rows_and_numeric_pdf_rows_are_tables():
     assert roles_of(pdf_lines(["Title"], page))[3:6] == ["table", "table", "body"]
 
 
+def test_runs_of_very_short_pdf_lines_are_figure_text():
+    page = ["1 Method", BODY_LINE, "for the results shown.", "Token", "Embeddings", "E[CLS] E1 E2", BODY_LINE, "Short line.", BODY_LINE]
+    assert roles_of(pdf_lines(["Title"], page))[3:] == ["body", "figure", "figure", "figure", "body", "body", "body"]
+
+
 def test_dominant_role_ignores_headings_unless_alone():
     assert dominant_role([("heading", 40), ("body", 30)]) == "body"
     assert dominant_role([("heading", 40)]) == "heading"
@@ -172,6 +177,7 @@ def test_every_aragog_pdf_has_front_matter_references_captions_and_its_arxiv_sta
     refs = regions_with(p, "reference")
     assert refs and all(r.heading_path[-1] in ("References", "12 Bibliography") for r in refs)
     assert sum(r.end - r.start for r in refs) > 2000
+    assert regions_with(p, "figure") or name == "distilbert.pdf"  # axis labels, boxes, code listings
     assert any(text_of(p, r).startswith(("Figure 1", "Table 1")) for r in regions_with(p, "caption"))
     assert any(text_of(p, r).startswith("arXiv:") or "\narXiv:" in text_of(p, r) for r in regions_with(p, "boilerplate"))
     front = " ".join(text_of(p, r) for r in regions_with(p, "front"))
@@ -241,4 +247,4 @@ def test_text_front_matter_and_curated_affiliation():
 
 
 def test_role_names_are_the_documented_ones():
-    assert regions.ROLES == ("front", "heading", "body", "caption", "table", "reference", "boilerplate", "quoted")
+    assert regions.ROLES == ("front", "heading", "body", "caption", "table", "reference", "boilerplate", "quoted", "figure")

@@ -418,16 +418,17 @@ def _merge_spans(spans, end: int, contiguous: bool) -> list[Region]:
     """Regions from per-line (start, end, page, role, heading path, continues a heading),
     neighbours that agree merged. Contiguous: each region runs to the next one's start (a text's regions cover it
     whole, as its sections did); else to the end of its page's last line (pages stay apart)."""
-    regions: list[Region] = []
+    merged: list[list] = []  # [start, stop, page, role, path]
     for i, (start, stop, page, role, path, continuation) in enumerate(spans):
         if contiguous:
             start = 0 if i == 0 else start
             stop = spans[i + 1][0] if i + 1 < len(spans) else end
-        last = regions[-1] if regions else None
-        if last and last.page == page and last.role == role and last.heading_path == path and (role != roles.HEADING or continuation):
-            regions[-1] = Region(last.start, stop, page, last.section, role, path)
+        last = merged[-1] if merged else None
+        if last and last[2] == page and last[3] == role and last[4] is path and (role != roles.HEADING or continuation):
+            last[1] = stop
         else:
-            regions.append(Region(start, stop, page, path[-1] if path else None, role, path))
+            merged.append([start, stop, page, role, path])
+    regions = [Region(a, b, page, path[-1] if path else None, role, path) for a, b, page, role, path in merged]
     return [r for r in regions if r.end > r.start]
 
 

@@ -13,6 +13,8 @@ with a small vocabulary of section names. No model: a paper is classified in mil
   abstract up to the next heading, keyword lines, and lines repeating the known title, authors
   or affiliation.
 - References: everything after a References/Bibliography heading until the next heading.
+- Figure: in a PDF, the text inside a figure or a code listing comes out as runs of very
+  short lines (axis labels, boxes, code); three or more in a row are figure text.
 - Quoted: a figure that reproduces another text (a reprinted article) shows up as text before
   its caption; it is recognized by the caption repeating a line of it, or by a byline
   ("By JANE DOE"), and runs to the caption or the next heading.
@@ -32,7 +34,8 @@ TABLE = "table"
 REFERENCE = "reference"
 BOILERPLATE = "boilerplate"
 QUOTED = "quoted"
-ROLES = (FRONT, HEADING, BODY, CAPTION, TABLE, REFERENCE, BOILERPLATE, QUOTED)
+FIGURE = "figure"
+ROLES = (FRONT, HEADING, BODY, CAPTION, TABLE, REFERENCE, BOILERPLATE, QUOTED, FIGURE)
 
 # Section names recognized as headings when they make up a whole line (case-insensitive).
 _NAMED_SECTIONS = {
@@ -77,9 +80,10 @@ _ABSTRACT_LABEL = re.compile(r"^(abstract|summary)\s*(?:[:.—–-]\s*|\s+(?=\S)
 _KEYWORDS = re.compile(r"^[*_\s]*(key ?words|index terms)[*_\s]*[:.—–]", re.IGNORECASE)
 _CAPTION = re.compile(r"^(figure|fig\.|table|tab\.|chart|algorithm|listing)\s*\d+[a-z]?\s*(?:[:.|]\s*\S|$)", re.IGNORECASE)
 _APPENDIX_START = re.compile(r"^(appendix|appendices|supplementary material)\b", re.IGNORECASE)
+_CAPTION_INITIALS = frozenset("FfTtCcAaLl")
 _BYLINE = re.compile(r"^By\s+[A-Z][A-Z.'’\- ]{3,60}$")
 _REFERENCE_LIKE = re.compile(r"^\s*(?:[-*•]\s*)?\[\d{1,3}\]\s+\S.{10,}\b(19|20)\d\d\b")
-_JOINING = re.compile(r"(\b(of|and|or|for|in|on|with|the|a|an|to|from|by|does|do|is|are|via|vs\.?)|[,;:–—-])$", re.IGNORECASE)
+_JOINING = re.compile(r"(\b(of|and|or|for|in|on|with|the|a|an|to|from|by|does|do|is|are|via|vs\.?)|[,;:]|\w[-–—])$", re.IGNORECASE)
 
 _BOILERPLATE = [
     re.compile(r"^arXiv:\d{4}\.\d{4,5}(v\d+)?\s*\[[^\]]{2,20}\]\s*\d{1,2}\s*[A-Z][a-z]{2,8}\.?\s*\d{4}$"),
@@ -88,6 +92,7 @@ _BOILERPLATE = [
     re.compile(r"^(preprint\b\W.{0,60}|preprint|under review\b.{0,80})$", re.IGNORECASE),
 ]
 _STAMP = _BOILERPLATE[0]
+_ANY_BOILERPLATE = re.compile("|".join(f"(?:{p.pattern})" for p in _BOILERPLATE), re.IGNORECASE)
 # Only at the top or bottom of a page: venue footers and journal headers, page numbers.
 _EDGE_BOILERPLATE = [
     re.compile(r"^\d{1,4}$|^page \d+( of \d+)?$|^- ?\d{1,4} ?-$", re.IGNORECASE),
@@ -129,12 +134,14 @@ def heading_paths(labels: Sequence[Label]) -> list[tuple[str, ...]]:
     """The heading chain (outermost first) each line sits under; a heading line is under itself."""
     stack: list[tuple[int, str]] = []
     out = []
+    path: tuple[str, ...] = ()
     for label in labels:
         if label.heading is not None:
             while stack and stack[-1][0] >= label.depth:
                 stack.pop()
             stack.append((label.depth, label.heading))
-        out.append(tuple(h for _, h in stack))
+            path = tuple(h for _, h in stack)
+        out.append(path)  # one shared tuple per section
     return out
 
 
@@ -200,6 +207,7 @@ class _Classifier:
             self.chars_read += len(line.text)
         self._mark_quoted()
         self._mark_tables()
+        self._mark_figures()
         return self.labels
 
     # --- one line ---------------------------------------------------------------------------
@@ -218,13 +226,14 @@ class _Classifier:
         self.zone_chars += len(text)
         if self.zone in ("title", "abstract") and _ABSTRACT_LABEL.match(text):
             return self._open("abstract", Label(FRONT, "Abstract", 1))
-        if self.zone in ("title", "abstract") or _KEYWORDS.match(text) or self._is_known(text, line):
+        early = line.page == 1 if line.page is not None else self.chars_read <= _FIRST_PAGE_CHARS
+        if self.zone in ("title", "abstract") or (early and (_KEYWORDS.match(text) or self._is_known(text, line))):
             return Label(FRONT)
         if "\t" in text:
             return Label(TABLE)
-        if _CAPTION.match(text) and not self._runs_on(i):
+        if text[0] in _CAPTION_INITIALS and _CAPTION.match(text) and not self._runs_on(i):
             return Label(CAPTION)
-        if self.zone == "references" or _REFERENCE_LIKE.match(text):
+        if self.zone == "references" or (text[0] in "[-*•" and _REFERENCE_LIKE.match(text)):
             return Label(REFERENCE)
         if self.labels and self.labels[-1].role == CAPTION and self._caption_runs_on(i):
             return Label(CAPTION)
@@ -245,14 +254,14 @@ class _Classifier:
             return False
         if self.zone == "references":
             return bool(_STAMP.search(text))  # "In Proceedings of", "preprint arXiv:" are references there
-        if any(p.search(text) for p in _BOILERPLATE):
+        if _ANY_BOILERPLATE.search(text):
             return True
         return line.page_edge and any(p.search(text) for p in _EDGE_BOILERPLATE)
 
     def _is_known(self, text: str, line: Line) -> bool:
         """A short line of page 1 (or the start of a text) that repeats the curated title, an
         author or the affiliation, or is an affiliation footnote or an e-mail line."""
-        if len(text) > 300 or self.zone == "references" or (line.page or 1) > 1 or self.chars_read > _FIRST_PAGE_CHARS:
+        if len(text) > 300 or self.zone == "references":
             return False
         if _AFFILIATION.search(text) and (line.page_edge or "@" in text or re.match(r"^[\d*†‡§¶♠♣♥♦]", text)):
             return True
@@ -275,7 +284,7 @@ class _Classifier:
     def _heading(self, i: int, line: Line, text: str) -> Label | None:
         if not text or len(text) > 160:
             return None
-        named = _NAMED_SECTIONS.get(re.sub(r"[\s:.]+$", "", text).lower().replace("*", "").strip())
+        named = _NAMED_SECTIONS.get(re.sub(r"[\s:.]+$", "", text).lower().replace("*", "").strip()) if len(text) <= 40 else None
         numbered = _NUMBERED.match(text)
         if line.md_level is not None:
             return self._markdown_heading(line, text, named, numbered)
@@ -395,13 +404,37 @@ class _Classifier:
                     self.labels[j] = Label(TABLE)
             last = i
 
+    def _mark_figures(self) -> None:
+        """Runs of at least three short body lines of a PDF, less a paragraph's last line that
+        opens the run ("... and the results." / "score significantly.")."""
+        run: list[int] = []
+        for i, (line, label) in enumerate([*zip(self.lines, self.labels), (Line("", None), Label(BODY))]):
+            if label.role == BODY and line.page is not None and len(line.text) <= _FIGURE_LINE_CHARS:
+                run.append(i)
+                continue
+            while run and (self.lines[run[0]].text[:1].islower() or self.lines[run[0]].text.rstrip().endswith(".")):
+                run.pop(0)
+            if len(run) >= 3:
+                for j in run:
+                    self.labels[j] = Label(FIGURE)
+            run = []
+
+
+_NUMERIC_TOKEN = re.compile(r"(?<!\S)(?:[-–+±]?\(?[\d.,/]+%?\)?[*†‡]?|[-–—]|\d+(?:\.\d+)?[kKMB])(?!\S)")
+
+
+_FIGURE_LINE_CHARS = 25  # a column of body text is 45-90 characters a line
+
 
 def _numeric_row(text: str) -> bool:
-    tokens = text.split()
-    if len(tokens) < 3 or len(text) > 160:
+    """At least half the tokens (two or more) are numbers, ranges or dashes."""
+    if len(text) > 160:
         return False
-    numeric = sum(bool(re.fullmatch(r"[-–+±]?\(?[\d.,/]+%?\)?[*†‡]?|[-–—]|\d+(\.\d+)?[kKMB]", t)) for t in tokens)
-    return numeric >= 2 and numeric >= 0.5 * len(tokens)
+    tokens = text.count(" ") + 1
+    if tokens < 3:
+        return False
+    numeric = len(_NUMERIC_TOKEN.findall(text))
+    return numeric >= 2 and numeric >= 0.5 * tokens
 
 
 def _looks_cited(title: str) -> bool:
