@@ -3,6 +3,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+import pytest
+from conftest import ARAGOG
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -99,3 +101,50 @@ def test_sections_are_not_mixed_in_one_chunk():
     chunks = chunk_paper(paper, tokenizer(), 200, 20)
     assert [c.section for c in chunks] == ["Intro", "Methods"]
     assert chunks[1].context == "Methods"
+
+
+def _real_chunks(path):
+    from culture_rag.papers import read_metadata_file, read_paper
+
+    paper = read_paper(path, meta=read_metadata_file(path.parent).get(path.name))
+    return paper, chunk_paper(paper, tokenizer(), 200, 40, limit=254)
+
+
+@pytest.mark.skipif(not ARAGOG.is_dir(), reason="../shared/pdfs/aragog is missing")
+def test_pdf_chunks_carry_pages_sections_and_roles():
+    paper, chunks = _real_chunks(ARAGOG / "bert.pdf")
+    conclusion = [c for c in chunks if c.section == "6 Conclusion"]
+    assert conclusion and all(c.page_start == 9 and c.heading_path == ("6 Conclusion",) for c in conclusion)
+    assert any(c.heading_path == ("3 BERT", "3.1 Pre-training BERT") for c in chunks)
+    refs = [c for c in chunks if c.section == "References" and c.role != "heading"]
+    assert refs and all(c.role == "reference" and {s.role for s in c.sentences} == {"reference"} for c in refs)
+    stamp = next(s for c in chunks for s in c.sentences if c.sentence_text(s).startswith("arXiv:1810.04805"))
+    assert stamp.role == "boilerplate"
+    assert chunks[0].role == "front" and "Jacob Devlin" in chunks[0].text
+
+
+def test_references_and_quoted_text_never_share_a_chunk_with_the_papers_own():
+    from conftest import CORPUS
+
+    for path in sorted(CORPUS.glob("*.[tm][xd]*")):
+        _, chunks = _real_chunks(path)
+        for c in chunks:
+            groups = {s.role if s.role in ("reference", "quoted", "front") else "own" for s in c.sentences if s.role != "heading"}
+            assert len(groups) <= 1, (path.name, c.text[:80])
+    _, chunks = _real_chunks(CORPUS / "mao-cultural-industry-economic-market-in-china-and-belarus-under-the-belt-and-road.txt")
+    front = " ".join(c.text for c in chunks if c.role == "front")
+    assert "Yuqi Mao" in front and "Belarusian State University" in front
+
+
+def test_a_two_by_two_grid_reads_cell_by_cell_with_its_headers():
+    from culture_rag.chunking import table_cells
+    from conftest import CORPUS
+
+    _, chunks = _real_chunks(CORPUS / "mao-cultural-industry-economic-market-in-china-and-belarus-under-the-belt-and-road.txt")
+    cells = [cell for c in chunks for i in range(len(c.sentences)) for cell in (table_cells(c, i) or [])]
+    swot = {cell.split(":")[0]: cell for cell in cells if cell.split(":")[0] in ("Strengths", "Weaknesses", "Opportunities", "Threats")}
+    assert sorted(swot) == ["Opportunities", "Strengths", "Threats", "Weaknesses"]
+    assert swot["Threats"].startswith("Threats: Competition from other BRI countries in cultural exports; Cultural misrepresentation")
+    assert "; Emerging creative industries (literature, music); Government support" in swot["Strengths"]
+    assert "Film, Export Value (2020): $10 billion" in cells  # a one-header table: the first column names the row
+    assert "Country: China" not in cells and "China's \"Going Out\" Strategy, Country: China" in cells

@@ -300,3 +300,32 @@ def test_a_warm_parser_is_kept_between_adds_and_stopped_by_close(built):
     assert "distilbert.pdf" in {p.source for p in assistant.papers()}
     assistant.close()
     assert multiprocessing.active_children() == []
+
+
+def test_chunks_keep_roles_heading_paths_and_affiliation_through_the_index(built, fake_embedder):
+    assistant, _ = built
+    loaded = Assistant.load(assistant.index_dir, assistant.settings, fake_embedder)
+    chunks = loaded.snapshot.chunks
+    assert [c.role for c in chunks] == [c.role for c in assistant.snapshot.chunks]
+    quoted = [c for c in chunks if "By DAVID BREWER" in c.text]
+    assert quoted and quoted[0].role == "quoted" and {s.role for s in quoted[0].sentences} == {"quoted"}
+    sub = next(c for c in chunks if c.text.startswith("3.2 Give Full Play"))
+    assert sub.heading_path[-1] == sub.section == "3.2 Give Full Play to Regional Advantages"
+    assert sub.heading_path[0].startswith("3. The Development Path")
+    assert any(c.role == "reference" for c in chunks) and any(c.role == "front" for c in chunks)
+    assert {p.affiliation for p in loaded.papers()} == {
+        "Bozhou Vocational and Technical College", "School of Business, Belarusian State University"}
+
+
+def test_chunk_records_refuse_an_unknown_role(tmp_path):
+    from culture_rag.chunking import Chunk, Span
+    from culture_rag.index import _chunk_record, read_chunks
+
+    chunk = Chunk("c1", "p", "Some text.", 10, 20, 3, (Span(10, 20, 1, "caption"),), role="caption", heading_path=("2 Data",))
+    path = tmp_path / "chunks.jsonl"
+    path.write_text(json.dumps(_chunk_record(chunk)) + "\n")
+    assert read_chunks(path) == [chunk]
+    for bad in ({"role": "novel"}, {"sentences": [[10, 20, 1, "novel"]]}, {"heading_path": "2 Data"}, {"heading_path": [3]}):
+        path.write_text(json.dumps(_chunk_record(chunk) | bad) + "\n")
+        with pytest.raises(IndexLoadError, match="chunks.jsonl"):
+            read_chunks(path)

@@ -337,6 +337,7 @@ class Assistant:
             content_hash=paper.content_hash,
             added_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             segment=segment_id(paper.content_hash, signature),
+            affiliation=paper.affiliation,
         )
         chunks = tuple(replace(c, paper_id=info.paper_id) for c in chunks)
         return Segment(info, chunks, vectors.chunks, vectors.sentences)

@@ -15,7 +15,8 @@ from typing import Protocol
 
 import sentencex
 
-from .papers import Paper, locate
+from . import regions as roles
+from .papers import Locator, Paper, Region
 
 
 class Tokenizer(Protocol):
@@ -31,6 +32,7 @@ class Span:
     start: int
     end: int
     page: int | None = None  # the page a sentence starts on (PDF)
+    role: str = roles.BODY  # what the sentence is: one of regions.ROLES, from the line it starts on
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Chunk:
     page_end: int | None = None
     section: str | None = None
     context: str = ""  # section heading (or title) embedded and keyword-indexed with the text
+    role: str = roles.BODY  # the role covering most of the chunk's sentences (headings aside)
+    heading_path: tuple[str, ...] = ()  # the headings over the chunk, outermost first; [-1] is `section`
 
     @property
     def embed_text(self) -> str:
@@ -96,8 +100,10 @@ def chunk_paper(
     """`max_tokens` sizes the text; `limit` (the model's window) bounds text plus context."""
     limit = limit or max_tokens
     units = _units(paper, tokenizer, max_tokens)
-    groups = _pack(units, _table_blocks(paper.text, units), max_tokens, overlap_tokens, _section_breaks(paper))
-    chunks = [_make_chunk(paper, group) for group in groups]
+    locator = Locator(paper.regions)
+    roles_of = [_region_role(locator.at(span.start)) for span, _ in units]
+    groups = _pack(units, _table_blocks(paper.text, units, roles_of), max_tokens, overlap_tokens, _section_breaks(paper))
+    chunks = [_make_chunk(paper, group, locator) for group in groups]
     return _with_context(chunks, paper, tokenizer, limit)
 
 
@@ -154,14 +160,35 @@ def _table_header(text: str, start: int) -> str | None:
     return text[first : text.find("\n", first)]
 
 
+def _region_role(region: Region | None) -> str:
+    return region.role if region is not None else roles.BODY
+
+
+# Roles that never share a chunk with the paper's own text: a question about the paper's
+# findings must not retrieve a chunk that is half reference list or half a reprinted article.
+_APART = {roles.REFERENCE: "reference", roles.QUOTED: "quoted", roles.FRONT: "front"}
+
+
 def _section_breaks(paper: Paper) -> set[int]:
-    return {r.start for r in paper.regions if r.section is not None}
+    """Offsets where a chunk must end: every heading (the start of a section) and every change
+    into or out of front matter, references or quoted text."""
+    breaks, previous = set(), None
+    for region in paper.regions:
+        group = _APART.get(region.role, "paper")
+        if previous is not None and (
+            region.role == roles.HEADING or region.section != previous.section or group != _APART.get(previous.role, "paper")
+        ):
+            breaks.add(region.start)
+        elif previous is None and region.section is not None:
+            breaks.add(region.start)
+        previous = region
+    return breaks
 
 
-def _table_blocks(text: str, units: list[tuple[Span, int]]) -> list[int]:
+def _table_blocks(text: str, units: list[tuple[Span, int]], roles_of: list[str]) -> list[int]:
     """Word pieces of the table (caption and rows) that each unit opens, 0 for other units.
     A table that fits in one chunk is kept whole, so its rows stay with their header."""
-    is_row = ["\t" in text[s.start : s.end] for s, _ in units]
+    is_row = ["\t" in text[s.start : s.end] or role == roles.TABLE for (s, _), role in zip(units, roles_of)]
     opens = [0] * len(units)
     i = 0
     while i < len(units):
@@ -210,10 +237,17 @@ def _tail(units: list[tuple[Span, int]], overlap_tokens: int, room: int) -> list
     return tail
 
 
-def _make_chunk(paper: Paper, group: list[tuple[Span, int]]) -> Chunk:
+def _make_chunk(paper: Paper, group: list[tuple[Span, int]], locator: Locator) -> Chunk:
     start, end = group[0][0].start, group[-1][0].end
-    page_start, page_end, section = locate(paper.regions, start, end)
+    page_start, page_end = locator.pages(start, end)
+    section = locator.section(start)
     digest = hashlib.sha256(f"{paper.content_hash}:{start}:{end}".encode()).hexdigest()[:20]
+    sentences = []
+    for span, _ in group:
+        region = locator.at(span.start)
+        page = region.page if region is not None and region.end > span.start else locator.pages(span.start, span.start + 1)[0]
+        sentences.append(replace(span, page=page, role=_region_role(region)))
+    path = locator.heading_path(start) or ((section,) if section else ())
     return Chunk(
         chunk_id=digest,
         paper_id=paper.paper_id,
@@ -221,10 +255,12 @@ def _make_chunk(paper: Paper, group: list[tuple[Span, int]]) -> Chunk:
         start=start,
         end=end,
         n_tokens=sum(n for _, n in group),
-        sentences=tuple(replace(span, page=locate(paper.regions, span.start, span.start + 1)[0]) for span, _ in group),
+        sentences=tuple(sentences),
         page_start=page_start,
         page_end=page_end,
         section=section,
+        role=roles.dominant_role([(s.role, s.end - s.start) for s in sentences]),
+        heading_path=path,
     )
 
 
@@ -276,3 +312,58 @@ def render_row(header: str, row: str) -> str:
     if len(names) != len(cells):
         return "; ".join(c.strip() for c in cells if c.strip())
     return "; ".join(f"{n.strip()}: {c.strip()}" for n, c in zip(names, cells) if c.strip())
+
+
+def table_cells(chunk: Chunk, index: int) -> list[str] | None:
+    """Each cell of table row `index` read with its headers, or None when it is not a data row.
+
+    In a grid whose header rows name the cells below them (a 2x2 SWOT table: "Strengths |
+    Weaknesses", a row of items, "Opportunities | Threats", a row of items) a cell reads
+    "Strengths: Strong cultural heritage; Emerging creative industries". In a table with one
+    header row, the first column names the row: "Film, Export Value (2020): $10 billion"."""
+    raw = chunk.sentence_text(chunk.sentences[index])
+    if "\t" not in raw or looks_like_header(raw):
+        return None
+    cells = [c.strip() for c in raw.split("\t")]
+    header = table_header_for(chunk, index)
+    names = [n.strip() for n in header.split("\t")] if header else []
+    if len(names) != len(cells):
+        return [_items(c) for c in cells if c]
+    if _header_rows(chunk, index) >= 2:
+        return [f"{n}: {_items(c)}" for n, c in zip(names, cells) if c]
+    return [f"{cells[0]}, {n}: {c}" for n, c in zip(names[1:], cells[1:]) if c] or [f"{names[0]}: {cells[0]}"]
+
+
+def _header_rows(chunk: Chunk, index: int) -> int:
+    """Header-like rows in the block of tab-separated rows that sentence `index` belongs to."""
+    texts = [chunk.sentence_text(s) for s in chunk.sentences]
+    lo = index
+    while lo > 0 and "\t" in texts[lo - 1]:
+        lo -= 1
+    hi = index
+    while hi + 1 < len(texts) and "\t" in texts[hi + 1]:
+        hi += 1
+    return sum(looks_like_header(t) for t in texts[lo : hi + 1])
+
+
+_FUNCTION_WORDS = frozenset("a an and as at by for from in into of on or the to under with within".split())
+
+
+def _items(cell: str) -> str:
+    """A cell whose bullet list lost its bullets ("... crafts and arts Emerging creative
+    industries ...") gets its items back: a new item starts at a capitalized word after a
+    lowercase word (or an acronym) that is not a function word. Cells with their own punctuation, or short
+    ones, are left alone."""
+    words = cell.split()
+    if len(words) < 12 or re.search(r"[,;.:]", re.sub(r"\([^)]*\)", "", cell)):
+        return cell
+    out = [words[0]]
+    for prev, word in zip(words, words[1:]):
+        starts_item = (
+            word[:1].isupper()
+            and not word.isupper()
+            and (prev[-1:] == ")" or prev.islower() or (prev.isupper() and len(prev) > 1))  # "... under BRI Increased ..."
+            and prev.lower() not in _FUNCTION_WORDS
+        )
+        out.append(f"; {word}" if starts_item else f" {word}")
+    return "".join(out)

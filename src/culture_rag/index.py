@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import Chunk, Span
+from .regions import ROLES
 from .embedding import file_sha256
 from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from .lexical import KeywordIndex, TermCounts, TermFileError
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else.
 # 3: segments keep their keyword term counts; a flat generation has no dense file of its own.
 # 4: a segment's term vocabulary is one string, read without a Python object per term.
-FORMAT = 4
+# 5: chunks carry their role and heading path, sentences their role (regions.py); PDF text
+#    gives headings lines of their own.
+FORMAT = 5
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
 # within the latency budget, keeps recall exact, and rebuilds in a blink when a paper is added
@@ -71,6 +74,7 @@ class PaperInfo:
     content_hash: str
     added_at: str
     segment: str
+    affiliation: str | None = None  # curated (papers.toml), else None
 
 
 @dataclass(frozen=True)
@@ -442,20 +446,24 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
 _CHUNK_TYPES = {
     "chunk_id": str, "paper_id": str, "text": str, "start": int, "end": int, "n_tokens": int,
     "page_start": (int, type(None)), "page_end": (int, type(None)), "section": (str, type(None)), "context": str,
+    "role": str, "heading_path": list,
 }
+# One shared string per role: a million chunks' sentences would otherwise hold a copy each.
+_ROLE_NAMES = {role: role for role in ROLES}
 
 
 def _sentences_fit(sentences: list, lo: int, hi: int) -> bool:
-    """Each sentence is [start, end] or [start, end, page] with int offsets inside the chunk's
-    [lo, hi] and an int or null page. Checked on the raw lists, before any Span exists: a load
-    checks millions of them."""
+    """Each sentence is [start, end, page, role] with int offsets inside the chunk's [lo, hi],
+    an int or null page and a known role. Checked on the raw lists, before any Span exists: a
+    load checks millions of them."""
     return type(sentences) is list and all(
         type(s) is list
-        and 2 <= len(s) <= 3
+        and len(s) == 4
         and type(s[0]) is int
         and type(s[1]) is int
         and lo <= s[0] <= s[1] <= hi
-        and (len(s) == 2 or s[2] is None or type(s[2]) is int)
+        and (s[2] is None or type(s[2]) is int)
+        and s[3] in _ROLE_NAMES
         for s in sentences
     )
 
@@ -472,7 +480,11 @@ def read_chunks(path: Path) -> list[Chunk]:
                 # The text must be the slice it claims to be, and its sentences inside it: answers quote by offset.
                 if wrong or raw["end"] - raw["start"] != len(raw["text"]) or not _sentences_fit(sentences, raw["start"], raw["end"]):
                     raise ValueError(f"inconsistent fields {wrong or ['start', 'end', 'sentences']}")
-                out.append(Chunk(**raw, sentences=tuple(Span(*s) for s in sentences)))
+                if raw["role"] not in _ROLE_NAMES or not all(type(h) is str for h in raw["heading_path"]):
+                    raise ValueError("inconsistent fields ['role', 'heading_path']")
+                raw["role"] = _ROLE_NAMES[raw["role"]]
+                raw["heading_path"] = tuple(raw["heading_path"])
+                out.append(Chunk(**raw, sentences=tuple(Span(a, b, p, _ROLE_NAMES[r]) for a, b, p, r in sentences)))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise IndexLoadError(path, f"malformed chunk on line {number} ({exc})") from None
     return out
@@ -674,7 +686,8 @@ def _record(paper: PaperInfo) -> dict:
 def _chunk_record(chunk: Chunk) -> dict:
     """asdict(chunk) without its deep copies (a tenth of a build's own work beside the model)."""
     row = {f.name: getattr(chunk, f.name) for f in fields(Chunk)}
-    row["sentences"] = [[s.start, s.end, s.page] for s in chunk.sentences]
+    row["sentences"] = [[s.start, s.end, s.page, s.role] for s in chunk.sentences]
+    row["heading_path"] = list(chunk.heading_path)
     return row
 
 

@@ -24,8 +24,8 @@ from .papers import (
     SUPPORTED_SUFFIXES,
     Paper,
     PaperMeta,
-    Region,
     content_hash,
+    paper_from_dict,
     read_paper,
 )
 
@@ -178,7 +178,7 @@ def _worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:  # run
         except EOFError:
             return
         try:
-            meta = PaperMeta(request["title"], tuple(request["authors"])) if request.get("title") else None
+            meta = PaperMeta(request["title"], tuple(request["authors"]), request.get("affiliation")) if request.get("title") else None
             paper = read_paper(Path(request["path"]), request.get("password"), meta)
             reply = json.dumps({"paper": asdict(paper)}).encode()
         except IngestError as exc:
@@ -274,7 +274,7 @@ class PdfParser:
             self._start(path)
         request = {"path": str(path), "password": password}
         if meta is not None:
-            request.update(title=meta.title, authors=list(meta.authors))
+            request.update(title=meta.title, authors=list(meta.authors), affiliation=meta.affiliation)
         try:
             self._conn.send_bytes(json.dumps(request).encode())
             if not self._conn.poll(self.timeout_s):
@@ -295,10 +295,7 @@ class PdfParser:
         if "error" in reply:
             reason, detail = reply["error"]
             raise IngestError(path, reason, detail)
-        raw = reply["paper"]
-        raw["regions"] = tuple(Region(**r) for r in raw["regions"])
-        raw["authors"] = tuple(raw["authors"])
-        return Paper(**raw)
+        return paper_from_dict(reply["paper"])
 
 
 def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperMeta | None) -> Paper:

@@ -1,11 +1,13 @@
-"""Reading papers: PDF (with page numbers), plain text and Markdown (with section headings).
+"""Reading papers: PDF (with page numbers), plain text and Markdown, all with section headings.
 
-The output is a `Paper`: cleaned text plus the regions (pages or sections) that let every
-character offset be traced back to a page or heading.
+The output is a `Paper`: cleaned text plus the regions that let every character offset be
+traced back to its page, its heading chain and its role (front matter, body, caption, table,
+reference, boilerplate, quoted; see regions.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import tomllib
@@ -14,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import pdf
+from . import pdf, regions as roles
 from .errors import IngestError
 from .pdf import PdfText
 
@@ -26,12 +28,14 @@ METADATA_FILE = "papers.toml"
 
 @dataclass(frozen=True)
 class Region:
-    """A span of a paper's cleaned text that sits on one page (PDF) or under one heading (text)."""
+    """A span of a paper's cleaned text with one page (PDF), one heading chain and one role."""
 
     start: int
     end: int
     page: int | None = None
-    section: str | None = None
+    section: str | None = None  # the innermost heading: heading_path[-1]
+    role: str = roles.BODY  # one of regions.ROLES
+    heading_path: tuple[str, ...] = ()  # outermost heading first
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,20 @@ class Paper:
     regions: tuple[Region, ...]
     content_hash: str  # sha256 of the file's bytes
     n_pages: int | None = None
+    affiliation: str | None = None  # curated (papers.toml); the front matter holds it too
 
 
 @dataclass(frozen=True)
 class PaperMeta:
     title: str | None = None
     authors: tuple[str, ...] = ()
+    affiliation: str | None = None
+
+
+def paper_from_dict(raw: dict) -> Paper:
+    """A Paper from `dataclasses.asdict(paper)` sent through JSON (the parser process's reply)."""
+    regions = tuple(Region(**{**r, "heading_path": tuple(r.get("heading_path", ()))}) for r in raw["regions"])
+    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"])})
 
 
 def content_hash(data: bytes) -> str:
@@ -72,11 +84,16 @@ def read_metadata_file(folder: Path) -> dict[str, PaperMeta]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise IngestError(path, "metadata", f"cannot read the metadata file: {exc}") from exc
-    return {
-        name: PaperMeta(title=entry.get("title"), authors=tuple(entry.get("authors", ())))
-        for name, entry in raw.items()
-        if isinstance(entry, dict)
-    }
+    return {name: _meta_entry(path, name, entry) for name, entry in raw.items() if isinstance(entry, dict)}
+
+
+def _meta_entry(path: Path, name: str, entry: dict) -> PaperMeta:
+    affiliation = entry.get("affiliation")
+    if isinstance(affiliation, list):
+        affiliation = "; ".join(str(a) for a in affiliation)
+    if affiliation is not None and not isinstance(affiliation, str):
+        raise IngestError(path, "metadata", f"[{name!r}] affiliation must be a string or a list of strings")
+    return PaperMeta(title=entry.get("title"), authors=tuple(entry.get("authors", ())), affiliation=affiliation)
 
 
 def read_paper(path: Path, password: str | None = None, meta: PaperMeta | None = None) -> Paper:
@@ -103,18 +120,20 @@ def parse_paper(
     if not data.strip():
         raise IngestError(where, "empty", "the file is empty; check that it was copied or downloaded completely")
     suffix = Path(source).suffix.lower()
+    meta = meta or PaperMeta()
+    known = (meta.title or "", *meta.authors, *(meta.affiliation or "").split(";"))
     if suffix in PDF_SUFFIXES:
-        text, regions, pdf_meta, first_page, n_pages = _parse_pdf(where, data, password)
+        text, regions, pdf_meta, first_page, n_pages = _parse_pdf(where, data, password, known)
         kind = "pdf"
     else:
         if data.startswith(b"%PDF-"):
             raise IngestError(where, "mismatch", "the file is a PDF but is named as text; rename it to .pdf")
-        text, regions = _parse_text(where, data, markdown=suffix != ".txt")
+        text, regions = _parse_text(where, data, markdown=suffix != ".txt", known=known)
         pdf_meta, first_page, n_pages = PaperMeta(), text, None
         kind = "md" if suffix != ".txt" else "txt"
     if not has_real_text(text):
         raise IngestError(where, "no_text", "no extractable text (scanned or image-only?); OCR it first")
-    title, authors = _choose_metadata(meta or PaperMeta(), pdf_meta, first_page)
+    title, authors = _choose_metadata(meta, pdf_meta, first_page)
     return Paper(
         paper_id=paper_id_for(source),
         source=source,
@@ -125,6 +144,7 @@ def parse_paper(
         regions=tuple(regions),
         content_hash=content_hash(data),
         n_pages=n_pages,
+        affiliation=meta.affiliation,
     )
 
 
@@ -171,10 +191,10 @@ def clean_text(text: str, join_lines: bool) -> str:
 # --- PDF --------------------------------------------------------------------------------------
 
 
-def _parse_pdf(where, data: bytes, password: str | None):
+def _parse_pdf(where, data: bytes, password: str | None, known: tuple[str, ...] = ()):
     raw = _read_pdf(where, data, password)
     pages = _drop_running_lines([clean_text(p, join_lines=False) for p in raw.pages])
-    text, regions = _join_pages([clean_text(p, join_lines=True) for p in pages])
+    text, regions = _join_pages(pages, known)
     first_page = next((p for p in pages if p.strip()), "")
     return text, regions, _pdf_meta(raw), first_page, len(raw.pages)
 
@@ -238,18 +258,46 @@ def _drop_running_lines(pages: list[str]) -> list[str]:
     return out
 
 
-def _join_pages(pages: list[str]) -> tuple[str, list[Region]]:
-    parts, regions, pos = [], [], 0
+def _join_pages(pages: list[str], known: tuple[str, ...] = ()) -> tuple[str, list[Region]]:
+    """The pages' layout lines joined into paragraphs (a line break only at a blank line), pages
+    apart by a blank line. Headings, captions and every change of role get a line of their own,
+    so that no sentence runs from a heading into its text."""
+    lines: list[roles.Line] = []
+    breaks: list[bool] = []  # a blank line before lines[i]
     for number, page in enumerate(pages, start=1):
-        if not page:
-            continue
-        if parts:
-            parts.append("\n\n")
-            pos += 2
-        parts.append(page)
-        regions.append(Region(pos, pos + len(page), page=number))
-        pos += len(page)
-    return "".join(parts), regions
+        page_lines = page.split("\n")
+        nonblank = [i for i, ln in enumerate(page_lines) if ln.strip()]
+        edge = set(nonblank[: roles.EDGE_DEPTH] + nonblank[-roles.EDGE_DEPTH :])
+        blank = True
+        for i, ln in enumerate(page_lines):
+            if not ln.strip():
+                blank = True
+                continue
+            lines.append(roles.Line(ln.strip(), page=number, page_edge=i in edge))
+            breaks.append(blank)
+            blank = False
+    labels = roles.classify(lines, known)
+    paths = roles.heading_paths(labels)
+    parts: list[str] = []
+    spans: list[tuple[int, int, int, str, tuple[str, ...]]] = []
+    pos = 0
+    for i, (line, label) in enumerate(zip(lines, labels)):
+        if i:
+            prev = labels[i - 1]
+            if line.page != lines[i - 1].page:
+                sep = "\n\n"
+            elif label.role == roles.HEADING and label.heading is None:
+                sep = " "  # the second line of a heading
+            elif breaks[i] or label.role != prev.role or label.heading or prev.heading or _own_line(label, paths[i], lines[i - 1]):
+                sep = "\n"
+            else:
+                sep = " "
+            parts.append(sep)
+            pos += len(sep)
+        parts.append(line.text)
+        spans.append((pos, pos + len(line.text), line.page, label.role, paths[i], label.role == roles.HEADING and label.heading is None))
+        pos += len(line.text)
+    return "".join(parts), _merge_spans(spans, pos, contiguous=False)
 
 
 # --- text and Markdown ---------------------------------------------------------------------
@@ -318,7 +366,7 @@ _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _NUMBERED_HEADING = re.compile(r"^(\d+(\.\d+)*\.?|[IVX]+\.)\s+[A-Z][^.!?]{2,120}$")
 
 
-def _parse_text(where, data: bytes, markdown: bool) -> tuple[str, list[Region]]:
+def _parse_text(where, data: bytes, markdown: bool, known: tuple[str, ...] = ()) -> tuple[str, list[Region]]:
     utf16 = _bom_encoding(data) or _utf16_without_bom(data)
     if b"\x00" in data[:4096] and not utf16 and data.count(b"\x00") > len(data) // 10:
         raise IngestError(where, "binary", "binary data, not text (NUL bytes); is it the right file?")
@@ -326,7 +374,7 @@ def _parse_text(where, data: bytes, markdown: bool) -> tuple[str, list[Region]]:
     if markdown:
         text = _strip_markdown(text)
     text = clean_text(text.replace("\\$", "$"), join_lines=False)
-    return _sections(text, markdown)
+    return _sections(text, markdown, known)
 
 
 def _strip_markdown(text: str) -> str:
@@ -338,26 +386,50 @@ def _strip_markdown(text: str) -> str:
     return text
 
 
-def _sections(text: str, markdown: bool) -> tuple[str, list[Region]]:
-    """Find headings line by line, drop Markdown's `#` marks, and record each section's span."""
-    out_lines, regions = [], []
-    pos, section, section_start = 0, None, 0
-    for line in text.split("\n"):
-        heading = None
-        md = _MD_HEADING.match(line) if markdown else None
-        if md:
-            line = heading = md.group(2).strip()
-        elif _NUMBERED_HEADING.match(line.strip()) and len(line) < 130:
-            heading = line.strip()
-        if heading is not None:
-            if pos > section_start:
-                regions.append(Region(section_start, pos, section=section))
-            section, section_start = heading, pos
+def _sections(text: str, markdown: bool, known: tuple[str, ...] = ()) -> tuple[str, list[Region]]:
+    """Drop Markdown's `#` marks, classify the lines (regions.py) and record each span's heading
+    chain and role."""
+    out_lines, lines, starts = [], [], []
+    pos = 0
+    for raw in text.split("\n"):
+        md = _MD_HEADING.match(raw) if markdown else None
+        line = md.group(2).strip() if md else raw
+        if line.strip():
+            lines.append(roles.Line(line.strip(), md_level=len(md.group(1)) if md else None))
+            starts.append(pos + len(line) - len(line.lstrip()))
         out_lines.append(line)
         pos += len(line) + 1
     cleaned = "\n".join(out_lines)
-    regions.append(Region(section_start, len(cleaned), section=section))
-    return cleaned, [r for r in regions if r.end > r.start]
+    labels = roles.classify(lines, known)
+    paths = roles.heading_paths(labels)
+    spans = [(start, start + len(ln.text), None, lb.role, path, False) for start, ln, lb, path in zip(starts, lines, labels, paths)]
+    return cleaned, _merge_spans(spans, len(cleaned), contiguous=True)
+
+
+def _own_line(label: roles.Label, path: tuple[str, ...], previous: roles.Line) -> bool:
+    """Table rows, boilerplate and the title block's lines (title, authors, affiliations) keep
+    their layout lines; a title broken after a joining word is one line."""
+    if label.role in (roles.TABLE, roles.BOILERPLATE):
+        return True
+    return label.role == roles.FRONT and not path and not re.search(r"(\b(for|of|and|in|on|with|the|a|to)|[:,])$", previous.text)
+
+
+def _merge_spans(spans, end: int, contiguous: bool) -> list[Region]:
+    """Regions from per-line (start, end, page, role, heading path, continues a heading),
+    neighbours that agree merged. Contiguous: each region runs to the next one's start (a text's regions cover it
+    whole, as its sections did); else to the end of its page's last line (pages stay apart)."""
+    merged: list[list] = []  # [start, stop, page, role, path]
+    for i, (start, stop, page, role, path, continuation) in enumerate(spans):
+        if contiguous:
+            start = 0 if i == 0 else start
+            stop = spans[i + 1][0] if i + 1 < len(spans) else end
+        last = merged[-1] if merged else None
+        if last and last[2] == page and last[3] == role and last[4] is path and (role != roles.HEADING or continuation):
+            last[1] = stop
+        else:
+            merged.append([start, stop, page, role, path])
+    regions = [Region(a, b, page, path[-1] if path else None, role, path) for a, b, page, role, path in merged]
+    return [r for r in regions if r.end > r.start]
 
 
 # --- title and authors -------------------------------------------------------------------------
@@ -395,8 +467,38 @@ def _author_names(line: str) -> tuple[str, ...]:
     return ()
 
 
+class Locator:
+    """Finds the regions under an offset by bisection: chunking asks once per sentence."""
+
+    def __init__(self, regions: tuple[Region, ...]) -> None:
+        self.regions = regions
+        self.starts = [r.start for r in regions]
+        self.sections: list[str | None] = []
+        for r in regions:
+            self.sections.append(r.section or (self.sections[-1] if self.sections else None))
+
+    def at(self, pos: int) -> Region | None:
+        """The region `pos` falls in, else the last one before it (a gap between pages)."""
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return self.regions[i] if i >= 0 else None
+
+    def pages(self, start: int, end: int) -> tuple[int | None, int | None]:
+        lo = max(0, bisect.bisect_right(self.starts, start) - 1)
+        hi = bisect.bisect_left(self.starts, end)
+        pages = [r.page for r in self.regions[lo:hi] if r.page is not None and r.start < end and r.end > start]
+        return (min(pages), max(pages)) if pages else (None, None)
+
+    def heading_path(self, pos: int) -> tuple[str, ...]:
+        region = self.at(pos)
+        return region.heading_path if region is not None else ()
+
+    def section(self, pos: int) -> str | None:
+        """The nearest heading at or before `pos`."""
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return self.sections[i] if i >= 0 else None
+
+
 def locate(regions: tuple[Region, ...], start: int, end: int) -> tuple[int | None, int | None, str | None]:
     """Pages (first, last) and section heading covering text[start:end]."""
-    pages = [r.page for r in regions if r.page is not None and r.start < end and r.end > start]
-    section = next((r.section for r in reversed(regions) if r.section and r.start <= start), None)
-    return (min(pages) if pages else None, max(pages) if pages else None, section)
+    locator = Locator(regions)
+    return (*locator.pages(start, end), locator.section(start))

@@ -10,6 +10,7 @@ def paper_json(paper) -> dict:
         "source": paper.source,
         "title": paper.title,
         "authors": list(paper.authors),
+        "affiliation": paper.affiliation,
         "kind": paper.kind,
         "n_pages": paper.n_pages,
         "n_chunks": paper.n_chunks,
@@ -30,6 +31,8 @@ def hit_json(hit) -> dict:
         "page_start": chunk.page_start,
         "page_end": chunk.page_end,
         "section": chunk.section,
+        "heading_path": list(chunk.heading_path),
+        "role": chunk.role,
         "chunk_id": chunk.chunk_id,
         "start": chunk.start,
         "end": chunk.end,
@@ -48,6 +51,8 @@ def citation_json(citation) -> dict:
         "location": citation.location,
         "page": citation.page,
         "section": chunk.section,
+        "heading_path": list(chunk.heading_path),
+        "role": _quote_role(citation),
         "quote": citation.quote,
         "start": citation.start,
         "end": citation.end,
@@ -55,6 +60,13 @@ def citation_json(citation) -> dict:
         "passage": chunk.text,
         "passage_start": chunk.start,
     }
+
+
+def _quote_role(citation) -> str:
+    """The role of the sentence the quote starts in, else the passage's."""
+    chunk = citation.chunk
+    span = next((s for s in chunk.sentences if s.start <= citation.start < s.end), None)
+    return span.role if span is not None else chunk.role
 
 
 def answer_json(answer) -> dict:
