@@ -119,7 +119,8 @@ QUERY_GRAPH = "query-fp32.onnx"  # fused fp32, outputs the pooled vector
 # int8 passages: u8 activations (dynamic, one scale per run) times s8 weights cut to 7 bits
 # (reduce_range), one scale per output channel. With 7-bit weights a pair of products fits int16,
 # so the AVX2 and AVX-512BW kernels (vpmaddubsw, which saturates pairs at int16) sum exactly
-# like the VNNI and AMX ones: the vectors no longer depend on the CPU (bench/quantizers.py).
+# like the VNNI and AMX ones; only fp32 rounding still differs, and vectors from CPUs with and
+# without VNNI agree far more closely than either does with torch (bench/quantizers.py).
 INT8_SCHEME = "u8s8-w7-channel"
 PASSAGE_GRAPH = f"passage-int8-{INT8_SCHEME}.onnx"  # outputs token embeddings and the pooled vector
 

@@ -648,9 +648,9 @@ def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None)
 
 def _with_int8_kernels(header: dict, segments: list[Segment], previous: Snapshot | None) -> dict:
     """int8 passage vectors record the int8 kernel families (embedding.int8_kernels) of the CPUs
-    that embedded them. The fingerprint's quantization scheme sums exactly on every family, so a
-    machine of another family may add papers: its vectors are compatible, and its family joins
-    the list. Kept papers keep their families; a rebuild that re-embeds everything drops them."""
+    that embedded them. The fingerprint's quantization scheme sums its int8 products exactly on
+    every family (only fp32 rounding differs), so a machine of another family may add papers:
+    its vectors are compatible, and its family joins the list. Kept papers keep their families; a rebuild that re-embeds everything drops them."""
     model = header["model"]
     if "+onnx-int8" not in model["fingerprint"]:
         return header
