@@ -328,7 +328,7 @@ def span_vectors(encoded: TokenVectors, spans: SpanList) -> np.ndarray:
 
 class OnnxPassageEncoder:
     """Passage vectors from the int8 graph in ONNX Runtime: about 4x torch's throughput here,
-    cosine >= 0.98 to torch's vectors, the same recall@5 and source_hit@5 on the dev sets. The
+    chunk vectors at cosine >= 0.98 to torch's, the same recall@5 and source_hit@5 on the dev sets. The
     graph returns token embeddings, so the sentence vectors are pooled from the same pass exactly
     as on the torch path (span_vectors).
 
