@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -115,7 +116,13 @@ def torch_threads(n: int):
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 QUERY_GRAPH = "query-fp32.onnx"  # fused fp32, outputs the pooled vector
-PASSAGE_GRAPH = "passage-int8.onnx"  # int8 (dynamic, per-channel), outputs token embeddings and the pooled vector
+# int8 passages: u8 activations (dynamic, one scale per run) times s8 weights cut to 7 bits
+# (reduce_range), one scale per output channel. With 7-bit weights a pair of products fits int16,
+# so the AVX2 and AVX-512BW kernels (vpmaddubsw, which saturates pairs at int16) sum exactly
+# like the VNNI and AMX ones; only fp32 rounding still differs, and vectors from CPUs with and
+# without VNNI agree far more closely than either does with torch (bench/quantizers.py).
+INT8_SCHEME = "u8s8-w7-channel"
+PASSAGE_GRAPH = f"passage-int8-{INT8_SCHEME}.onnx"  # outputs token embeddings and the pooled vector
 
 
 def onnx_cache(cache_dir: Path, weights_sha256: str) -> Path:
@@ -130,11 +137,45 @@ def fused_graph(raw: Path, out: Path, config) -> None:
 
 
 def int8_graph(raw: Path, out: Path, config) -> None:
-    """Quantize the unfused graph: on the fused one the attention stays fp32 and int8 gains little;
-    per-channel scales keep cosine to fp32 near 0.99 where per-tensor gave 0.91 (bench/backends.py)."""
+    """Quantize the unfused graph (INT8_SCHEME): on the fused one the attention stays fp32 and int8
+    gains little; per-channel scales keep cosine to fp32 near 0.99 where per-tensor gave 0.91."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(raw), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(str(raw), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the kernel reports them (Linux), else numpy's own CPUID probe."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__  # private, hence the fallback
+    except ImportError:
+        return frozenset()
+    return frozenset(name.lower() for name, present in __cpu_features__.items() if present)
+
+
+def int8_kernels(flags: frozenset[str] | None = None) -> str:
+    """The family of int8 matrix kernels ONNX Runtime picks on this CPU. They differ in how they
+    sum u8 x s8 products: exactly in int32 (AMX, VNNI) or in saturating int16 pairs (AVX2,
+    AVX-512BW), which is why INT8_SCHEME keeps weights to 7 bits; an index records the family."""
+    # Linux spells avx512_vnni what numpy calls AVX512VNNI: compare without underscores.
+    names = {f.replace("_", "") for f in (cpu_flags() if flags is None else flags)}
+    for family, needs in (
+        ("amx-int8", {"amxint8", "amxtile"}),
+        ("avx512-vnni", {"avx512vnni", "avx512bw"}),
+        ("avx-vnni", {"avxvnni"}),
+        ("avx512bw", {"avx512bw"}),
+        ("avx2", {"avx2"}),
+        ("sse4.1", {"sse41"}),
+        ("neon-dotprod", {"asimddp"}),
+        ("neon", {"asimd"}),
+    ):
+        if needs <= names:
+            return family
+    return f"generic-{platform.machine() or 'unknown'}"
 
 
 def export_onnx(model_dir: Path, final: Path, with_tokens: bool, finish: Callable[[Path, Path, object], None]) -> Path:
@@ -287,7 +328,7 @@ def span_vectors(encoded: TokenVectors, spans: SpanList) -> np.ndarray:
 
 class OnnxPassageEncoder:
     """Passage vectors from the int8 graph in ONNX Runtime: about 4x torch's throughput here,
-    cosine >= 0.98 to torch's vectors, the same recall@5 and source_hit@5 on the dev sets. The
+    chunk vectors at cosine >= 0.98 to torch's, the same recall@5 and source_hit@5 on the dev sets. The
     graph returns token embeddings, so the sentence vectors are pooled from the same pass exactly
     as on the torch path (span_vectors).
 
@@ -365,9 +406,9 @@ class SentenceTransformerEmbedder:
         self.batch_size = settings.embedding_batch_size
         self._expected_sha = settings.embedding_sha256 if settings.embedding_model == PACKAGED_MODEL else None
         self.weights_sha256 = self._check_weights()
-        # int8 passage vectors differ from torch's (cosine ~0.99), so an index records which made them;
-        # the torch fingerprint stays as it was, so existing indexes still load.
-        backend = "" if self.passage_backend == "torch" else f"+{self.passage_backend}"
+        # int8 passage vectors differ from torch's (cosine ~0.99), so an index records which made them,
+        # and how they were quantized; the torch fingerprint stays as it was, so existing indexes still load.
+        backend = "" if self.passage_backend == "torch" else f"+{self.passage_backend}:{INT8_SCHEME}"
         self.fingerprint = f"{self.model_id}@{self.weights_sha256[:16]}{backend}"
         config = json.loads((self.model_dir / "config.json").read_text())
         self.dimension = int(config.get("hidden_size", 0)) or self._model.get_sentence_embedding_dimension()

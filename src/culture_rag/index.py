@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import Chunk, Span
+from .embedding import file_sha256, int8_kernels
 from .regions import ROLES
-from .embedding import file_sha256
 from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from .lexical import KeywordIndex, TermCounts, TermFileError
 
@@ -290,6 +290,10 @@ def _field(manifest_path: Path, manifest: dict, name: str, kind: type):
     return value
 
 
+# Before its scheme was named, the int8 graph had 8-bit weights: vectors that depend on the CPU.
+_LEGACY_INT8 = " (int8 vectors with 8-bit weights, which come out differently on CPUs with and without VNNI)"
+
+
 def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension: int) -> Snapshot:
     manifest_path = gen_dir / "manifest.json"
     manifest = _read_manifest(manifest_path)
@@ -297,7 +301,8 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
     if model.get("fingerprint") != fingerprint:
         raise IndexModelMismatch(
             manifest_path,
-            f"built with model {model.get('fingerprint')!r} but the configured model is {fingerprint!r}; "
+            f"built with model {model.get('fingerprint')!r} but the configured model is {fingerprint!r}"
+            f"{_LEGACY_INT8 if str(model.get('fingerprint')).endswith('+onnx-int8') else ''}; "
             "rebuild with `culture-rag build` or configure the original model",
         )
     if model.get("dimension") != dimension:
@@ -535,7 +540,7 @@ def write_generation(
         tmp = index_dir / f"{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        manifest = _write_generation_files(tmp, segments, header, number, checksums, dense)
+        manifest = _write_generation_files(tmp, segments, _with_int8_kernels(header, segments, previous), number, checksums, dense)
         # File contents first, then the folder: a rename that outlives a power cut must not
         # point at files whose data never reached the disk.
         for path in sorted(tmp.rglob("*"), reverse=True):
@@ -652,6 +657,22 @@ def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None)
     if not live:
         shutil.rmtree(final, ignore_errors=True)
     return live
+
+
+def _with_int8_kernels(header: dict, segments: list[Segment], previous: Snapshot | None) -> dict:
+    """int8 passage vectors record the int8 kernel families (embedding.int8_kernels) of the CPUs
+    that embedded them. The fingerprint's quantization scheme sums its int8 products exactly on
+    every family (only fp32 rounding differs), so a machine of another family may add papers:
+    its vectors are compatible, and its family joins the list. Kept papers keep their families; a rebuild that re-embeds everything drops them."""
+    model = header["model"]
+    if "+onnx-int8" not in model["fingerprint"]:
+        return header
+    families = set(previous.manifest["model"].get("int8_kernels", [])) if previous is not None else set()
+    if all(s.vectors is not None for s in segments):
+        families = set()
+    if any(s.vectors is not None for s in segments) or not families:
+        families.add(int8_kernels())
+    return {**header, "model": {**model, "int8_kernels": sorted(families)}}
 
 
 def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, number: int, checksums: dict, dense) -> dict:
