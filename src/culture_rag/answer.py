@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
-from .chunking import Chunk, Span, table_row_text
+from . import regions as roles
 from .citations import (
     CheckedSentence,
     Citation,
@@ -19,7 +21,9 @@ from .citations import (
     is_instruction,
     split_claims,
 )
+from .evidence import Evidence, Pool, Weights, gather, is_abstract, quote_span, tidy
 from .lexical import KeywordIndex, content_words
+from .query import QueryPlan
 from .retrieval import Hit
 
 log = logging.getLogger(__name__)
@@ -69,134 +73,239 @@ class Draft:
 
 # --- extractive ------------------------------------------------------------------------------
 
+# Intents whose answer is several points from distinct passages; a factual question gets one
+# or two sentences.
+BROAD_INTENTS = frozenset({"list", "summary", "conclusion", "contribution", "method", "comparison"})
+# Intents that name where in a paper the answer stands.
+SECTION_INTENTS = frozenset({"conclusion", "contribution", "method"})
 
-@dataclass(frozen=True)
-class Candidate:
-    hit_index: int
-    sentence: int  # index into the chunk's sentences
-    text: str  # as shown in the answer (table rows get their header)
-    score: float
-    vector: np.ndarray = field(compare=False, repr=False)
+# Words that frame a question rather than say what it is about: evidence need not contain them.
+FRAMING_WORDS = (
+    "paper papers study studies article articles author authors work works research say says said mention "
+    "mentioned propose proposes proposed describe described discuss discussed according main key list "
+    "summarize summarise summary explain explained conclude concludes conclusion findings find found "
+    "contribution contributions method approach do does did think give given show shows shown present "
+    "presented report reported use used using mean meant build built make made reach reached keep kept "
+    "solve solved help helps score scored compare compared achieve achieved kind kinds type types way ways "
+    "much many often well call called named termed known respect regard regarding besides apart except "
+    "particular particularly specific specifically"
+)
 
 
 @dataclass(frozen=True)
 class ExtractiveConfig:
     max_sentences: int
     min_score: float
-    keep_ratio: float = 0.85  # further sentences must score this close to the best one
-    passages: int = 5  # how many of the top passages to take sentences from
-    # Calibrated on the dev sets (bench/calibrate.py): the sentence's meaning, the question's
-    # rare words, and the relevance of the passage around the sentence.
-    sentence_weight: float = 0.55
-    overlap_weight: float = 0.35
-    passage_weight: float = 0.10
+    keep_ratio: float = 0.85  # further sentences of a factual answer must score this close to the best one
+    weights: Weights = Weights()
+    max_points: int = 5  # points of a broad answer
+    point_ratio: float = 0.6  # a point must score this close to the best one
+    focus_ratio: float = 0.5  # ... or this close, where the question points (its conclusion, its method)
+    max_words: int = 150  # a broad answer stops adding points past this many words
+    min_coverage: float = 0.5  # share of the question's rare words the evidence must contain
+    redundant_cosine: float = 0.85  # a point this close in meaning to a chosen one says it again
 
 
 def extractive_answer(
+    plan: QueryPlan,
     question: str,
     focus: str,
     query_vector: np.ndarray,
-    hits: list[Hit],
+    pool: Pool,
     keyword: KeywordIndex | None,
     config: ExtractiveConfig,
 ) -> Draft:
-    """Pick the sentences that best answer the question and cite each one. `focus` is the
-    question as asked; `question` may include the conversation for follow-ups."""
-    candidates = score_sentences(question, focus, query_vector, hits[: config.passages], keyword, config)
-    if not candidates or candidates[0].score < config.min_score:
+    """Pick the sentences that best answer the question and cite each one. The pool holds the
+    retrieved passages, then any passages of the paper's structure the intent points to.
+    `focus` is the question as asked; `question` may include the conversation for follow-ups."""
+    hits = pool.hits
+    evidence = gather(
+        question, focus, query_vector, hits, keyword, config.weights, pool.wanted, pool.abstract_in_focus,
+        front_lines=plan.intent == "authors",
+    )
+    if not evidence or max(e.strength for e in evidence) < config.min_score:
         return Draft(DECLINED, (), answered=False)
-    chosen = _choose(candidates, config)
+    terms = topic_terms(plan, keyword, pool.scope)
+    if plan.intent == "authors":
+        chosen = _front_lines(evidence, hits) or _choose(evidence, hits, terms, config)
+    elif plan.intent in BROAD_INTENTS:
+        chosen = _points(plan, evidence, hits, config)
+    else:
+        chosen = _choose(evidence, hits, terms, config)
+    if plan.intent != "authors" and coverage(terms, chosen + evidence[:5], hits) < config.min_coverage:
+        return Draft(DECLINED, (), answered=False)
+    return _render(chosen, hits, labelled=plan.intent in BROAD_INTENTS and len(chosen) > 1)
+
+
+def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[tuple[int, int]] | None = None) -> dict[str, float]:
+    """The words that say what the question is about, weighted by rarity. A name that the
+    papers in scope never use weighs double: a question about a country, a dataset or a prize
+    they never name is not answered by a passage that is merely about the same field. Other
+    words weigh at most as a word in one chunk of a hundred, so that a rare but ordinary word
+    of the question ("besides") cannot decide alone."""
+    framing = _framing()
+    words = [w for w in dict.fromkeys(content_words(plan.topic)) if w not in framing and not w.isdigit()]
+    if not keyword:
+        return dict.fromkeys(words, 1.0)
+    idf = keyword.idf(words)
+    unseen = keyword.idf([_UNSEEN])[_UNSEEN]
+    used = keyword.used_within(words, scope) if scope else {w for w in words if idf[w] < unseen}
+    names = set(content_words(" ".join(_NAME.findall(plan.question))))
+    cap = float(np.log(1 + 100 / 1.5))  # bm25's idf of a word in one document of a hundred
+    return {
+        w: v * UNSEEN_WEIGHT if w in names and w not in used else min(v, cap)
+        for w, v in idf.items()
+    }
+
+
+# A capitalized word after the first, or a word with capitals inside it (ImageNet, GPUs): a name.
+_NAME = re.compile(r"(?<=\s)[A-Z][\w-]*|\b\w+[A-Z]\w*")
+UNSEEN_WEIGHT = 2.0
+_UNSEEN = "\x00"  # no token looks like this: its idf is that of a word no chunk has
+
+
+@lru_cache(maxsize=1)
+def _framing() -> frozenset[str]:
+    return frozenset(content_words(FRAMING_WORDS))
+
+
+def coverage(terms: dict[str, float], evidence: list[Evidence], hits: list[Hit]) -> float:
+    """Share of the topic's weight that the evidence (with its passages' headings) contains."""
+    if not terms:
+        return 1.0
+    found = _words_of(evidence, hits)
+    return sum(v for w, v in terms.items() if _matches(w, found)) / sum(terms.values())
+
+
+def _matches(word: str, found: set[str]) -> bool:
+    """The stemmer leaves some forms apart ("compet" and "competit", "belarus" and
+    "belarusian"): a stem of five letters or more matches the longer stems it begins."""
+    if word in found:
+        return True
+    return len(word) >= 5 and any(f.startswith(word) or len(f) >= 5 and word.startswith(f) for f in found)
+
+
+def _words_of(evidence: list[Evidence], hits: list[Hit]) -> set[str]:
+    found: set[str] = set()
+    for e in evidence:
+        chunk = hits[e.hit].chunk
+        found.update(content_words(" ".join((e.text, chunk.context, *chunk.heading_path))))
+    return found
+
+
+def _render(chosen: list[Evidence], hits: list[Hit], labelled: bool) -> Draft:
+    """One line per point of a broad answer, led by the heading it comes from when the points
+    come from different sections; a factual answer reads as one paragraph."""
     citations, parts = [], []
-    for n, cand in enumerate(chosen, start=1):
-        hit = hits[cand.hit_index]
-        citations.append(cite(n, hit, quote_span(hit.chunk, cand.sentence)))
-        parts.append(f"{cand.text} [{n}]")
-    return Draft(" ".join(parts), tuple(citations), answered=True)
+    sections = {e.section for e in chosen}
+    for n, e in enumerate(chosen, start=1):
+        citations.append(cite(n, hits[e.hit], quote_span(hits[e.hit].chunk, e.sentence)))
+        label = heading_label(e.section) if labelled and len(sections) > 1 and e.section else ""
+        parts.append(f"{label + ': ' if label else ''}{e.text} [{n}]")
+    return Draft(("\n" if labelled else " ").join(parts), tuple(citations), answered=True)
 
 
-def score_sentences(
-    question: str,
-    focus: str,
-    query_vector: np.ndarray,
-    hits: list[Hit],
-    keyword: KeywordIndex | None,
-    config: ExtractiveConfig,
-) -> list[Candidate]:
-    q_words = list(dict.fromkeys(content_words(question)))
-    focus_words = set(content_words(focus))
-    idf = keyword.idf(q_words) if keyword else dict.fromkeys(q_words, 1.0)
-    # Words of the question as asked weigh double, so a follow-up's new topic leads.
-    weights = {w: idf[w] * (2.0 if w in focus_words else 1.0) for w in q_words}
-    total = sum(weights.values()) or 1.0
-    out = []
-    for h_i, hit in enumerate(hits):
-        if hit.sentence_vectors is None:
+def heading_label(heading: str) -> str:
+    """'3.2 Give Full Play to Regional Advantages' -> 'Give Full Play to Regional Advantages'."""
+    return re.sub(r"^(\d+(\.\d+)*\.?|[IVX]+\.)\s+", "", heading).strip()
+
+
+def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: ExtractiveConfig) -> list[Evidence]:
+    """Up to `max_points` points from distinct passages, none saying what another says: for a
+    list under a heading, the best sentence of each subsection; for a comparison, each side
+    first; then the best remaining sentences, those where the question points first."""
+    sections = list(dict.fromkeys(e.section for e in _in_paper_order(evidence, hits) if e.in_focus and not is_abstract(hits[e.hit].chunk)))
+    listed = plan.intent in ("list", "summary") and len(sections) > 1
+    # Points where the question points (the subsections of a matched heading, the conclusion
+    # of the paper it names) may score lower than the best; elsewhere a further point must be
+    # nearly as good, or the answer is a collage.
+    anchored = listed or bool(plan.papers) and any(e.in_focus for e in evidence)
+    floor = max(config.min_score, (config.point_ratio if anchored else config.keep_ratio) * evidence[0].score)
+    chosen: list[Evidence] = []
+    if listed:  # the subsections are the list
+        for section in sections:
+            _add(chosen, _concise_best([e for e in evidence if e.in_focus and e.section == section]), config)
+        return _in_paper_order(_within_words(chosen, config.max_words), hits)
+    for side in plan.comparison_sides:
+        side_words = set(content_words(side))
+        _add(chosen, next((e for e in evidence if side_words & set(content_words(e.text))), None), config)
+    ranked = [e for e in evidence if e.score >= floor]
+    if plan.intent in SECTION_INTENTS:  # where the paper says it first: its conclusion, its method
+        focused = [e for e in evidence if e.in_focus and e.score >= config.focus_ratio * evidence[0].score]
+        ranked = focused + [e for e in ranked if not e.in_focus]
+    close = config.keep_ratio * evidence[0].score
+    for distinct in (True, False):  # a point from each passage before a second from any, unless it is as good
+        for e in ranked:
+            if len(chosen) >= config.max_points:
+                break
+            if not distinct or e.score >= close or all(c.hit != e.hit for c in chosen):
+                _add(chosen, e, config)
+    return _in_paper_order(_within_words(chosen, config.max_words), hits)
+
+
+def _concise_best(candidates: list[Evidence], words: int = 30) -> Evidence | None:
+    """The best of a subsection's sentences, a long one only if it is clearly better: a point
+    of a list should read as a point."""
+    return max(candidates, key=lambda e: e.score - 0.005 * max(0, len(e.text.split()) - words), default=None)
+
+
+def _add(chosen: list[Evidence], e: Evidence | None, config: ExtractiveConfig) -> None:
+    """Add a point unless it says what a chosen one says. Rows of one table read alike to the
+    model, whatever their cells hold, so they are compared by their words only."""
+    if e is None or len(chosen) >= config.max_points or e in chosen:
+        return
+    for c in chosen:
+        alike = e.role != roles.TABLE and float(e.vector @ c.vector) > config.redundant_cosine
+        if alike or e.text in c.text or c.text in e.text:
+            return
+    chosen.append(e)
+
+
+def _within_words(chosen: list[Evidence], budget: int) -> list[Evidence]:
+    """Points in the order chosen (best first) while they fit the word budget; at least one."""
+    kept, words = [], 0
+    for e in chosen:
+        n = len(e.text.split())
+        if kept and words + n > budget:
             continue
-        cosines = hit.sentence_vectors @ query_vector
-        passage = hit.dense_score if hit.dense_score is not None else 0.0
-        for s_i, span in enumerate(hit.chunk.sentences):
-            shown = answer_text_of(hit.chunk, s_i)
-            if shown is None:
-                continue
-            words = set(content_words(shown + " " + hit.chunk.context))
-            overlap = sum(weights[w] for w in q_words if w in words) / total
-            score = config.sentence_weight * float(cosines[s_i]) + config.overlap_weight * overlap
-            score += config.passage_weight * passage
-            out.append(Candidate(h_i, s_i, shown, score, hit.sentence_vectors[s_i]))
-    return sorted(out, key=lambda c: -c.score)
+        kept.append(e)
+        words += n
+    return kept
 
 
-def answer_text_of(chunk: Chunk, index: int) -> str | None:
-    """A sentence as the answer shows it: table rows read with their header, a sentence that
-    opens with a pronoun together with the sentence it refers back to. None for headings,
-    table headers and fragments, which are not answers."""
-    span = chunk.sentences[index]
-    raw = chunk.sentence_text(span)
-    if "\t" in raw:
-        row = table_row_text(chunk, index)
-        return _tidy(row) if row else None
-    if len(content_words(raw)) < 3 or is_instruction(raw):
-        return None
-    if _leans_back(raw):
-        if index == 0:
-            return None  # "He is ..." without its antecedent; the overlapping chunk before has both
-        return _tidy(chunk.sentence_text(chunk.sentences[index - 1])) + " " + _tidy(raw)
-    return _tidy(raw)
+def _in_paper_order(points: list[Evidence], hits: list[Hit]) -> list[Evidence]:
+    return sorted(points, key=lambda e: (hits[e.hit].paper.paper_id, hits[e.hit].chunk.sentences[e.sentence].start))
 
 
-def quote_span(chunk: Chunk, index: int) -> Span:
-    """The exact span a citation quotes: the sentence, plus the one before when it leans back."""
-    span = chunk.sentences[index]
-    raw = chunk.sentence_text(span)
-    if index > 0 and "\t" not in raw and _leans_back(raw):
-        return Span(chunk.sentences[index - 1].start, span.end, chunk.sentences[index - 1].page)
-    return span
+def _front_lines(evidence: list[Evidence], hits: list[Hit]) -> list[Evidence]:
+    """Who wrote a paper and where they work: the front-matter lines of its best-matching paper
+    that stand outside its abstract (author names, affiliations), in the order they stand."""
+    front = [e for e in evidence if e.role == roles.FRONT and not is_abstract(hits[e.hit].chunk)]
+    if not front:
+        return []
+    paper_id = hits[front[0].hit].paper.paper_id
+    return _in_paper_order([e for e in front if hits[e.hit].paper.paper_id == paper_id], hits)[:3]
 
 
-def _leans_back(sentence: str) -> bool:
-    """Opens with a pronoun, or is a bare line such as a job title under a name."""
-    return bool(re.match(r"(He|She|It|They|This|These|Those|Its|Their|His|Her)\b", sentence)) or len(sentence.split()) <= 6
-
-
-def _choose(candidates: list[Candidate], config: ExtractiveConfig) -> list[Candidate]:
-    """The best sentence, then up to `max_sentences - 1` more from the same passage that score
-    nearly as well. Mixing passages reads as a collage and cites more places than it needs to."""
+def _choose(candidates: list[Evidence], hits: list[Hit], terms: dict[str, float], config: ExtractiveConfig) -> list[Evidence]:
+    """The best sentence, then up to `max_sentences - 1` more that score nearly as well: from
+    the same passage, or from another one when it holds a part of the question the first does
+    not ("how much smaller, and how much faster?"). Mixing passages otherwise reads as a collage."""
     best = candidates[0]
     chosen = [best]
     for cand in candidates[1:]:
-        if len(chosen) == config.max_sentences or cand.score < max(config.min_score, config.keep_ratio * best.score):
+        if len(chosen) == config.max_sentences or cand.score < config.keep_ratio * best.score:
             break
-        if cand.hit_index != best.hit_index:
+        if cand.hit != best.hit and not _adds_terms(cand, chosen, hits, terms):
             continue
         if any(float(cand.vector @ c.vector) > 0.9 or cand.text in c.text or c.text in cand.text for c in chosen):
             continue  # says the same thing again
         chosen.append(cand)
-    return sorted(chosen, key=lambda c: c.sentence)  # in the order the paper says them
+    return sorted(chosen, key=lambda c: (c.hit, c.sentence))  # in the order the paper says them
 
 
-def _tidy(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip()
-    return text if re.search(r"[.!?:;)\]\"”]$", text) else text + "."
+def _adds_terms(cand: Evidence, chosen: list[Evidence], hits: list[Hit], terms: dict[str, float]) -> bool:
+    return bool((set(terms) & _words_of([cand], hits)) - _words_of(chosen, hits))
 
 
 # --- generative --------------------------------------------------------------------------------
@@ -233,6 +342,6 @@ def check_generated(text: str, hits: list[Hit], embed_texts, threshold: float, i
         assert sentence.support is not None
         n = len(citations) + 1
         citations.append(cite(n, hits[sentence.cited[0] - 1], sentence.support.sentence))
-        parts.append(f"{_tidy(sentence.text)} [{n}]")
+        parts.append(f"{tidy(sentence.text)} [{n}]")
     removed = tuple(f"{s.text} ({s.reason})" for s in checked if not s.kept)
     return Draft(" ".join(parts), tuple(citations), answered=bool(parts), removed=removed, checked=tuple(checked))

@@ -38,6 +38,7 @@ from .errors import (
     PaperNotFoundError,
     QueryError,
 )
+from .evidence import Pool, structural_pool
 from .generation import EndpointGenerator, Generator, LocalGenerator
 from .index import (
     CURRENT,
@@ -65,6 +66,7 @@ from .ingest import (
     stored_path,
 )
 from .papers import Paper, PaperMeta, read_metadata_file
+from .query import QueryPlan, plan_question
 from .retrieval import Hit, RetrievalConfig, retrieve
 from .settings import Settings
 
@@ -475,11 +477,13 @@ class Assistant:
         snapshot = self._require_snapshot()  # one snapshot for the whole answer, even if a rebuild lands
         focus = self.check_question(question)
         query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
-        hits = self._search(snapshot, query, k or self.settings.top_k, papers)
+        plan = self._plan(snapshot, focus, papers)
+        hits = self._search(snapshot, query, k or self.settings.top_k, plan.papers or None)
+        pool = structural_pool(snapshot, plan, hits, self.query_vector(query))
         searched = time.perf_counter()
         mode = mode or self.settings.answer_mode
         if mode == "extractive":
-            draft = self._extractive(snapshot, query, focus, hits)
+            draft = self._extractive(snapshot, plan, query, focus, pool)
             if draft.answered:
                 yield AnswerEvent("token", draft.text)
         else:
@@ -492,7 +496,7 @@ class Assistant:
                 "".join(pieces), hits, self.embedder.embed_texts, self.settings.support_min_score, idf
             )
             if not draft.answered:
-                fallback = self._extractive(snapshot, query, focus, hits)
+                fallback = self._extractive(snapshot, plan, query, focus, pool)
                 notice = "No generated sentence passed the citation check; this is the extractive answer instead."
                 draft = replace(fallback, removed=draft.removed, notice=notice if fallback.answered else "")
         done = time.perf_counter()
@@ -512,9 +516,17 @@ class Assistant:
         )
         yield AnswerEvent("answer", answer.text, answer)
 
-    def _extractive(self, snapshot: Snapshot, query: str, focus: str, hits: list[Hit]) -> Draft:
+    def _plan(self, snapshot: Snapshot, question: str, papers: Iterable[str] | None) -> QueryPlan:
+        """What the question asks for and of which papers; papers the caller chose win over the
+        ones the question names."""
+        plan = plan_question(question, snapshot.papers)
+        if papers is not None:
+            plan = replace(plan, papers=tuple([papers] if isinstance(papers, str) else papers))
+        return plan
+
+    def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:
         config = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score)
-        return extractive_answer(query, focus, self.query_vector(query), hits, snapshot.keyword, config)
+        return extractive_answer(plan, query, focus, self.query_vector(query), pool, snapshot.keyword, config)
 
     def _generator(self, mode: str) -> Generator:
         with self._cache_lock:

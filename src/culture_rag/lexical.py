@@ -243,6 +243,16 @@ class KeywordIndex:
         """Inverse document frequency of stemmed words (unknown words count as rare)."""
         return {w: self._idf(self._postings(w)) for w in words}
 
+    def used_within(self, words: list[str], within: Sequence[tuple[int, int]]) -> set[str]:
+        """The stemmed words that occur in at least one row of the [start, stop) ranges."""
+        out = set()
+        for word in words:
+            for rows, _ in self._postings(word):
+                if any(((rows >= a) & (rows < b)).any() for a, b in within):
+                    out.add(word)
+                    break
+        return out
+
     def search(self, query: str, k: int, within: Sequence[tuple[int, int]] | None = None) -> KeywordHits:
         """BM25 top k; a term repeated in the query counts again, as in bm25s. With `within`
         (half-open [start, stop) ranges), only those rows are ranked; corpus statistics stay

@@ -28,7 +28,7 @@ FRONT_MATTER = "front matter"  # title, authors, affiliations, abstract, keyword
 SECTIONS: dict[str, tuple[str, ...]] = {
     "fact": (),
     "conclusion": ("conclusion", "findings", "discussion", "results"),
-    "method": ("method", "methodology", "approach", "design", "data collection", "experiments"),
+    "method": ("method", "methodology", "approach", "design", "data collection", "construction", "framework"),
     "contribution": ("abstract", "introduction", "conclusion"),
     "authors": (FRONT_MATTER,),
     "list": (),
@@ -81,12 +81,18 @@ _INTENT_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("conclusion", r"\bconclu(de|des|ded|sion|sions)\b|\bfindings?\b|\bresults?\b|\boutcomes?\b|\btakeaways?\b"
          r"|\bwhat (did|do|does)\b.{0,60}\b(find|show)\b"),
         ("method", r"\bmethod(s|ology|ologies|ological)?\b|\bapproach(es)?\b|\bprocedures?\b|\bdata collection\b"
-         r"|\bexperimental (setup|design)\b|\bhow (was|were|is|are|did|do|does)\b.{0,80}\b(" + _VERBS_OF_MAKING + r")\b"),
+         r"|\bexperimental (setup|design)\b|\bhow (was|were|is|are|did|do|does)\b.{0,80}\b(" + _VERBS_OF_MAKING + r")\b"
+         r"|^\s*how (does|do|did)\b"),
         ("list", r"\blist\b|\benumerate\b|\bname (the|some|all)\b|\b(what|which) (kinds?|types?|sorts?) of\b"
          r"|\bin what ways\b"),
     )
 )
-_WH = re.compile(r"\b(what|which)\s+((?:are|were|is|was|the|main|key|major|specific|different|other|possible|most|important)\s+)*([a-z]+)\b", re.I)
+_WH = re.compile(
+    r"\b(what|which)\s+((?:are|were|is|was|the|main|key|major|specific|different|other|possible|most|important)\s+)*"
+    r"([a-z]+)(?:\s+([a-z]+))?(?:\s+([a-z]+))?\b",
+    re.I,
+)
+_AUXILIARIES = frozenset("do does did is are was were can could will would should have has had of in for to".split())
 _NOT_PLURAL_NOUNS = frozenset("does is was has this its us as whose always perhaps thus".split())
 
 
@@ -103,9 +109,12 @@ def _asks_for_plural(question: str) -> bool:
     """"What strategies ...", "which risks ...", "what are the main challenges ...": a
     question about a plural noun asks for several things."""
     for match in _WH.finditer(question):
-        head = match.group(3).lower()
-        if head.endswith("s") and not head.endswith(("ss", "us")) and head not in _NOT_PLURAL_NOUNS:
-            return True
+        for word in match.groups()[2:]:  # a noun phrase of up to three words: "which export markets do"
+            if word is None or word.lower() in _AUXILIARIES:
+                break
+            head = word.lower()
+            if head.endswith("s") and not head.endswith(("ss", "us")) and head not in _NOT_PLURAL_NOUNS:
+                return True
     return False
 
 

@@ -1,0 +1,268 @@
+"""Evidence for an answer: the sentences a careful reader would quote.
+
+They come from the retrieved passages and, for questions about a paper's structure (its
+conclusion, its method, the subsections under a heading, its front matter), from the paper's
+own sections, which retrieval by similarity alone ranks poorly: "What does the paper conclude?"
+is not similar to the conclusion's sentences, but the conclusion is where the answer is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import regions as roles
+from .chunking import Chunk, Span, table_row_text
+from .citations import is_instruction
+from .lexical import KeywordIndex, content_words
+from .query import QueryPlan, match_headings, section_headings
+from .retrieval import Hit, paper_rows
+
+# Roles (chunking.Span.role) whose text is never an answer: the reader wants the paper's
+# statements, not its headings, captions, bibliography or page furniture.
+NEVER_QUOTED = frozenset({roles.HEADING, roles.CAPTION, roles.REFERENCE, roles.BOILERPLATE, roles.FIGURE})
+# Text a paper reprints or shows inside a figure is not its own finding: it may be quoted,
+# but never ahead of what the paper itself says.
+NOT_OWN = frozenset({roles.QUOTED})
+NOT_OWN_FACTOR = 0.6
+
+FRONT_LINE_WORDS = 12  # shorter front-matter lines outside an abstract are names, addresses, dates
+
+STRUCTURAL_INTENTS = frozenset({"conclusion", "method", "contribution", "summary", "list", "authors"})
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How a sentence is scored (bench/calibrate.py): its meaning, the question's rare words,
+    the relevance of the passage around it, and whether it sits where the question points."""
+
+    sentence: float = 0.55
+    overlap: float = 0.35
+    passage: float = 0.10
+    section: float = 0.10
+
+
+@dataclass(frozen=True)
+class Evidence:
+    hit: int  # index into the hits the answer may cite
+    sentence: int  # index into that hit's chunk sentences
+    text: str  # as the answer shows it (table rows read with their header)
+    score: float  # for ranking: text the paper reprints ranks below its own
+    role: str
+    section: str | None
+    in_focus: bool  # under a heading the question points to
+    strength: float  # how well it answers, whoever wrote it
+    vector: np.ndarray = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The passages an answer may quote: the retrieved ones first, then the ones the paper's
+    structure adds, and the headings the question points to."""
+
+    hits: list[Hit]
+    wanted: frozenset[str] = frozenset()
+    scope: tuple[tuple[int, int], ...] = ()  # chunk rows of the papers the question names
+    abstract_in_focus: bool = False  # the abstract holds what the question asks and no heading names it
+
+
+def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np.ndarray, limit: int = 24) -> Pool:
+    """The retrieved hits, then the chunks of the referenced papers (or of the best hit's paper)
+    that lie where the question's intent points: its conclusion, its method, the subsections of
+    the heading that matches, its front matter."""
+    scope = tuple(paper_rows(snapshot, plan.papers)) if plan.papers else ()
+    if plan.intent not in STRUCTURAL_INTENTS or not hits and not plan.papers:
+        return Pool(hits, scope=scope)
+    papers = plan.papers or _list_paper(snapshot, plan, hits) or (hits[0].paper.paper_id,)
+    seen = {h.chunk.chunk_id for h in hits}
+    extra: list[int] = []
+    wanted: set[str] = set()
+    for start, stop in paper_rows(snapshot, papers):
+        rows = range(start, stop)
+        chunks = [snapshot.chunks[r] for r in rows]
+        headings = focus_headings(plan, chunks, hits)
+        wanted |= headings
+        for row, chunk in zip(rows, chunks):
+            if chunk.chunk_id not in seen and _is_wanted(plan, chunk, headings, row - rows.start):
+                extra.append(row)
+                seen.add(chunk.chunk_id)
+    extra = extra[:limit]
+    # An abstract states a paper's contributions and method in brief, and stands in for any
+    # section the question points to that the paper does not have.
+    abstract = plan.intent in ("contribution", "summary", "method") or (plan.intent != "authors" and not wanted)
+    return Pool(hits + [_hit_of(snapshot, row, query_vector) for row in extra], frozenset(wanted), scope, abstract)
+
+
+def _list_paper(snapshot, plan: QueryPlan, hits: list[Hit], papers: int = 3) -> tuple[str, ...]:
+    """For a list asked of the whole library ("what strategies do the papers propose?"), the
+    paper among the best hits' that has a heading matching the question with subsections under
+    it: a paper that sets out the list as its own headings answers it best."""
+    if plan.intent not in ("list", "summary") or not plan.topic_words:
+        return ()
+    for paper_id in list(dict.fromkeys(h.paper.paper_id for h in hits))[:papers]:
+        (start, stop), = paper_rows(snapshot, [paper_id])
+        chunks = snapshot.chunks[start:stop]
+        headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
+        if any(len(_subsections(h, chunks)) > 1 for h in match_headings(plan, headings)[:1]):
+            return (paper_id,)
+    return ()
+
+
+def _subsections(heading: str, chunks: Sequence[Chunk]) -> set[str]:
+    return {c.heading_path[-1] for c in chunks if heading in c.heading_path[:-1]}
+
+
+def focus_headings(plan: QueryPlan, chunks: Sequence[Chunk], hits: list[Hit]) -> set[str]:
+    """Headings of one paper that the question points to: those its intent names (a
+    conclusion, a method), or for a list or a summary, the heading whose words match the
+    question's topic, else the parent heading of the best retrieved passage of that paper, so
+    that every subsection under it contributes."""
+    headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
+    if plan.intent in ("list", "summary") and plan.topic_words:
+        wanted = set(match_headings(plan, headings)[:1])
+        if not wanted:
+            paper_ids = {c.paper_id for c in chunks}
+            best = next((h for h in hits if h.chunk.paper_id in paper_ids and h.chunk.heading_path), None)
+            if best is not None:
+                path = best.chunk.heading_path
+                wanted.add(path[-2] if len(path) >= 2 else path[-1])
+        return wanted
+    return set(section_headings(plan, headings))
+
+
+def _is_wanted(plan: QueryPlan, chunk: Chunk, wanted: set[str], position: int) -> bool:
+    if plan.intent == "authors":
+        return chunk.role == roles.FRONT or position == 0
+    # An abstract states a paper's contributions, method and findings in brief.
+    return chunk.role == roles.FRONT or bool(wanted & set(chunk.heading_path))
+
+
+def _hit_of(snapshot, row: int, query_vector: np.ndarray) -> Hit:
+    return Hit(
+        chunk=snapshot.chunks[row],
+        paper=snapshot.papers[snapshot.chunk_papers[row]],
+        score=0.0,
+        dense_rank=None,
+        keyword_rank=None,
+        dense_score=float(snapshot.chunk_vector(row) @ query_vector),
+        sentence_vectors=snapshot.sentence_matrix(row),
+    )
+
+
+def gather(
+    question: str,
+    focus: str,
+    query_vector: np.ndarray,
+    hits: list[Hit],
+    keyword: KeywordIndex | None,
+    weights: Weights,
+    wanted: frozenset[str] = frozenset(),
+    abstract_in_focus: bool = False,
+    front_lines: bool = False,
+) -> list[Evidence]:
+    """Every quotable sentence of `hits`, scored, best first. `focus` is the question as asked;
+    `question` may include the conversation for follow-ups, whose words weigh half. The front
+    matter's lines (title, names, addresses) are evidence only with `front_lines`."""
+    q_words = list(dict.fromkeys(content_words(question)))
+    focus_words = set(content_words(focus))
+    idf = keyword.idf(q_words) if keyword else dict.fromkeys(q_words, 1.0)
+    word_weight = {w: idf[w] * (2.0 if w in focus_words else 1.0) for w in q_words}
+    total = sum(word_weight.values()) or 1.0
+    out = []
+    for h_i, hit in enumerate(hits):
+        if hit.sentence_vectors is None:
+            continue
+        cosines = hit.sentence_vectors @ query_vector
+        passage = hit.dense_score if hit.dense_score is not None else 0.0
+        abstract = is_abstract(hit.chunk)
+        in_focus = bool(wanted & set(hit.chunk.heading_path)) or abstract_in_focus and abstract
+        title = _plain(hit.paper.title)
+        lead = 0.0  # score of a sentence announcing a list ("The contributions are as follows:")
+        for s_i, span in enumerate(hit.chunk.sentences):
+            role = span.role
+            if role in NEVER_QUOTED:
+                continue
+            text = answer_text_of(hit.chunk, s_i)
+            if text is None or _plain(text) == title:
+                continue  # a paper's title names it; it says nothing about it
+            if role == roles.FRONT and not (abstract or front_lines or len(text.split()) >= FRONT_LINE_WORDS):
+                continue  # names and addresses answer who wrote a paper, nothing else
+            words = set(content_words(text + " " + hit.chunk.context))
+            overlap = sum(word_weight[w] for w in q_words if w in words) / total
+            score = weights.sentence * float(cosines[s_i]) + weights.overlap * overlap + weights.passage * passage
+            if in_focus:
+                score += weights.section
+            strength = score
+            if role in NOT_OWN:
+                score *= NOT_OWN_FACTOR
+            if text.endswith(":"):
+                lead = score  # it announces the items; they are the answer, not it
+                continue
+            if _BULLET.match(text):
+                score = max(score, lead)
+            else:
+                lead = 0.0
+            out.append(Evidence(h_i, s_i, text, score, role, hit.chunk.section, in_focus, strength, hit.sentence_vectors[s_i]))
+    return sorted(out, key=lambda e: -e.score)
+
+
+
+
+_BULLET = re.compile(r"^\s*([•●▪‣◦*–-]|\(?\d{1,2}[.)]|\(?[a-z][.)])\s")
+
+
+def is_abstract(chunk: Chunk) -> bool:
+    return chunk.role == roles.FRONT and any(h.lower().startswith(("abstract", "summary")) for h in chunk.heading_path)
+
+
+def _mostly_numbers(text: str) -> bool:
+    tokens = text.split()
+    return sum(bool(re.fullmatch(r"[-+±(]?[\d.,/%]+[)%*]?", t)) for t in tokens) * 2 >= len(tokens)
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\W+", " ", text).strip().lower()
+
+
+def answer_text_of(chunk: Chunk, index: int) -> str | None:
+    """A sentence as the answer shows it: table rows read with their header, a sentence that
+    opens with a pronoun together with the sentence it refers back to. None for headings,
+    table headers and fragments, which are not answers."""
+    span = chunk.sentences[index]
+    raw = chunk.sentence_text(span)
+    if "\t" in raw:
+        row = table_row_text(chunk, index)
+        return tidy(row) if row else None
+    if _mostly_numbers(raw):
+        return None  # a row of figures torn from its table says nothing on its own
+    if raw[:1].islower():
+        return None  # the tail of a sentence cut by the layout, not a sentence
+    if len(content_words(raw)) < 3 or is_instruction(raw):
+        return None
+    if _leans_back(raw):
+        if index == 0:
+            return None  # "He is ..." without its antecedent; the overlapping chunk before has both
+        return tidy(chunk.sentence_text(chunk.sentences[index - 1])) + " " + tidy(raw)
+    return tidy(raw)
+
+
+def quote_span(chunk: Chunk, index: int) -> Span:
+    """The exact span a citation quotes: the sentence, plus the one before when it leans back."""
+    span = chunk.sentences[index]
+    raw = chunk.sentence_text(span)
+    if index > 0 and "\t" not in raw and _leans_back(raw):
+        return Span(chunk.sentences[index - 1].start, span.end, chunk.sentences[index - 1].page)
+    return span
+
+
+def _leans_back(sentence: str) -> bool:
+    """Opens with a pronoun, or is a bare line such as a job title under a name."""
+    return bool(re.match(r"(He|She|It|They|This|These|Those|Its|Their|His|Her)\b", sentence)) or len(sentence.split()) <= 6
+
+
+def tidy(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if re.search(r"[.!?:;)\]\"”]$", text) else text + "."
