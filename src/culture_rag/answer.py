@@ -128,13 +128,37 @@ def extractive_answer(
     terms = topic_terms(plan, keyword, pool.scope)
     if plan.intent == "authors":
         chosen = _front_lines(evidence, hits) or _choose(evidence, hits, terms, config)
-    elif plan.intent in BROAD_INTENTS:
+    elif plan.intent in BROAD_INTENTS and (plan.intent != "list" or _anchored(plan, evidence, hits)):
         chosen = _points(plan, evidence, hits, config)
+    elif plan.intent == "list" and evidence[0].role == roles.TABLE:
+        chosen = _rows(evidence, config)
     else:
         chosen = _choose(evidence, hits, terms, config)
     if plan.intent != "authors" and coverage(terms, chosen + evidence[:5], hits) < config.min_coverage:
         return Draft(DECLINED, (), answered=False)
     return _render(chosen, hits, labelled=plan.intent in BROAD_INTENTS and len(chosen) > 1)
+
+
+def _anchored(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit]) -> bool:
+    """A list the paper's structure holds: the subsections of a matched heading, or a
+    section of a paper the question names. A list asked of the whole library without such a
+    heading is answered like a fact: a collage of loosely related sentences helps nobody."""
+    return len(_focus_sections(evidence, hits)) > 1 or bool(plan.papers) and any(e.in_focus for e in evidence)
+
+
+def _focus_sections(evidence: list[Evidence], hits: list[Hit]) -> list[str | None]:
+    return list(dict.fromkeys(e.section for e in _in_paper_order(evidence, hits) if e.in_focus and not is_abstract(hits[e.hit].chunk)))
+
+
+def _rows(evidence: list[Evidence], config: ExtractiveConfig) -> list[Evidence]:
+    """The rows of the best table that answer nearly as well as its best row: a list asked of
+    a table ("which markets ...") is its rows."""
+    best = evidence[0]
+    chosen = [best]
+    for e in evidence[1:]:
+        if e.hit == best.hit and e.role == roles.TABLE and e.score >= config.keep_ratio * best.score:
+            _add(chosen, e, config)
+    return sorted(chosen, key=lambda e: e.sentence)
 
 
 def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[tuple[int, int]] | None = None) -> dict[str, float]:
@@ -214,12 +238,12 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
     """Up to `max_points` points from distinct passages, none saying what another says: for a
     list under a heading, the best sentence of each subsection; for a comparison, each side
     first; then the best remaining sentences, those where the question points first."""
-    sections = list(dict.fromkeys(e.section for e in _in_paper_order(evidence, hits) if e.in_focus and not is_abstract(hits[e.hit].chunk)))
+    sections = _focus_sections(evidence, hits)
     listed = plan.intent in ("list", "summary") and len(sections) > 1
     # Points where the question points (the subsections of a matched heading, the conclusion
     # of the paper it names) may score lower than the best; elsewhere a further point must be
     # nearly as good, or the answer is a collage.
-    anchored = listed or bool(plan.papers) and any(e.in_focus for e in evidence)
+    anchored = _anchored(plan, evidence, hits)
     floor = max(config.min_score, (config.point_ratio if anchored else config.keep_ratio) * evidence[0].score)
     chosen: list[Evidence] = []
     if listed:  # the subsections are the list
