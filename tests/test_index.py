@@ -325,7 +325,8 @@ def test_chunk_records_refuse_an_unknown_role(tmp_path):
     path = tmp_path / "chunks.jsonl"
     path.write_text(json.dumps(_chunk_record(chunk)) + "\n")
     assert read_chunks(path) == [chunk]
-    for bad in ({"role": "novel"}, {"sentences": [[10, 20, 1, "novel"]]}, {"heading_path": "2 Data"}, {"heading_path": [3]}):
+    for bad in ({"role": "novel"}, {"sentence_roles": "z"}, {"sentence_roles": "cc"}, {"sentence_roles": ["c"]},
+                {"heading_path": "2 Data"}, {"heading_path": [3]}):
         path.write_text(json.dumps(_chunk_record(chunk) | bad) + "\n")
         with pytest.raises(IndexLoadError, match="chunks.jsonl"):
             read_chunks(path)

@@ -35,7 +35,7 @@ import numpy as np
 
 from .chunking import Chunk, Span
 from .embedding import file_sha256, int8_kernels
-from .regions import ROLES
+from .regions import ROLE_CODES, ROLES
 from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from .lexical import KeywordIndex, TermCounts, TermFileError
 
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else.
 # 3: segments keep their keyword term counts; a flat generation has no dense file of its own.
 # 4: a segment's term vocabulary is one string, read without a Python object per term.
-# 5: chunks carry their role and heading path, sentences their role (regions.py); PDF text
-#    gives headings lines of their own.
+# 5: chunks carry their role and heading path, and their sentences' roles as one letter each
+#    (sentence_roles; regions.py); PDF text gives headings lines of their own.
 FORMAT = 5
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
@@ -455,22 +455,27 @@ _CHUNK_TYPES = {
 }
 # One shared string per role: a million chunks' sentences would otherwise hold a copy each.
 _ROLE_NAMES = {role: role for role in ROLES}
+_ROLE_OF_CODE = {code: role for role, code in ROLE_CODES.items()}
 
 
 def _sentences_fit(sentences: list, lo: int, hi: int) -> bool:
-    """Each sentence is [start, end, page, role] with int offsets inside the chunk's [lo, hi],
-    an int or null page and a known role. Checked on the raw lists, before any Span exists: a
-    load checks millions of them."""
+    """Each sentence is [start, end, page] with int offsets inside the chunk's [lo, hi] and an
+    int or null page. Checked on the raw lists, before any Span exists: a load checks millions
+    of them."""
     return type(sentences) is list and all(
         type(s) is list
-        and len(s) == 4
+        and len(s) == 3
         and type(s[0]) is int
         and type(s[1]) is int
         and lo <= s[0] <= s[1] <= hi
         and (s[2] is None or type(s[2]) is int)
-        and s[3] in _ROLE_NAMES
         for s in sentences
     )
+
+
+def _roles_fit(codes, sentences: list) -> bool:
+    """One known role letter per sentence."""
+    return type(codes) is str and len(codes) == len(sentences) and set(codes) <= _ROLE_OF_CODE.keys()
 
 
 def read_chunks(path: Path) -> list[Chunk]:
@@ -481,15 +486,18 @@ def read_chunks(path: Path) -> list[Chunk]:
             for number, line in enumerate(fh, start=1):
                 raw = json.loads(line)
                 sentences = raw.pop("sentences")
+                codes = raw.pop("sentence_roles")
                 wrong = [k for k, kind in _CHUNK_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
                 # The text must be the slice it claims to be, and its sentences inside it: answers quote by offset.
                 if wrong or raw["end"] - raw["start"] != len(raw["text"]) or not _sentences_fit(sentences, raw["start"], raw["end"]):
                     raise ValueError(f"inconsistent fields {wrong or ['start', 'end', 'sentences']}")
-                if raw["role"] not in _ROLE_NAMES or not all(type(h) is str for h in raw["heading_path"]):
-                    raise ValueError("inconsistent fields ['role', 'heading_path']")
+                # join refuses a heading that is not a string, in C: a load checks millions
+                if raw["role"] not in _ROLE_NAMES or not _roles_fit(codes, sentences) or "".join(raw["heading_path"]) is None:
+                    raise ValueError("inconsistent fields ['role', 'sentence_roles', 'heading_path']")
                 raw["role"] = _ROLE_NAMES[raw["role"]]
                 raw["heading_path"] = tuple(raw["heading_path"])
-                out.append(Chunk(**raw, sentences=tuple(Span(a, b, p, _ROLE_NAMES[r]) for a, b, p, r in sentences)))
+                spans = tuple([Span(a, b, p, _ROLE_OF_CODE[c]) for (a, b, p), c in zip(sentences, codes)])
+                out.append(Chunk(**raw, sentences=spans))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise IndexLoadError(path, f"malformed chunk on line {number} ({exc})") from None
     return out
@@ -707,7 +715,8 @@ def _record(paper: PaperInfo) -> dict:
 def _chunk_record(chunk: Chunk) -> dict:
     """asdict(chunk) without its deep copies (a tenth of a build's own work beside the model)."""
     row = {f.name: getattr(chunk, f.name) for f in fields(Chunk)}
-    row["sentences"] = [[s.start, s.end, s.page, s.role] for s in chunk.sentences]
+    row["sentences"] = [[s.start, s.end, s.page] for s in chunk.sentences]
+    row["sentence_roles"] = "".join(ROLE_CODES[s.role] for s in chunk.sentences)  # one letter a sentence
     row["heading_path"] = list(chunk.heading_path)
     return row
 

@@ -36,6 +36,8 @@ BOILERPLATE = "boilerplate"
 QUOTED = "quoted"
 FIGURE = "figure"
 ROLES = (FRONT, HEADING, BODY, CAPTION, TABLE, REFERENCE, BOILERPLATE, QUOTED, FIGURE)
+# One letter a role, for storing a chunk's sentence roles as one short string.
+ROLE_CODES = {FRONT: "f", HEADING: "h", BODY: "b", CAPTION: "c", TABLE: "t", REFERENCE: "r", BOILERPLATE: "x", QUOTED: "q", FIGURE: "g"}
 
 # Section names recognized as headings when they make up a whole line (case-insensitive).
 _NAMED_SECTIONS = {
