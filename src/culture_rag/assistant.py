@@ -23,9 +23,9 @@ from .answer import (
     Draft,
     ExtractiveConfig,
     Timings,
-    build_messages,
     check_generated,
     extractive_answer,
+    score_sentences,
 )
 from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
@@ -65,6 +65,7 @@ from .ingest import (
     stored_path,
 )
 from .papers import Paper, PaperMeta, read_metadata_file
+from .prompts import build_messages, select_evidence
 from .retrieval import Hit, RetrievalConfig, retrieve
 from .settings import Settings
 
@@ -467,12 +468,13 @@ class Assistant:
                 yield AnswerEvent("token", draft.text)
         else:
             pieces = []
-            for piece in self._generator(mode).stream(build_messages(focus, hits)):
+            evidence, cited = self._evidence(snapshot, query, focus, hits)
+            for piece in self._generator(mode).stream(build_messages(focus, evidence)):
                 pieces.append(piece)
                 yield AnswerEvent("token", piece)
             idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
             draft = check_generated(
-                "".join(pieces), hits, self.embedder.embed_texts, self.settings.support_min_score, idf
+                "".join(pieces), cited, self.embedder.embed_texts, self.settings.support_min_score, idf
             )
             if not draft.answered:
                 fallback = self._extractive(snapshot, query, focus, hits)
@@ -498,6 +500,12 @@ class Assistant:
     def _extractive(self, snapshot: Snapshot, query: str, focus: str, hits: list[Hit]) -> Draft:
         config = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score)
         return extractive_answer(query, focus, self.query_vector(query), hits, snapshot.keyword, config)
+
+    def _evidence(self, snapshot: Snapshot, query: str, focus: str, hits: list[Hit]) -> tuple[list, list[Hit]]:
+        """The sentences a generative model sees, numbered, with the passage behind each number."""
+        config = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score)
+        candidates = score_sentences(query, focus, self.query_vector(query), hits[: config.passages], snapshot.keyword, config)
+        return select_evidence(candidates, hits)
 
     def _generator(self, mode: str) -> Generator:
         with self._cache_lock:
