@@ -12,7 +12,7 @@ from culture_rag import ModelError, Settings
 from culture_rag.generation import PACKAGED_MODELS, LocalGenerator, PackagedModel, model_path
 from culture_rag.prompts import DECLINED, SYSTEM_PROMPT, Evidence, build_messages
 from culture_rag.settings import PACKAGED_LLM_SMALL
-from culture_rag.translation import QuestionTranslator, detect_language, palladius_to_pinyin, romanize_names
+from culture_rag.translation import TRANSLATION_TOKENS, QuestionTranslator, detect_language, palladius_to_pinyin, romanize_names
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,9 @@ def test_chinese_names_in_cyrillic_become_pinyin():
 
 
 def test_chinese_and_russian_questions_are_translated(small_model):
-    translator = QuestionTranslator(small_model)
+    translator = QuestionTranslator.from_settings(Settings(translation_model=PACKAGED_LLM_SMALL), small_model)
+    assert translator.generator._model is small_model._model  # one copy of the model in memory
+    assert translator.generator.max_tokens == TRANSLATION_TOKENS and small_model.max_tokens == 24
     zh = translator.translate("HellaSwag 数据集是如何构建的？")
     assert zh.source_language == "zh" and zh.ms > 0
     assert "hellaswag" in zh.english.lower() and "dataset" in zh.english.lower()

@@ -4,6 +4,7 @@ endpoint."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -141,6 +142,15 @@ def model_path(model: str, cache_dir: Path) -> Path:
     return path
 
 
+class _Loaded:
+    """A model in memory, shared by the generators that use it with different reply lengths."""
+
+    def __init__(self) -> None:
+        self.server = None
+        self.load_lock = threading.Lock()
+        self.run_lock = threading.Lock()  # one generation at a time: 2 cores cannot serve two
+
+
 class LocalGenerator:
     """A GGUF model on the CPU, in this process: llama.cpp's server loop without its HTTP
     front, so a reply streams token by token through a callback."""
@@ -149,14 +159,18 @@ class LocalGenerator:
         self.settings = settings
         self.name = model or settings.llm_model
         self.max_tokens = max_tokens or settings.llm_max_new_tokens
-        self._server = None
         self.last_timings: dict = {}  # llama.cpp's figures for the last reply (prompt_n, prompt_per_second, ...)
-        self._load_lock = threading.Lock()
-        self._lock = threading.Lock()  # one generation at a time: 2 cores cannot serve two
+        self._model = _Loaded()
+
+    def limited(self, max_tokens: int) -> LocalGenerator:
+        """The same model in memory, with shorter replies (e.g. translations)."""
+        twin = copy.copy(self)
+        twin.max_tokens, twin.last_timings = max_tokens, {}
+        return twin
 
     def _load(self):
-        with self._load_lock:
-            if self._server is None:
+        with self._model.load_lock:
+            if self._model.server is None:
                 import xllamacpp
 
                 path = model_path(self.name, self.settings.cache_dir)
@@ -168,10 +182,10 @@ class LocalGenerator:
                 params.cpuparams_batch.n_threads = self.settings.llm_threads
                 params.verbosity = 1 if log.isEnabledFor(logging.DEBUG) else 0
                 try:
-                    self._server = xllamacpp.Server(params)
+                    self._model.server = xllamacpp.Server(params)
                 except Exception as exc:  # the binding raises RuntimeError or plain Exception
                     raise ModelError(f"{path}: llama.cpp cannot load the model ({exc})") from exc
-        return self._server
+        return self._model.server
 
     def warm_up(self) -> None:
         self._load()
@@ -200,7 +214,7 @@ class LocalGenerator:
             finally:
                 pieces.put(done)
 
-        with self._lock:
+        with self._model.run_lock:
             worker = threading.Thread(target=run, name="llm", daemon=True)
             worker.start()
             try:

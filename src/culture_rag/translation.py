@@ -10,9 +10,11 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .generation import Generator
+from .generation import Generator, LocalGenerator
+from .settings import Settings
 
 LANGUAGE_NAMES = {"zh": "Chinese", "ru": "Russian"}
+TRANSLATION_TOKENS = 64  # a question; a model that runs on is cut off
 
 # A Han character carries about a word, so it weighs more than one letter of a Latin name.
 _HAN_WEIGHT = 3
@@ -163,6 +165,14 @@ def _clean(reply: str) -> str:
 class QuestionTranslator:
     """`translate_question` with a bounded cache by text: the same question asked again, or
     re-asked as part of a conversation, costs nothing."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, answering: Generator | None = None) -> QuestionTranslator:
+        """A translator with `settings.translation_model`, sharing the answering model's memory
+        when that is the same local model."""
+        if isinstance(answering, LocalGenerator) and answering.name == settings.translation_model:
+            return cls(answering.limited(TRANSLATION_TOKENS))
+        return cls(LocalGenerator(settings, model=settings.translation_model, max_tokens=TRANSLATION_TOKENS))
 
     def __init__(self, generator: Generator, size: int = 256) -> None:
         self.generator = generator
