@@ -23,7 +23,6 @@ from .answer import (
     Draft,
     ExtractiveConfig,
     Timings,
-    build_messages,
     check_generated,
     extractive_answer,
 )
@@ -38,7 +37,7 @@ from .errors import (
     PaperNotFoundError,
     QueryError,
 )
-from .evidence import Pool, structural_pool
+from .evidence import Pool, gather, structural_pool
 from .generation import EndpointGenerator, Generator, LocalGenerator
 from .index import (
     CURRENT,
@@ -66,6 +65,7 @@ from .ingest import (
     stored_path,
 )
 from .papers import Paper, PaperMeta, read_metadata_file
+from .prompts import build_messages, select_evidence
 from .query import QueryPlan, plan_question
 from .retrieval import Hit, RetrievalConfig, retrieve
 from .settings import Settings
@@ -488,12 +488,13 @@ class Assistant:
                 yield AnswerEvent("token", draft.text)
         else:
             pieces = []
-            for piece in self._generator(mode).stream(build_messages(focus, hits)):
+            evidence, cited = self._evidence(snapshot, plan, query, focus, pool)
+            for piece in self._generator(mode).stream(build_messages(focus, evidence)):
                 pieces.append(piece)
                 yield AnswerEvent("token", piece)
             idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
             draft = check_generated(
-                "".join(pieces), hits, self.embedder.embed_texts, self.settings.support_min_score, idf
+                "".join(pieces), cited, self.embedder.embed_texts, self.settings.support_min_score, idf
             )
             if not draft.answered:
                 fallback = self._extractive(snapshot, plan, query, focus, pool)
@@ -527,6 +528,16 @@ class Assistant:
     def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:
         config = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score)
         return extractive_answer(plan, query, focus, self.query_vector(query), pool, snapshot.keyword, config)
+
+    def _evidence(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> tuple[list, list[Hit]]:
+        """The sentences a generative model sees, numbered, with the passage behind each number:
+        the best evidence, where the question points first, as the extractive answer ranks it."""
+        weights = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score).weights
+        candidates = gather(
+            query, focus, self.query_vector(query), pool.hits, snapshot.keyword, weights, pool.wanted,
+            pool.abstract_in_focus, front_lines=plan.intent == "authors",
+        )
+        return select_evidence(candidates, pool.hits)
 
     def _generator(self, mode: str) -> Generator:
         with self._cache_lock:

@@ -38,6 +38,17 @@ class Question:
     sources: tuple[str, ...] = ()
     answer_keywords: tuple[str, ...] = ()
     reference_answer: str | None = None
+    key_points: tuple[tuple[str, ...], ...] = ()  # each point: alternatives, any one of which makes it
+
+
+def _key_points(raw: object) -> tuple[tuple[str, ...], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(
+        isinstance(point, list) and point and all(isinstance(alt, str) and alt.strip() for alt in point) for point in raw
+    ):
+        raise TypeError("key_points must be a list of non-empty lists of strings")
+    return tuple(tuple(point) for point in raw)
 
 
 def read_questions(path: Path) -> list[Question]:
@@ -56,6 +67,7 @@ def read_questions(path: Path) -> list[Question]:
                     sources=tuple(raw.get("sources") or ()),
                     answer_keywords=tuple(raw.get("answer_keywords") or ()),
                     reference_answer=raw.get("reference_answer"),
+                    key_points=_key_points(raw.get("key_points")),
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
@@ -136,6 +148,7 @@ def metrics(outcomes: list[Outcome], similarity=None) -> dict[str, float | int |
         out["answer_similarity"] = float(np.mean(cosines))
     else:
         out["answer_similarity"] = None
+    out.update(key_point_metrics(outcomes))
     out["removed_sentences"] = sum(o.removed for o in outcomes)
     out["fallbacks"] = sum(o.fell_back for o in outcomes)
     for name in ("search_ms", "answer_ms"):
@@ -143,6 +156,26 @@ def metrics(outcomes: list[Outcome], similarity=None) -> dict[str, float | int |
         out[f"{name}_p50"] = float(np.percentile(values, 50)) if values else None
         out[f"{name}_p95"] = float(np.percentile(values, 95)) if values else None
     return out
+
+
+def points_made(o: Outcome) -> list[bool]:
+    """For each key point, whether the answer makes it; a declined answer makes none."""
+    answer = normalize(o.answer_text) if o.answered else ""
+    return [o.answered and any(normalize(alt) in answer for alt in point) for point in o.question.key_points]
+
+
+def key_point_metrics(outcomes: list[Outcome]) -> dict[str, float | None]:
+    """FORMAT.md's key-point metrics. source_precision counts the citations of questions that
+    name `sources`, and those of unanswerable questions, which have no source to cite."""
+    pointed = [points_made(o) for o in outcomes if o.question.answerable and o.question.key_points]
+    judged = [o for o in outcomes if o.question.sources or not o.question.answerable]
+    words = [len(_plain(o.answer_text).split()) for o in outcomes if o.question.answerable]
+    return {
+        "key_point_coverage": float(np.mean([sum(p) / len(p) for p in pointed])) if pointed else None,
+        "full_coverage": _share([all(p) for p in pointed]),
+        "source_precision": _share([s in o.question.sources for o in judged for s in o.cited_sources]),
+        "answer_words_p50": float(np.median(words)) if words else None,
+    }
 
 
 def _citations_correct(o: Outcome) -> list[bool]:

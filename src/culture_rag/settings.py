@@ -11,7 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-PACKAGED_LLM = "packaged:SmolLM2-135M-Instruct"
+PACKAGED_LLM = "packaged:qwen2.5-coder-1.5b"  # Qwen2.5-Coder-1.5B-Instruct Q4_K_M
+PACKAGED_LLM_SMALL = "packaged:qwen2.5-coder-0.5b"  # the 0.5B: about twice as fast, weaker answers
+PACKAGED_LLM_TINY = "packaged:smollm2-135m"  # SmolLM2-135M-Instruct Q4_1, the former default
 
 AnswerMode = Literal["extractive", "local", "endpoint"]
 
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
         0.97, gt=0, le=1, description="Passages this similar to a better one are dropped as near-duplicates."
     )
 
-    answer_mode: AnswerMode = Field("extractive", description="extractive, local (transformers) or endpoint.")
+    answer_mode: AnswerMode = Field("extractive", description="extractive, local (llama.cpp) or endpoint.")
     answer_sentences: int = Field(
         2, ge=1, le=6, description="Most sentences in an extractive answer; more only when they score nearly as high."
     )
@@ -71,14 +73,27 @@ class Settings(BaseSettings):
         description="Support score a generated sentence needs from a retrieved passage (bench/calibrate_support.py: "
         "on dev_seed, 0 of 13 supported claims rejected, 5.7% of 141 unsupported ones kept).",
     )
-    llm_model: str = Field(PACKAGED_LLM, description="`packaged:SmolLM2-135M-Instruct` or a local HF model dir.")
+    llm_model: str = Field(
+        PACKAGED_LLM,
+        description=f"GGUF model for the local mode: `{PACKAGED_LLM}` (assembled once into cache_dir from its "
+        f"packages and checked by sha256), `{PACKAGED_LLM_SMALL}` (faster), `{PACKAGED_LLM_TINY}`, or a .gguf file.",
+    )
     llm_max_new_tokens: int = Field(160, ge=1, le=2048, description="Longest generated answer.")
+    llm_threads: int = Field(
+        1, ge=1, le=64, description="llama.cpp threads; 1 because two collapse here when anything else runs (bench/README.md)."
+    )
+    llm_context_tokens: int = Field(2048, ge=256, le=32768, description="llama.cpp context window (prompt plus reply).")
+    translation_model: str = Field(
+        PACKAGED_LLM,
+        description="GGUF model (same choices as llm_model) that translates non-English questions into English: "
+        "the 1.5B, because the 0.5B renders 白俄罗斯 (Belarus) as Russia (bench/README.md).",
+    )
     endpoint_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1.")
     endpoint_model: str = Field("default", description="Model name sent to the endpoint.")
     endpoint_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for the endpoint.")
 
     cache_dir: Path = Field(
-        Path.home() / ".cache" / "culture-rag", description="Cache for model conversions (safetensors, no pickle)."
+        Path.home() / ".cache" / "culture-rag", description="Cache for assembled GGUF models and ONNX exports."
     )
     max_query_chars: int = Field(2000, ge=10, description="Longer questions are refused with a clear message.")
     parse_timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit for parsing one PDF.")
