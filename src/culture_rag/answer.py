@@ -34,6 +34,7 @@ class Timings:
     search_ms: float
     answer_ms: float
     total_ms: float
+    translate_ms: float = 0.0  # a question not in English is translated before the search
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Answer:
     removed: tuple[str, ...] = ()  # generated sentences the citation checks removed
     notice: str = ""
     generation: int | None = None  # the index generation that answered, for audits under rebuilds
+    searched_as: str = ""  # the English question searched, when it was asked in another language
+    language: str = "en"  # the language it was asked in
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ from .papers import Paper, PaperMeta, read_metadata_file
 from .prompts import build_messages, select_evidence
 from .query import QueryPlan, plan_question
 from .retrieval import Hit, RetrievalConfig, retrieve
+from .translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Assistant:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._generators: dict[str, Generator] = {}
+        self._translator: QuestionTranslator | None = None
         self._parser: PdfParser | None = None  # kept between writes once warm_up(writes=True) started it
         self._configure_faiss()
 
@@ -475,9 +477,11 @@ class Assistant:
         `history` holds the earlier questions of a conversation, for follow-ups."""
         start = time.perf_counter()
         snapshot = self._require_snapshot()  # one snapshot for the whole answer, even if a rebuild lands
-        focus = self.check_question(question)
+        asked = self.check_question(question)
+        translation = self._translate(asked)
+        focus = translation.english  # the papers are English: a question in another language is searched in English
         query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
-        plan = self._plan(snapshot, focus, papers)
+        plan = replace(self._plan(snapshot, focus, papers), language=translation.source_language)
         hits = self._search(snapshot, query, k or self.settings.top_k, plan.papers or None)
         pool = structural_pool(snapshot, plan, hits, self.query_vector(query))
         searched = time.perf_counter()
@@ -502,20 +506,35 @@ class Assistant:
                 draft = replace(fallback, removed=draft.removed, notice=notice if fallback.answered else "")
         done = time.perf_counter()
         answer = Answer(
-            question=focus,
+            question=asked,
             text=draft.text,
             citations=draft.citations,
             passages=tuple(hits),
             answered=draft.answered,
             mode=mode,
             timings=Timings(
-                search_ms=(searched - start) * 1000, answer_ms=(done - searched) * 1000, total_ms=(done - start) * 1000
+                search_ms=(searched - start) * 1000 - translation.ms,
+                answer_ms=(done - searched) * 1000,
+                total_ms=(done - start) * 1000,
+                translate_ms=translation.ms,
             ),
             removed=draft.removed,
-            notice=draft.notice,
+            notice=" ".join(n for n in (language_notice(translation, draft.answered), draft.notice) if n),
             generation=snapshot.generation,
+            searched_as=focus if translation.source_language != "en" else "",
+            language=translation.source_language,
         )
         yield AnswerEvent("answer", answer.text, answer)
+
+    def _translate(self, question: str) -> Translation:
+        """English questions pass as they are; others are translated by the local model, loaded
+        on the first such question."""
+        if detect_language(question) == "en":
+            return Translation(question, "en", 0.0)
+        with self._cache_lock:
+            if self._translator is None:
+                self._translator = QuestionTranslator.from_settings(self.settings, self._generators.get("local"))
+        return self._translator.translate(question)
 
     def _plan(self, snapshot: Snapshot, question: str, papers: Iterable[str] | None) -> QueryPlan:
         """What the question asks for and of which papers; papers the caller chose win over the
@@ -572,6 +591,15 @@ class Assistant:
         parser, self._parser = self._parser, None
         if parser is not None:
             parser.close()
+
+
+def language_notice(translation: Translation, answered: bool) -> str:
+    """Says that a question was translated, into what, and in which language the quotes are."""
+    if translation.source_language == "en":
+        return ""
+    name = LANGUAGE_NAMES.get(translation.source_language, "another language")
+    quotes = " The quotes are in English, the papers' language." if answered else ""
+    return f"Asked in {name}; searched in English as “{translation.english}” ({translation.ms / 1000:.1f} s).{quotes}"
 
 
 _CONNECTIVE = re.compile(r"^(and|but|also|so|then|what about|how about)\b", re.I)

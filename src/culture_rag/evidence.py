@@ -122,7 +122,9 @@ def focus_headings(plan: QueryPlan, chunks: Sequence[Chunk], hits: list[Hit]) ->
     that every subsection under it contributes."""
     headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
     if plan.intent in ("list", "summary") and plan.topic_words:
-        wanted = set(match_headings(plan, headings)[:1])
+        matched = match_headings(plan, headings)
+        listing = [h for h in matched if len(_subsections(h, chunks)) > 1]  # a heading that sets out a list
+        wanted = set((listing or matched)[:1])
         if not wanted:
             paper_ids = {c.paper_id for c in chunks}
             best = next((h for h in hits if h.chunk.paper_id in paper_ids and h.chunk.heading_path), None)
@@ -186,7 +188,7 @@ def gather(
             if role in NEVER_QUOTED:
                 continue
             text = answer_text_of(hit.chunk, s_i)
-            if text is None or _plain(text) == title:
+            if text is None or title in _plain(text):
                 continue  # a paper's title names it; it says nothing about it
             if role == roles.FRONT and not (abstract or front_lines or len(text.split()) >= FRONT_LINE_WORDS):
                 continue  # names and addresses answer who wrote a paper, nothing else
@@ -235,7 +237,9 @@ def answer_text_of(chunk: Chunk, index: int) -> str | None:
     raw = chunk.sentence_text(span)
     if "\t" in raw:
         row = table_row_text(chunk, index)
-        return tidy(row) if row else None
+        if not row or ":" not in row and _mostly_numbers(raw.replace("\t", " ")):
+            return None  # a header, or figures without the names of their columns
+        return tidy(row)
     if _mostly_numbers(raw):
         return None  # a row of figures torn from its table says nothing on its own
     if raw[:1].islower():

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # 4: a segment's term vocabulary is one string, read without a Python object per term.
 # 5: chunks carry their role and heading path, and their sentences' roles as one letter each
 #    (sentence_roles; regions.py); PDF text gives headings lines of their own.
-FORMAT = 5
+FORMAT = 6
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
 # within the latency budget, keeps recall exact, and rebuilds in a blink when a paper is added
