@@ -89,7 +89,7 @@ FRAMING_WORDS = (
     "presented report reported use used using mean meant build built make made reach reached keep kept "
     "solve solved help helps score scored compare compared achieve achieved kind kinds type types way ways "
     "much many often well call called named termed known respect regard regarding besides apart except "
-    "particular particularly specific specifically"
+    "particular particularly specific specifically go goes went gone get gets got take takes took"
 )
 
 
@@ -115,8 +115,10 @@ def extractive_answer(
     pool: Pool,
     keyword: KeywordIndex | None,
     config: ExtractiveConfig,
+    part_vectors: Sequence[np.ndarray] = (),
 ) -> Draft:
-    """Pick the sentences that best answer the question and cite each one. The pool holds the
+    """Pick the sentences that best answer the question and cite each one. `part_vectors` are
+    the vectors of the parts of a compound question, each of which gets its best sentence. The pool holds the
     retrieved passages, then any passages of the paper's structure the intent points to.
     `focus` is the question as asked; `question` may include the conversation for follow-ups."""
     hits = pool.hits
@@ -124,6 +126,9 @@ def extractive_answer(
         question, focus, query_vector, hits, keyword, config.weights, pool.wanted, pool.abstract_in_focus,
         front_lines=plan.intent == "authors",
     )
+    front = _front_lines(evidence, hits) if plan.intent == "authors" and plan.papers else []
+    if front:  # the names under a paper's title answer who wrote it, however unlike the question they read
+        return _render(front, hits, labelled=False)
     if not evidence or max(e.strength for e in evidence) < config.min_score:
         return Draft(DECLINED, (), answered=False)
     terms = topic_terms(plan, keyword, pool.scope)
@@ -135,9 +140,25 @@ def extractive_answer(
         chosen = _rows(evidence, config)
     else:
         chosen = _choose(evidence, hits, terms, config)
+    chosen = _with_parts(chosen, evidence, part_vectors, hits, config)
     if plan.intent != "authors" and coverage(terms, chosen + evidence[:5], hits) < config.min_coverage:
         return Draft(DECLINED, (), answered=False)
     return _render(chosen, hits, labelled=plan.intent in BROAD_INTENTS and len(chosen) > 1)
+
+
+def _with_parts(
+    chosen: list[Evidence], evidence: list[Evidence], part_vectors: Sequence[np.ndarray], hits: list[Hit], config: ExtractiveConfig
+) -> list[Evidence]:
+    """Each part of a compound question answered by the sentence closest to it in meaning,
+    among those that answer the whole question well enough, when no chosen one already is."""
+    out = list(chosen)
+    floor = config.point_ratio * evidence[0].score
+    for vector in part_vectors:
+        pool = [e for e in evidence if e.score >= floor]
+        best = max(pool, key=lambda e: float(e.vector @ vector), default=None)
+        if best is not None and best not in out and len(out) < config.max_points:
+            _add(out, best, config)
+    return _in_paper_order(out, hits) if len(out) > len(chosen) else chosen
 
 
 def _anchored(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit]) -> bool:

@@ -66,7 +66,7 @@ from .ingest import (
 )
 from .papers import Paper, PaperMeta, read_metadata_file
 from .prompts import build_messages, select_evidence
-from .query import QueryPlan, plan_question
+from .query import QueryPlan, plan_question, question_parts
 from .retrieval import Hit, RetrievalConfig, retrieve
 from .translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
 from .settings import Settings
@@ -546,7 +546,9 @@ class Assistant:
 
     def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:
         config = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score)
-        return extractive_answer(plan, query, focus, self.query_vector(query), pool, snapshot.keyword, config)
+        parts = question_parts(focus)
+        part_vectors = [self.query_vector(p) for p in parts] if len(parts) > 1 else []
+        return extractive_answer(plan, query, focus, self.query_vector(query), pool, snapshot.keyword, config, part_vectors)
 
     def _evidence(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> tuple[list, list[Hit]]:
         """The sentences a generative model sees, numbered, with the passage behind each number:

@@ -182,18 +182,20 @@ def gather(
         abstract = is_abstract(hit.chunk)
         in_focus = bool(wanted & set(hit.chunk.heading_path)) or abstract_in_focus and abstract
         title = _plain(hit.paper.title)
+        context = set(content_words(hit.chunk.context))
         lead = 0.0  # score of a sentence announcing a list ("The contributions are as follows:")
         for s_i, span in enumerate(hit.chunk.sentences):
             role = span.role
             if role in NEVER_QUOTED:
                 continue
             text = answer_text_of(hit.chunk, s_i)
-            if text is None or title in _plain(text):
+            if text is None or _plain(text) == title or title in _plain(text) and not front_lines:
                 continue  # a paper's title names it; it says nothing about it
             if role == roles.FRONT and not (abstract or front_lines or len(text.split()) >= FRONT_LINE_WORDS):
                 continue  # names and addresses answer who wrote a paper, nothing else
-            words = set(content_words(text + " " + hit.chunk.context))
-            overlap = sum(word_weight[w] for w in q_words if w in words) / total
+            words = set(content_words(text))
+            # A heading's words describe every sentence under it, so they count half.
+            overlap = sum(word_weight[w] * (1.0 if w in words else 0.5 * (w in context)) for w in q_words) / total
             score = weights.sentence * float(cosines[s_i]) + weights.overlap * overlap + weights.passage * passage
             if in_focus:
                 score += weights.section

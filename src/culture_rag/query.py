@@ -96,6 +96,17 @@ _AUXILIARIES = frozenset("do does did is are was were can could will would shoul
 _NOT_PLURAL_NOUNS = frozenset("does is was has this its us as whose always perhaps thus".split())
 
 
+_PART = re.compile(r"(?:,\s*|\s+)and\s+(?=(?:how|what|which|who|whom|where|when|why|whose)\b)", re.I)
+
+
+def question_parts(question: str) -> tuple[str, ...]:
+    """The questions a compound question asks ("How was X built, and how do models score on
+    it?"): each part deserves its own evidence. A single question is one part."""
+    parts = [p.strip(" ,?") for p in _PART.split(question)]
+    meaningful = tuple(p for p in parts if len(content_words(p)) >= 2)  # "where did it go" names nothing to look for
+    return meaningful if len(parts) > 1 and len(meaningful) == len(parts) else (question,)
+
+
 def detect_intent(question: str) -> str:
     for intent, rule in _INTENT_RULES:
         if rule.search(question):
