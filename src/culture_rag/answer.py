@@ -21,8 +21,8 @@ from .citations import (
     is_instruction,
     split_claims,
 )
-from .evidence import Evidence, Pool, Weights, gather, is_abstract, quote_span, tidy
-from .lexical import KeywordIndex, content_words
+from .evidence import Evidence, Pool, Weights, framing_words, gather, is_abstract, quote_span, tidy
+from .lexical import KeywordIndex, content_words, stem_in
 from .prompts import DECLINED
 from .query import QueryPlan
 from .retrieval import Hit
@@ -79,19 +79,6 @@ class Draft:
 BROAD_INTENTS = frozenset({"list", "summary", "conclusion", "contribution", "method", "comparison"})
 # Intents that name where in a paper the answer stands.
 SECTION_INTENTS = frozenset({"conclusion", "contribution", "method"})
-
-# Words that frame a question rather than say what it is about: evidence need not contain them.
-FRAMING_WORDS = (
-    "paper papers study studies article articles author authors work works research say says said mention "
-    "mentioned propose proposes proposed describe described discuss discussed according main key list "
-    "summarize summarise summary explain explained conclude concludes conclusion findings find found "
-    "contribution contributions method approach do does did think give given show shows shown present "
-    "presented report reported use used using mean meant build built make made reach reached keep kept "
-    "solve solved help helps score scored compare compared achieve achieved kind kinds type types way ways "
-    "much many often well call called named termed known respect regard regarding besides apart except "
-    "particular particularly specific specifically go goes went gone get gets got take takes took"
-)
-
 
 @dataclass(frozen=True)
 class ExtractiveConfig:
@@ -189,7 +176,7 @@ def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[t
     they never name is not answered by a passage that is merely about the same field. Other
     words weigh at most as a word in one chunk of a hundred, so that a rare but ordinary word
     of the question ("besides") cannot decide alone."""
-    framing = _framing()
+    framing = framing_words()
     words = [w for w in dict.fromkeys(content_words(plan.topic)) if w not in framing and not w.isdigit()]
     if not keyword:
         return dict.fromkeys(words, 1.0)
@@ -210,25 +197,12 @@ UNSEEN_WEIGHT = 2.0
 _UNSEEN = "\x00"  # no token looks like this: its idf is that of a word no chunk has
 
 
-@lru_cache(maxsize=1)
-def _framing() -> frozenset[str]:
-    return frozenset(content_words(FRAMING_WORDS))
-
-
 def coverage(terms: dict[str, float], evidence: list[Evidence], hits: list[Hit]) -> float:
     """Share of the topic's weight that the evidence (with its passages' headings) contains."""
     if not terms:
         return 1.0
     found = _words_of(evidence, hits)
-    return sum(v for w, v in terms.items() if _matches(w, found)) / sum(terms.values())
-
-
-def _matches(word: str, found: set[str]) -> bool:
-    """The stemmer leaves some forms apart ("compet" and "competit", "belarus" and
-    "belarusian"): a stem of five letters or more matches the longer stems it begins."""
-    if word in found:
-        return True
-    return len(word) >= 5 and any(f.startswith(word) or len(f) >= 5 and word.startswith(f) for f in found)
+    return sum(v for w, v in terms.items() if stem_in(w, found)) / sum(terms.values())
 
 
 def _words_of(evidence: list[Evidence], hits: list[Hit]) -> set[str]:
@@ -284,7 +258,8 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
         for e in ranked:
             if len(chosen) >= config.max_points:
                 break
-            if not distinct or e.score >= close or all(c.hit != e.hit for c in chosen):
+            own_section = e.in_focus and plan.intent in SECTION_INTENTS  # the section the question points to
+            if not distinct or own_section or e.score >= close or all(c.hit != e.hit for c in chosen):
                 _add(chosen, e, config)
     return _in_paper_order(_within_words(chosen, config.max_words), hits)
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from . import regions as roles
 from .chunking import Chunk, Span, table_row_text
 from .citations import is_instruction
-from .lexical import KeywordIndex, content_words
+from .lexical import KeywordIndex, content_words, stem_in
 from .query import QueryPlan, match_headings, section_headings
 from .retrieval import Hit, paper_rows
 
@@ -29,7 +30,28 @@ NEVER_QUOTED = frozenset({roles.HEADING, roles.CAPTION, roles.REFERENCE, roles.B
 NOT_OWN = frozenset({roles.QUOTED})
 NOT_OWN_FACTOR = 0.6
 
+HEADING_SHARE = 0.35  # of the question's topic weight a heading must share to be where it points
 FRONT_LINE_WORDS = 12  # shorter front-matter lines outside an abstract are names, addresses, dates
+
+# Words that frame a question rather than say what it is about: evidence need not contain them.
+FRAMING_WORDS = (
+    "paper papers study studies article articles author authors work works research say says said mention "
+    "mentioned propose proposes proposed describe described discuss discussed according main key list "
+    "summarize summarise summary explain explained conclude concludes conclusion findings find found "
+    "contribution contributions method approach do does did think give given show shows shown present "
+    "presented report reported use used using mean meant build built make made reach reached keep kept "
+    "solve solved help helps score scored compare compared achieve achieved kind kinds type types way ways "
+    "much many often well call called named termed known respect regard regarding besides apart except "
+    "particular particularly specific specifically go goes went gone get gets got take takes took"
+)
+
+
+
+
+@lru_cache(maxsize=1)
+def framing_words() -> frozenset[str]:
+    return frozenset(content_words(FRAMING_WORDS))
+
 
 STRUCTURAL_INTENTS = frozenset({"conclusion", "method", "contribution", "summary", "list", "authors"})
 
@@ -78,12 +100,13 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
         return Pool(hits, scope=scope)
     papers = plan.papers or _list_paper(snapshot, plan, hits) or (hits[0].paper.paper_id,)
     seen = {h.chunk.chunk_id for h in hits}
+    idf = topic_idf(plan, snapshot.keyword)
     extra: list[int] = []
     wanted: set[str] = set()
     for start, stop in paper_rows(snapshot, papers):
         rows = range(start, stop)
         chunks = [snapshot.chunks[r] for r in rows]
-        headings = focus_headings(plan, chunks, hits)
+        headings = focus_headings(plan, chunks, hits, idf)
         wanted |= headings
         for row, chunk in zip(rows, chunks):
             if chunk.chunk_id not in seen and _is_wanted(plan, chunk, headings, row - rows.start):
@@ -93,6 +116,8 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
     # An abstract states a paper's contributions and method in brief, and stands in for any
     # section the question points to that the paper does not have.
     abstract = plan.intent in ("contribution", "summary", "method") or (plan.intent != "authors" and not wanted)
+    # A question about one named paper that names no section of it is answered first by its abstract.
+    abstract = abstract or len(plan.papers) == 1 and plan.intent in ("list", "comparison")
     return Pool(hits + [_hit_of(snapshot, row, query_vector) for row in extra], frozenset(wanted), scope, abstract)
 
 
@@ -104,34 +129,56 @@ def _list_paper(snapshot, plan: QueryPlan, hits: list[Hit], papers: int = 3) -> 
         return ()
     for paper_id in list(dict.fromkeys(h.paper.paper_id for h in hits))[:papers]:
         (start, stop), = paper_rows(snapshot, [paper_id])
-        chunks = snapshot.chunks[start:stop]
-        headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
-        if any(len(_subsections(h, chunks)) > 1 for h in match_headings(plan, headings)[:1]):
+        if _list_heading(plan, snapshot.chunks[start:stop], topic_idf(plan, snapshot.keyword)):
             return (paper_id,)
     return ()
+
+
+def _matching_headings(plan: QueryPlan, chunks: Sequence[Chunk], idf: dict[str, float]) -> list[str]:
+    """A paper's headings that share two or more of the question's topic words, and a good part
+    of their weight, best first: one shared word ("analysis", "dataset"), or only the words of
+    the library's field ("cultural industry"), is a coincidence, not a pointer."""
+    headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
+    total = sum(idf.values()) or 1.0
+    out = []
+    for heading in match_headings(plan, headings):
+        words = set(content_words(heading))
+        shared = [w for w in idf if stem_in(w, words)]
+        if len(shared) >= 2 and sum(idf[w] for w in shared) >= HEADING_SHARE * total:
+            out.append(heading)
+    return out
+
+
+def _list_heading(plan: QueryPlan, chunks: Sequence[Chunk], idf: dict[str, float]) -> str | None:
+    """The best matching heading with two or more subsections: the paper sets out a list."""
+    return next((h for h in _matching_headings(plan, chunks, idf) if len(_subsections(h, chunks)) > 1), None)
 
 
 def _subsections(heading: str, chunks: Sequence[Chunk]) -> set[str]:
     return {c.heading_path[-1] for c in chunks if heading in c.heading_path[:-1]}
 
 
-def focus_headings(plan: QueryPlan, chunks: Sequence[Chunk], hits: list[Hit]) -> set[str]:
+def topic_idf(plan: QueryPlan, keyword: KeywordIndex | None) -> dict[str, float]:
+    words = [w for w in dict.fromkeys(plan.topic_words) if w not in framing_words()]
+    return keyword.idf(words) if keyword else dict.fromkeys(words, 1.0)
+
+
+def focus_headings(plan: QueryPlan, chunks: Sequence[Chunk], hits: list[Hit], idf: dict[str, float]) -> set[str]:
     """Headings of one paper that the question points to: those its intent names (a
-    conclusion, a method), or for a list or a summary, the heading whose words match the
-    question's topic, else the parent heading of the best retrieved passage of that paper, so
-    that every subsection under it contributes."""
-    headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
+    conclusion, a method), or for a list or a summary, the heading that matches the question's
+    topic (one with subsections first); in a paper the question names, else the parent heading
+    of its best retrieved passage, so that every subsection under it contributes."""
     if plan.intent in ("list", "summary") and plan.topic_words:
-        matched = match_headings(plan, headings)
-        listing = [h for h in matched if len(_subsections(h, chunks)) > 1]  # a heading that sets out a list
-        wanted = set((listing or matched)[:1])
-        if not wanted:
-            paper_ids = {c.paper_id for c in chunks}
-            best = next((h for h in hits if h.chunk.paper_id in paper_ids and h.chunk.heading_path), None)
-            if best is not None:
-                path = best.chunk.heading_path
-                wanted.add(path[-2] if len(path) >= 2 else path[-1])
-        return wanted
+        heading = _list_heading(plan, chunks, idf) or next(iter(_matching_headings(plan, chunks, idf)), None)
+        if heading:
+            return {heading}
+        paper_ids = {c.paper_id for c in chunks}
+        best = next((h for h in hits if h.chunk.paper_id in paper_ids and h.chunk.heading_path), None)
+        if best is None or not plan.papers:
+            return set()
+        path = best.chunk.heading_path
+        return {path[-2] if len(path) >= 2 else path[-1]}
+    headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
     return set(section_headings(plan, headings))
 
 
@@ -210,7 +257,18 @@ def gather(
             else:
                 lead = 0.0
             out.append(Evidence(h_i, s_i, text, score, role, hit.chunk.section, in_focus, strength, hit.sentence_vectors[s_i]))
-    return sorted(out, key=lambda e: -e.score)
+    return _unique(sorted(out, key=lambda e: -e.score), hits)
+
+
+def _unique(evidence: list[Evidence], hits: list[Hit]) -> list[Evidence]:
+    """Overlapping chunks share sentences: each sentence once, from its best-scoring chunk."""
+    seen, out = set(), []
+    for e in evidence:
+        key = (hits[e.hit].paper.paper_id, hits[e.hit].chunk.sentences[e.sentence].start)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 
