@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import time
 
 import pytest
 
+from culture_rag.answer import Answer, AnswerEvent, Timings
 from culture_rag.errors import CultureRagError
-from culture_rag.evaluation import Outcome, Question, key_point_metrics, metrics, points_made, read_questions
+from culture_rag.evaluation import Outcome, Question, key_point_metrics, metrics, points_made, read_questions, run
 
 POINTS = (("top-level design", "overall plan"), ("brand",), ("regional advantage", "local strength"))
 
@@ -86,3 +88,26 @@ def test_key_points_are_read_and_checked(tmp_path):
         path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "key_points": bad}) + "\n")
         with pytest.raises(CultureRagError, match=r"set\.jsonl:2: .*key_points"):
             read_questions(path)
+
+
+class TimedAssistant:
+    """Streams one token after `delay` seconds, then the answer after as long again."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def search(self, question, k):
+        return []
+
+    def stream(self, question, mode=None):
+        time.sleep(self.delay)
+        yield AnswerEvent("token", "x")
+        time.sleep(self.delay)
+        yield AnswerEvent("answer", "x", Answer(question, "x [1]", (), (), True, "local", Timings(0.0, 1.0, 1.0)))
+
+
+def test_run_times_the_first_streamed_token():
+    delay = 0.05
+    outcomes = run(TimedAssistant(delay), [Question("q", "?", True)])
+    assert delay * 1000 <= outcomes[0].first_token_ms < 2 * delay * 1000
+    assert metrics(outcomes)["first_token_ms_p50"] == outcomes[0].first_token_ms

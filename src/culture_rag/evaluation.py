@@ -88,6 +88,7 @@ class Outcome:
     fell_back: bool  # a generative answer replaced by the extractive one: nothing generated survived
     search_ms: float
     answer_ms: float
+    first_token_ms: float | None = None  # from asking to the first streamed text; None when declined
 
 
 def run(assistant, questions: list[Question], mode: str | None = None, k: int = 10) -> list[Outcome]:
@@ -96,7 +97,12 @@ def run(assistant, questions: list[Question], mode: str | None = None, k: int = 
         start = time.perf_counter()
         hits = assistant.search(q.question, k=k)
         search_ms = (time.perf_counter() - start) * 1000
-        answer = assistant.ask(q.question, mode=mode)
+        start = time.perf_counter()
+        answer, first_token_ms = None, None
+        for event in assistant.stream(q.question, mode=mode):
+            if event.kind == "token" and first_token_ms is None:
+                first_token_ms = (time.perf_counter() - start) * 1000
+            answer = event.answer or answer
         outcomes.append(
             Outcome(
                 question=q,
@@ -110,6 +116,7 @@ def run(assistant, questions: list[Question], mode: str | None = None, k: int = 
                 fell_back=bool(answer.notice),
                 search_ms=search_ms,
                 answer_ms=answer.timings.total_ms,
+                first_token_ms=first_token_ms,
             )
         )
     return outcomes
@@ -151,8 +158,8 @@ def metrics(outcomes: list[Outcome], similarity=None) -> dict[str, float | int |
     out.update(key_point_metrics(outcomes))
     out["removed_sentences"] = sum(o.removed for o in outcomes)
     out["fallbacks"] = sum(o.fell_back for o in outcomes)
-    for name in ("search_ms", "answer_ms"):
-        values = [getattr(o, name) for o in outcomes]
+    for name in ("search_ms", "answer_ms", "first_token_ms"):
+        values = [getattr(o, name) for o in outcomes if getattr(o, name) is not None]
         out[f"{name}_p50"] = float(np.percentile(values, 50)) if values else None
         out[f"{name}_p95"] = float(np.percentile(values, 95)) if values else None
     return out
