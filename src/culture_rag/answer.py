@@ -128,7 +128,9 @@ def extractive_answer(
     else:
         chosen = _choose(evidence, hits, terms, config)
     chosen = _with_parts(chosen, evidence, part_vectors, hits, config)
-    if plan.intent != "authors" and coverage(terms, chosen + evidence[:5], hits) < config.min_coverage:
+    if plan.intent != "authors" and (coverage(terms, hits) < config.min_coverage or _unknown_name(plan, keyword, pool.scope)):
+        return Draft(DECLINED, (), answered=False)
+    if plan.intent == "fact" and not _says_what_is_asked(plan, terms, chosen, hits):
         return Draft(DECLINED, (), answered=False)
     return _render(chosen, hits, labelled=plan.intent in BROAD_INTENTS and len(chosen) > 1)
 
@@ -183,7 +185,7 @@ def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[t
     idf = keyword.idf(words)
     unseen = keyword.idf([_UNSEEN])[_UNSEEN]
     used = keyword.used_within(words, scope) if scope else {w for w in words if idf[w] < unseen}
-    names = set(content_words(" ".join(_NAME.findall(plan.question))))
+    names = _names(plan)
     cap = float(np.log(1 + 100 / 1.5))  # bm25's idf of a word in one document of a hundred
     return {
         w: v * UNSEEN_WEIGHT if w in names and w not in used else min(v, cap)
@@ -197,12 +199,43 @@ UNSEEN_WEIGHT = 2.0
 _UNSEEN = "\x00"  # no token looks like this: its idf is that of a word no chunk has
 
 
-def coverage(terms: dict[str, float], evidence: list[Evidence], hits: list[Hit]) -> float:
-    """Share of the topic's weight that the evidence (with its passages' headings) contains."""
+def coverage(terms: dict[str, float], hits: list[Hit]) -> float:
+    """Share of the topic's weight that the passages the answer draws on (with their headings)
+    contain."""
     if not terms:
         return 1.0
-    found = _words_of(evidence, hits)
+    found: set[str] = set()
+    for hit in hits:
+        found.update(content_words(" ".join((hit.chunk.text, hit.chunk.context, *hit.chunk.heading_path))))
     return sum(v for w, v in terms.items() if stem_in(w, found)) / sum(terms.values())
+
+
+def _says_what_is_asked(plan: QueryPlan, terms: dict[str, float], chosen: list[Evidence], hits: list[Hit]) -> bool:
+    """A factual answer names what the question asks about, and also says something of what
+    it asks ("who directed X?" is not answered by a sentence that only mentions X): one of
+    the question's words that are not names, when it has such words, is in the quoted text."""
+    names = _names(plan)
+    asked = [w for w in terms if w not in names]
+    if not asked:
+        return True
+    found = set().union(*(set(content_words(e.text)) for e in chosen))
+    return any(stem_in(w, found) for w in asked)
+
+
+def _unknown_name(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[tuple[int, int]] | None) -> bool:
+    """The question names something (a country, a dataset, a prize) that the papers in scope
+    never mention: whatever else they say, they do not answer a question about it."""
+    names = [w for w in _names(plan) if len(w) >= 3 and w in set(content_words(plan.topic))]
+    if not names or keyword is None:
+        return False
+    if scope:
+        return bool(set(names) - keyword.used_within(names, scope))
+    unseen = keyword.idf([_UNSEEN])[_UNSEEN]
+    return any(v >= unseen for v in keyword.idf(names).values())
+
+
+def _names(plan: QueryPlan) -> set[str]:
+    return set(content_words(" ".join(_NAME.findall(plan.question))))
 
 
 def _words_of(evidence: list[Evidence], hits: list[Hit]) -> set[str]:

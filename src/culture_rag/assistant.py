@@ -545,7 +545,9 @@ class Assistant:
         return plan
 
     def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:
-        config = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score)
+        config = ExtractiveConfig(
+            self.settings.answer_sentences, self.settings.answer_min_score, min_coverage=self.settings.answer_min_coverage
+        )
         parts = question_parts(focus)
         part_vectors = [self.query_vector(p) for p in parts] if len(parts) > 1 else []
         return extractive_answer(plan, query, focus, self.query_vector(query), pool, snapshot.keyword, config, part_vectors)

@@ -31,7 +31,6 @@ NOT_OWN = frozenset({roles.QUOTED})
 NOT_OWN_FACTOR = 0.6
 
 HEADING_SHARE = 0.35  # of the question's topic weight a heading must share to be where it points
-FRONT_LINE_WORDS = 12  # shorter front-matter lines outside an abstract are names, addresses, dates
 
 # Words that frame a question rather than say what it is about: evidence need not contain them.
 FRAMING_WORDS = (
@@ -42,7 +41,9 @@ FRAMING_WORDS = (
     "presented report reported use used using mean meant build built make made reach reached keep kept "
     "solve solved help helps score scored compare compared achieve achieved kind kinds type types way ways "
     "much many often well call called named termed known respect regard regarding besides apart except "
-    "particular particularly specific specifically go goes went gone get gets got take takes took"
+    "particular particularly specific specifically go goes went gone get gets got take takes took "
+    "what which who whom whose where when why how is are was were be been being did can could would should "
+    "will shall may might must has have had"
 )
 
 
@@ -215,7 +216,8 @@ def gather(
     """Every quotable sentence of `hits`, scored, best first. `focus` is the question as asked;
     `question` may include the conversation for follow-ups, whose words weigh half. The front
     matter's lines (title, names, addresses) are evidence only with `front_lines`."""
-    q_words = list(dict.fromkeys(content_words(question)))
+    framing = framing_words()
+    q_words = [w for w in dict.fromkeys(content_words(question)) if w not in framing] or list(dict.fromkeys(content_words(question)))
     focus_words = set(content_words(focus))
     idf = keyword.idf(q_words) if keyword else dict.fromkeys(q_words, 1.0)
     word_weight = {w: idf[w] * (2.0 if w in focus_words else 1.0) for w in q_words}
@@ -238,7 +240,7 @@ def gather(
             text = answer_text_of(hit.chunk, s_i)
             if text is None or _plain(text) == title or title in _plain(text) and not front_lines:
                 continue  # a paper's title names it; it says nothing about it
-            if role == roles.FRONT and not (abstract or front_lines or len(text.split()) >= FRONT_LINE_WORDS):
+            if role == roles.FRONT and not (abstract or front_lines or _prose(text)):
                 continue  # names and addresses answer who wrote a paper, nothing else
             words = set(content_words(text))
             # A heading's words describe every sentence under it, so they count half.
@@ -278,6 +280,13 @@ _BULLET = re.compile(r"^\s*([•●▪‣◦*–-]|\(?\d{1,2}[.)]|\(?[a-z][.)])\
 
 def is_abstract(chunk: Chunk) -> bool:
     return chunk.role == roles.FRONT and any(h.lower().startswith(("abstract", "summary")) for h in chunk.heading_path)
+
+
+def _prose(text: str) -> bool:
+    """A sentence rather than a line of names or an address: a third of its words or more
+    are lowercase ("Victor SANH, Lysandre DEBUT" and "School of Business, Minsk" are not)."""
+    words = re.findall(r"[^\W\d_]+", text)
+    return len(words) >= 5 and 3 * sum(w[0].islower() for w in words) >= len(words)
 
 
 def _mostly_numbers(text: str) -> bool:

@@ -99,11 +99,14 @@ _NOT_PLURAL_NOUNS = frozenset("does is was has this its us as whose always perha
 _PART = re.compile(r"(?:,\s*|\s+)and\s+(?=(?:how|what|which|who|whom|where|when|why|whose)\b)", re.I)
 
 
+_WH_WORDS = re.compile(r"\b(what|which|who|whom|whose|where|when|why|how|did|does|do|is|are|was|were|go|goes|went)\b", re.I)
+
+
 def question_parts(question: str) -> tuple[str, ...]:
     """The questions a compound question asks ("How was X built, and how do models score on
     it?"): each part deserves its own evidence. A single question is one part."""
     parts = [p.strip(" ,?") for p in _PART.split(question)]
-    meaningful = tuple(p for p in parts if len(content_words(p)) >= 2)  # "where did it go" names nothing to look for
+    meaningful = tuple(p for p in parts if len(content_words(_WH_WORDS.sub(" ", p))) >= 2)  # "where did it go" names nothing
     return meaningful if len(parts) > 1 and len(meaningful) == len(parts) else (question,)
 
 

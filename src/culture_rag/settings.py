@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     answer_min_score: float = Field(
         0.40, description="Best sentence score below which the assistant declines (calibrated on the dev sets)."
     )
+    answer_min_coverage: float = Field(
+        0.5,
+        description="Share of the question's topic words, weighted by rarity, that the chosen evidence must contain "
+        "(names the papers never use weigh double); below it the assistant declines (calibrated on the dev sets).",
+    )
     support_min_score: float = Field(
         0.55,
         description="Support score a generated sentence needs from a retrieved passage (bench/calibrate_support.py: "
