@@ -114,11 +114,11 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
                 extra.append(row)
                 seen.add(chunk.chunk_id)
     extra = extra[:limit]
-    # An abstract states a paper's contributions and method in brief, and stands in for any
-    # section the question points to that the paper does not have.
-    abstract = plan.intent in ("contribution", "summary", "method") or (plan.intent != "authors" and not wanted)
-    # A question about one named paper that names no section of it is answered first by its abstract.
-    abstract = abstract or len(plan.papers) == 1 and plan.intent in ("list", "comparison")
+    # The abstract of a paper the question names states its contributions and method in brief,
+    # and stands in for any section the question points to that the paper does not have.
+    abstract = bool(plan.papers) and (
+        plan.intent in ("contribution", "summary", "method", "list", "comparison") or plan.intent != "authors" and not wanted
+    )
     return Pool(hits + [_hit_of(snapshot, row, query_vector) for row in extra], frozenset(wanted), scope, abstract)
 
 
@@ -246,7 +246,7 @@ def gather(
             # A heading's words describe every sentence under it, so they count half.
             overlap = sum(word_weight[w] * (1.0 if w in words else 0.5 * (w in context)) for w in q_words) / total
             score = weights.sentence * float(cosines[s_i]) + weights.overlap * overlap + weights.passage * passage
-            if in_focus:
+            if in_focus or role == roles.TABLE and _header_named(text, q_words):
                 score += weights.section
             strength = score
             if role in NOT_OWN:
@@ -282,6 +282,16 @@ def is_abstract(chunk: Chunk) -> bool:
     return chunk.role == roles.FRONT and any(h.lower().startswith(("abstract", "summary")) for h in chunk.heading_path)
 
 
+_KEYWORDS_LINE = re.compile(r"^\W*(key ?words|index terms)\W", re.I)
+
+
+def _header_named(row: str, q_words: list[str]) -> bool:
+    """A table row read with its headers ("Opportunities: ...; Threats: ...") whose header
+    names a word of the question: the table says what the question asks about."""
+    headers = " ".join(cell.split(":", 1)[0] for cell in row.split("; ") if ":" in cell)
+    return bool(set(content_words(headers)) & set(q_words))
+
+
 def _prose(text: str) -> bool:
     """A sentence rather than a line of names or an address: a third of its words or more
     are lowercase ("Victor SANH, Lysandre DEBUT" and "School of Business, Minsk" are not)."""
@@ -309,6 +319,8 @@ def answer_text_of(chunk: Chunk, index: int) -> str | None:
         if not row or ":" not in row and _mostly_numbers(raw.replace("\t", " ")):
             return None  # a header, or figures without the names of their columns
         return tidy(row)
+    if _KEYWORDS_LINE.match(raw):
+        return None  # a paper's keywords are a list of topics, not a statement
     if _mostly_numbers(raw):
         return None  # a row of figures torn from its table says nothing on its own
     if raw[:1].islower():
