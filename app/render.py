@@ -64,9 +64,11 @@ def answer_markdown(answer: dict, turn: int) -> str:
             "The closest passages are shown beside the chat; none of them says it."
         )
     else:
+        # A broad answer has one point a line (led by the heading it comes from): a list.
+        lines = [line for line in answer["text"].split("\n") if line.strip()]
+        text = "\n".join(f"- {md_text(line)}" for line in lines) if len(lines) > 1 else md_text(answer["text"])
         body = _MARKER.sub(
-            lambda m: f'<a class="cite" href="#{source_id(turn, int(m.group(1)))}">&#91;{m.group(1)}&#93;</a>',
-            md_text(answer["text"]),
+            lambda m: f'<a class="cite" href="#{source_id(turn, int(m.group(1)))}">&#91;{m.group(1)}&#93;</a>', text
         )
     if answer.get("notice"):
         body += f"\n\n_{md_text(answer['notice'])}_"

@@ -41,7 +41,7 @@ QUEUE_MAX = 64
 MAX_REMEMBERED_ANSWERS = 20  # per browser session, for re-showing an earlier answer's sources
 MODES = [
     ("Extractive: exact sentences from the papers, no model", "extractive"),
-    ("Local model (SmolLM2), checked against the passages", "local"),
+    ("Local model (Qwen2.5-Coder 1.5B), checked against the passages", "local"),
     ("Endpoint (OpenAI-compatible), checked against the passages", "endpoint"),
 ]
 EXAMPLES = [

@@ -148,6 +148,15 @@ def test_main_journey(page, app_url, tmp_path):
     assert page.locator("#sources details.closest").count() > 0
     shot(page, "04-declined")
 
+    # A broad question gets one cited point for each strategy the paper sets out under its own
+    # headings, shown as a list.
+    strategies = ask(page, "What strategies do the papers propose for China's cultural industry to go international?")
+    expect(strategies.locator("li")).to_have_count(4)
+    for heading in ("Top-Level Design", "Regional Advantages", "Innovative Development", "Cultural Industry Brands"):
+        expect(strategies).to_contain_text(heading)
+    assert strategies.locator("a.cite").count() == 4
+    shot(page, "03b-broad-answer")
+
     # Several papers at once: DistilBERT and a Markdown file full of links and images.
     hostile = tmp_path / "zebra notes (draft).md"
     hostile.write_text(HOSTILE_MD)

@@ -1,0 +1,101 @@
+"""Answers to the questions researchers ask, on one real index of the seven papers (corpus/
+and the five arXiv PDFs): lists set out under a paper's headings, conclusions, authors,
+compound questions, honest refusals, and questions in Chinese."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from conftest import ARAGOG, CORPUS, make_settings
+
+from culture_rag.regions import REFERENCE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def seven(tmp_path_factory, real_corpus_assistant):
+    from culture_rag import Assistant
+
+    tmp = tmp_path_factory.mktemp("seven")
+    shutil.copytree(CORPUS, tmp / "corpus")
+    for pdf in ARAGOG.glob("*.pdf"):
+        shutil.copy(pdf, tmp / "corpus" / pdf.name)
+    assistant = Assistant(make_settings(tmp), embedder=real_corpus_assistant.embedder)
+    assistant.build(tmp / "corpus")
+    return assistant
+
+
+def test_a_list_under_a_heading_gets_a_cited_point_per_subsection(seven):
+    answer = seven.ask("What strategies do the papers propose for China's cultural industry to go international?")
+    paths = [c.chunk.heading_path for c in answer.citations]
+    assert answer.answered and len(paths) >= 3
+    parents = {p[-2] for p in paths if len(p) >= 2}
+    assert len(parents) == 1, paths  # every point from one heading of one paper...
+    assert len({p[-1] for p in paths}) == len(paths)  # ...each from a subsection of its own
+    lines = answer.text.split("\n")
+    assert len(lines) == len(paths)
+    for line, path in zip(lines, paths):  # each point is led by its subsection's heading
+        assert re.sub(r"^[\d.]+\s+", "", path[-1]) in line
+
+
+def test_broad_answers_stay_short_and_say_nothing_twice(seven):
+    answer = seven.ask("What are the main contributions of the BERT paper?")
+    assert answer.answered and 2 <= len(answer.citations) <= 5
+    assert {c.paper.paper_id for c in answer.citations} == {"bert"}  # the paper the question names
+    assert len(answer.text.split()) <= 170
+    quotes = [c.quote for c in answer.citations]
+    assert len(set(quotes)) == len(quotes)
+    assert all(c.chunk.sentences and c.quote in c.chunk.text for c in answer.citations)
+
+
+def test_a_conclusion_question_quotes_the_conclusion(seven):
+    answer = seven.ask("What does the HellaSwag paper conclude?")
+    assert answer.answered
+    assert any("conclu" in " ".join(c.chunk.heading_path).lower() or "discussion" in " ".join(c.chunk.heading_path).lower()
+               for c in answer.citations)
+
+
+def test_authors_come_from_the_front_matter(seven):
+    answer = seven.ask("Who wrote the DistilBERT paper?")
+    assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()
+    assert all(c.paper.paper_id == "distilbert" and c.chunk.role == "front" for c in answer.citations)
+
+
+def test_each_part_of_a_compound_question_gets_evidence(seven):
+    answer = seven.ask("How much smaller is DistilBERT than BERT, and how much faster is it?")
+    assert answer.answered and "40%" in answer.text and "60%" in answer.text
+
+
+def test_reference_entries_and_boilerplate_are_never_quoted(seven):
+    for question in ("What risks of AI are mentioned?", "Which datasets are used for question answering?"):
+        answer = seven.ask(question)
+        for c in answer.citations:
+            span = next(s for s in c.chunk.sentences if s.start <= c.start < s.end or s.start == c.start)
+            assert span.role not in (REFERENCE, "boilerplate", "caption", "heading"), (question, c.quote)
+            assert not re.search(r"arXiv:\d{4}\.\d{4,5}", c.quote)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which Kazakh theatres joined the Belt and Road cultural programme in 2015?",  # a name no paper uses
+        "How many TPUs did the HellaSwag authors rent from Amazon?",
+        "What do the papers say about Hollywood box office revenue in Vietnam?",
+    ],
+)
+def test_off_topic_questions_phrased_like_the_papers_are_declined(seven, question):
+    answer = seven.ask(question)
+    assert not answer.answered and answer.citations == ()
+    assert answer.passages  # the closest passages are still shown
+
+
+def test_a_chinese_question_is_answered_with_english_quotes(seven):
+    answer = seven.ask("DistilBERT 比 BERT 快多少？")  # how much faster is DistilBERT than BERT?
+    assert answer.language == "zh" and "DistilBERT" in answer.searched_as
+    assert answer.answered and "60%" in answer.text
+    assert all(c.paper.paper_id == "distilbert" for c in answer.citations)
+    assert all(not re.search(r"[\u4e00-\u9fff]", c.quote) for c in answer.citations)  # quotes in English
+    assert "English" in answer.notice and answer.timings.translate_ms > 0
