@@ -167,18 +167,10 @@ def topic_idf(plan: QueryPlan, keyword: KeywordIndex | None) -> dict[str, float]
 def focus_headings(plan: QueryPlan, chunks: Sequence[Chunk], hits: list[Hit], idf: dict[str, float]) -> set[str]:
     """Headings of one paper that the question points to: those its intent names (a
     conclusion, a method), or for a list or a summary, the heading that matches the question's
-    topic (one with subsections first); in a paper the question names, else the parent heading
-    of its best retrieved passage, so that every subsection under it contributes."""
+    topic (one with subsections first, so that every subsection under it contributes)."""
     if plan.intent in ("list", "summary") and plan.topic_words:
         heading = _list_heading(plan, chunks, idf) or next(iter(_matching_headings(plan, chunks, idf)), None)
-        if heading:
-            return {heading}
-        paper_ids = {c.paper_id for c in chunks}
-        best = next((h for h in hits if h.chunk.paper_id in paper_ids and h.chunk.heading_path), None)
-        if best is None or not plan.papers:
-            return set()
-        path = best.chunk.heading_path
-        return {path[-2] if len(path) >= 2 else path[-1]}
+        return {heading} if heading else set()
     headings = list(dict.fromkeys(h for c in chunks for h in c.heading_path))
     return set(section_headings(plan, headings))
 
