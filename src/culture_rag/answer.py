@@ -79,6 +79,7 @@ class Draft:
 BROAD_INTENTS = frozenset({"list", "summary", "conclusion", "contribution", "method", "comparison"})
 # Intents that name where in a paper the answer stands.
 SECTION_INTENTS = frozenset({"conclusion", "contribution", "method"})
+STRUCTURE_ANSWERS = SECTION_INTENTS | {"summary"}
 
 @dataclass(frozen=True)
 class ExtractiveConfig:
@@ -116,7 +117,10 @@ def extractive_answer(
     front = _front_lines(evidence, hits) if plan.intent == "authors" and plan.papers else []
     if front:  # the names under a paper's title answer who wrote it, however unlike the question they read
         return _render(front, hits, labelled=False)
-    if not evidence or max(e.strength for e in evidence) < config.min_score:
+    # "What does the paper conclude?" reads like none of the conclusion's sentences: for a paper
+    # the question names, the section its intent points to is the evidence, however it scores.
+    located = bool(plan.papers) and plan.intent in STRUCTURE_ANSWERS and any(e.in_focus for e in evidence)
+    if not evidence or not located and max(e.strength for e in evidence) < config.min_score:
         return Draft(DECLINED, (), answered=False)
     terms = topic_terms(plan, keyword, pool.scope)
     if plan.intent == "authors":

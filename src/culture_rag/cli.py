@@ -162,11 +162,12 @@ def papers(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
 def search(
     question: str,
     k: Annotated[Optional[int], typer.Option("-k", help="Passages to return.")] = None,
+    paper: PaperOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the passages that best match a question."""
-    hits = _assistant(_settings(index)).search(question, k)
+    hits = _assistant(_settings(index)).search(question, k, papers=paper or None)
     if as_json:
         typer.echo(json.dumps([hit_json(h) for h in hits], indent=1, ensure_ascii=False))
         return
@@ -176,6 +177,9 @@ def search(
 
 
 ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="extractive (default), local or endpoint.")]
+PaperOpt = Annotated[
+    Optional[list[str]], typer.Option("--paper", help="Search only this paper (its id, see `papers`); repeat for several.")
+]
 
 
 @app.command()
@@ -184,12 +188,13 @@ def ask(
     mode: ModeOpt = None,
     k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.")] = None,
     endpoint: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL (endpoint mode).")] = None,
+    paper: PaperOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question with cited passages, or say that the papers do not answer it."""
     assistant = _assistant(_settings(index, endpoint_url=endpoint))
-    answer = assistant.ask(question, mode=mode, k=k)
+    answer = assistant.ask(question, mode=mode, k=k, papers=paper or None)
     if as_json:
         typer.echo(json.dumps(answer_json(answer), indent=1, ensure_ascii=False))
         return

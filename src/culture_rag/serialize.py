@@ -80,8 +80,15 @@ def answer_json(answer) -> dict:
         "removed": list(answer.removed),
         "citations": [citation_json(c) for c in answer.citations],
         "passages": [hit_json(h) for h in answer.passages],
-        "timings": {"search_ms": timings.search_ms, "answer_ms": timings.answer_ms, "total_ms": timings.total_ms},
+        "timings": {
+            "search_ms": timings.search_ms,
+            "answer_ms": timings.answer_ms,
+            "total_ms": timings.total_ms,
+            "translate_ms": timings.translate_ms,
+        },
         "generation": answer.generation,
+        "language": answer.language,
+        "searched_as": answer.searched_as,
     }
 
 
