@@ -113,7 +113,7 @@ def run(assistant, questions: list[Question], mode: str | None = None, k: int = 
                 cited_texts=tuple(c.chunk.text for c in answer.citations),
                 cited_sources=tuple(c.paper.source for c in answer.citations),
                 removed=len(answer.removed),
-                fell_back=bool(answer.notice),
+                fell_back=answer.mode != "extractive" and "extractive answer" in answer.notice,
                 search_ms=search_ms,
                 answer_ms=answer.timings.total_ms,
                 first_token_ms=first_token_ms,
