@@ -7,7 +7,6 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -18,13 +17,13 @@ from .citations import (
     IdfFn,
     check_claims,
     cite,
-    is_instruction,
     split_claims,
 )
-from .evidence import Evidence, Pool, Weights, framing_words, gather, is_abstract, quote_span, tidy
-from .lexical import KeywordIndex, content_words, stem_in
+from .evidence import Evidence, Pool, Weights, gather, is_abstract, quote_span, tidy
+from .lexical import KeywordIndex, content_words
 from .prompts import DECLINED
 from .query import QueryPlan
+from .refusal import answers_question, topic_terms
 from .retrieval import Hit
 
 log = logging.getLogger(__name__)
@@ -81,6 +80,7 @@ BROAD_INTENTS = frozenset({"list", "summary", "conclusion", "contribution", "met
 SECTION_INTENTS = frozenset({"conclusion", "contribution", "method"})
 STRUCTURE_ANSWERS = SECTION_INTENTS | {"summary"}
 
+
 @dataclass(frozen=True)
 class ExtractiveConfig:
     max_sentences: int
@@ -91,7 +91,7 @@ class ExtractiveConfig:
     point_ratio: float = 0.6  # a point must score this close to the best one
     focus_ratio: float = 0.5  # ... or this close, where the question points (its conclusion, its method)
     max_words: int = 150  # a broad answer stops adding points past this many words
-    min_coverage: float = 0.5  # share of the question's rare words the evidence must contain
+    min_coverage: float = 0.5  # share of the question's topic words (by rarity) the passages must hold
     redundant_cosine: float = 0.85  # a point this close in meaning to a chosen one says it again
 
 
@@ -105,10 +105,10 @@ def extractive_answer(
     config: ExtractiveConfig,
     part_vectors: Sequence[np.ndarray] = (),
 ) -> Draft:
-    """Pick the sentences that best answer the question and cite each one. `part_vectors` are
-    the vectors of the parts of a compound question, each of which gets its best sentence. The pool holds the
-    retrieved passages, then any passages of the paper's structure the intent points to.
-    `focus` is the question as asked; `question` may include the conversation for follow-ups."""
+    """Pick the sentences that best answer the question and cite each one, or decline. The pool
+    holds the retrieved passages, then any passages of the paper's structure the intent points
+    to. `focus` is the question as asked; `question` may include the conversation for follow-ups.
+    `part_vectors` are those of the parts of a compound question: each gets its best sentence."""
     hits = pool.hits
     evidence = gather(
         question, focus, query_vector, hits, keyword, config.weights, pool.wanted, pool.abstract_in_focus,
@@ -132,9 +132,7 @@ def extractive_answer(
     else:
         chosen = _choose(evidence, hits, terms, config)
     chosen = _with_parts(chosen, evidence, part_vectors, hits, config)
-    if plan.intent != "authors" and (coverage(terms, hits) < config.min_coverage or _unknown_name(plan, keyword, pool.scope)):
-        return Draft(DECLINED, (), answered=False)
-    if plan.intent == "fact" and not _says_what_is_asked(plan, terms, chosen, hits):
+    if not answers_question(plan, terms, chosen, hits, keyword, pool.scope, config.min_coverage):
         return Draft(DECLINED, (), answered=False)
     return _render(chosen, hits, labelled=plan.intent in BROAD_INTENTS and len(chosen) > 1)
 
@@ -146,9 +144,9 @@ def _with_parts(
     among those that answer the whole question well enough, when no chosen one already is."""
     out = list(chosen)
     floor = config.point_ratio * evidence[0].score
+    candidates = [e for e in evidence if e.score >= floor]
     for vector in part_vectors:
-        pool = [e for e in evidence if e.score >= floor]
-        best = max(pool, key=lambda e: float(e.vector @ vector), default=None)
+        best = max(candidates, key=lambda e: float(e.vector @ vector), default=None)
         if best is not None and best not in out and len(out) < config.max_points:
             _add(out, best, config)
     return _in_paper_order(out, hits) if len(out) > len(chosen) else chosen
@@ -174,72 +172,6 @@ def _rows(evidence: list[Evidence], config: ExtractiveConfig) -> list[Evidence]:
         if e.hit == best.hit and e.role == roles.TABLE and e.score >= config.keep_ratio * best.score:
             _add(chosen, e, config)
     return sorted(chosen, key=lambda e: e.sentence)
-
-
-def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[tuple[int, int]] | None = None) -> dict[str, float]:
-    """The words that say what the question is about, weighted by rarity. A name that the
-    papers in scope never use weighs double: a question about a country, a dataset or a prize
-    they never name is not answered by a passage that is merely about the same field. Other
-    words weigh at most as a word in one chunk of a hundred, so that a rare but ordinary word
-    of the question ("besides") cannot decide alone."""
-    framing = framing_words()
-    words = [w for w in dict.fromkeys(content_words(plan.topic)) if w not in framing and not w.isdigit()]
-    if not keyword:
-        return dict.fromkeys(words, 1.0)
-    idf = keyword.idf(words)
-    unseen = keyword.idf([_UNSEEN])[_UNSEEN]
-    used = keyword.used_within(words, scope) if scope else {w for w in words if idf[w] < unseen}
-    names = _names(plan)
-    cap = float(np.log(1 + 100 / 1.5))  # bm25's idf of a word in one document of a hundred
-    return {
-        w: v * UNSEEN_WEIGHT if w in names and w not in used else min(v, cap)
-        for w, v in idf.items()
-    }
-
-
-# A capitalized word after the first, or a word with capitals inside it (ImageNet, GPUs): a name.
-_NAME = re.compile(r"(?<=\s)[A-Z][\w-]*|\b\w+[A-Z]\w*")
-UNSEEN_WEIGHT = 2.0
-_UNSEEN = "\x00"  # no token looks like this: its idf is that of a word no chunk has
-
-
-def coverage(terms: dict[str, float], hits: list[Hit]) -> float:
-    """Share of the topic's weight that the passages the answer draws on (with their headings)
-    contain."""
-    if not terms:
-        return 1.0
-    found: set[str] = set()
-    for hit in hits:
-        found.update(content_words(" ".join((hit.chunk.text, hit.chunk.context, *hit.chunk.heading_path))))
-    return sum(v for w, v in terms.items() if stem_in(w, found)) / sum(terms.values())
-
-
-def _says_what_is_asked(plan: QueryPlan, terms: dict[str, float], chosen: list[Evidence], hits: list[Hit]) -> bool:
-    """A factual answer names what the question asks about, and also says something of what
-    it asks ("who directed X?" is not answered by a sentence that only mentions X): one of
-    the question's words that are not names, when it has such words, is in the quoted text."""
-    names = _names(plan)
-    asked = [w for w in terms if w not in names]
-    if not asked:
-        return True
-    found = set().union(*(set(content_words(e.text)) for e in chosen))
-    return any(stem_in(w, found) for w in asked)
-
-
-def _unknown_name(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[tuple[int, int]] | None) -> bool:
-    """The question names something (a country, a dataset, a prize) that the papers in scope
-    never mention: whatever else they say, they do not answer a question about it."""
-    names = [w for w in _names(plan) if len(w) >= 3 and w in set(content_words(plan.topic))]
-    if not names or keyword is None:
-        return False
-    if scope:
-        return bool(set(names) - keyword.used_within(names, scope))
-    unseen = keyword.idf([_UNSEEN])[_UNSEEN]
-    return any(v >= unseen for v in keyword.idf(names).values())
-
-
-def _names(plan: QueryPlan) -> set[str]:
-    return set(content_words(" ".join(_NAME.findall(plan.question))))
 
 
 def _words_of(evidence: list[Evidence], hits: list[Hit]) -> set[str]:
