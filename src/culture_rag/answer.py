@@ -79,6 +79,7 @@ BROAD_INTENTS = frozenset({"list", "summary", "conclusion", "contribution", "met
 # Intents that name where in a paper the answer stands.
 SECTION_INTENTS = frozenset({"conclusion", "contribution", "method"})
 STRUCTURE_ANSWERS = SECTION_INTENTS | {"summary"}
+PART_SHARE = 0.2  # of the topic's weight a second sentence from another passage must add
 
 
 @dataclass(frozen=True)
@@ -280,13 +281,14 @@ def _front_lines(evidence: list[Evidence], hits: list[Hit]) -> list[Evidence]:
 def _choose(candidates: list[Evidence], hits: list[Hit], terms: dict[str, float], config: ExtractiveConfig) -> list[Evidence]:
     """The best sentence, then up to `max_sentences - 1` more that score nearly as well: from
     the same passage, or from another one when it holds a part of the question the first does
-    not ("how much smaller, and how much faster?"). Mixing passages otherwise reads as a collage."""
+    not ("how much smaller, and how much faster?") or stands where the question points (a table
+    cell it names). Mixing passages otherwise reads as a collage."""
     best = candidates[0]
     chosen = [best]
     for cand in candidates[1:]:
         if len(chosen) == config.max_sentences or cand.score < config.keep_ratio * best.score:
             break
-        if cand.hit != best.hit and not _adds_terms(cand, chosen, hits, terms):
+        if cand.hit != best.hit and not (cand.named or _adds_terms(cand, chosen, hits, terms)):
             continue
         if any(float(cand.vector @ c.vector) > 0.9 or cand.text in c.text or c.text in cand.text for c in chosen):
             continue  # says the same thing again
@@ -295,7 +297,10 @@ def _choose(candidates: list[Evidence], hits: list[Hit], terms: dict[str, float]
 
 
 def _adds_terms(cand: Evidence, chosen: list[Evidence], hits: list[Hit], terms: dict[str, float]) -> bool:
-    return bool((set(terms) & _words_of([cand], hits)) - _words_of(chosen, hits))
+    """The candidate holds a part of the question the chosen sentences do not: topic words
+    worth a fifth of the topic's weight or more."""
+    added = (set(terms) & _words_of([cand], hits)) - _words_of(chosen, hits)
+    return sum(terms[w] for w in added) >= PART_SHARE * (sum(terms.values()) or 1.0)
 
 
 # --- generative --------------------------------------------------------------------------------

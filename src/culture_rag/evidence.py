@@ -77,6 +77,7 @@ class Evidence:
     role: str
     section: str | None
     in_focus: bool  # under a heading the question points to
+    named: bool  # a table cell whose header names what the question asks about
     strength: float  # how well it answers, whoever wrote it
     vector: np.ndarray = field(compare=False, repr=False)
 
@@ -238,7 +239,8 @@ def gather(
             # A heading's words describe every sentence under it, so they count half.
             overlap = sum(word_weight[w] * (1.0 if w in words else 0.5 * (w in context)) for w in q_words) / total
             score = weights.sentence * float(cosines[s_i]) + weights.overlap * overlap + weights.passage * passage
-            if in_focus or role == roles.TABLE and _header_named(text, q_words):
+            named = role == roles.TABLE and _header_named(text, q_words)  # a cell the question names
+            if in_focus or named:
                 score += weights.section
             strength = score
             if role in NOT_OWN:
@@ -250,7 +252,9 @@ def gather(
                 score = max(score, lead)
             else:
                 lead = 0.0
-            out.append(Evidence(h_i, s_i, text, score, role, hit.chunk.section, in_focus, strength, hit.sentence_vectors[s_i]))
+            out.append(
+                Evidence(h_i, s_i, text, score, role, hit.chunk.section, in_focus, named, strength, hit.sentence_vectors[s_i])
+            )
     return _unique(sorted(out, key=lambda e: -e.score), hits)
 
 

@@ -8,9 +8,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import regions as roles
 from .chunking import Chunk
 from .errors import PaperNotFoundError
 from .index import PaperInfo, Snapshot, search_dense
+
+
+# A bibliography, page furniture and figure text share a question's words without answering it,
+# and an abstract restates what the body says in full: the body's own passage ranks first when
+# both match as well. (A paper's structure brings its abstract back for the questions it answers.)
+ROLE_PRIOR = {roles.REFERENCE: 0.5, roles.BOILERPLATE: 0.5, roles.FIGURE: 0.5, roles.FRONT: 0.9}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
     for ranked in (dense_rows, keyword_rows):
         for rank, row in enumerate(ranked, start=1):
             fused[row] = fused.get(row, 0.0) + 1.0 / (config.rrf_k + rank)
+    for row in fused:
+        fused[row] *= ROLE_PRIOR.get(snapshot.chunks[row].role, 1.0)
     order = sorted(fused, key=lambda r: (-fused[r], r))
     dense_rank = {row: i for i, row in enumerate(dense_rows, start=1)}
     keyword_rank = {row: i for i, row in enumerate(keyword_rows, start=1)}
