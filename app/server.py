@@ -47,8 +47,8 @@ MODES = [
 EXAMPLES = [
     "What strengths does Belarus's cultural industry have?",
     "What was the export value of Chinese media in 2020 and where did it go?",
-    "What is the cultural industry described as the material carrier of?",
-    "According to the Chinese Ministry of Culture, how does cultural diplomacy achieve its aims?",
+    "What strategies do the papers propose for China's cultural industry to go international?",
+    "What does Mao's paper conclude about China and Belarus?",
 ]
 
 
