@@ -269,12 +269,12 @@ def _in_paper_order(points: list[Evidence], hits: list[Hit]) -> list[Evidence]:
 
 
 def _front_lines(evidence: list[Evidence], hits: list[Hit]) -> list[Evidence]:
-    """Who wrote a paper and where they work: the front-matter lines of its best-matching paper
+    """Who wrote a paper and where they work: the front-matter lines of the best-retrieved paper
     that stand outside its abstract (author names, affiliations), in the order they stand."""
     front = [e for e in evidence if e.role == roles.FRONT and not is_abstract(hits[e.hit].chunk)]
     if not front:
         return []
-    paper_id = hits[front[0].hit].paper.paper_id
+    paper_id = hits[min(e.hit for e in front)].paper.paper_id  # the best-retrieved paper with front matter
     return _in_paper_order([e for e in front if hits[e.hit].paper.paper_id == paper_id], hits)[:3]
 
 

@@ -14,10 +14,18 @@ from .errors import PaperNotFoundError
 from .index import PaperInfo, Snapshot, search_dense
 
 
-# A bibliography, page furniture and figure text share a question's words without answering it,
-# and an abstract restates what the body says in full: the body's own passage ranks first when
-# both match as well. (A paper's structure brings its abstract back for the questions it answers.)
-ROLE_PRIOR = {roles.REFERENCE: 0.5, roles.BOILERPLATE: 0.5, roles.FIGURE: 0.5, roles.FRONT: 0.9}
+# A bibliography shares a question's words without answering it, and an abstract restates what
+# the body says in full: the body's own passage ranks first when both match as well (a paper's
+# structure brings its abstract back for the questions it answers). Figure text and page
+# furniture are left alone: in a PDF of tables or a numbered transcript they are what it holds.
+ROLE_PRIOR = {roles.REFERENCE: 0.5}
+ABSTRACT_PRIOR = 0.9
+
+
+def _prior(chunk: Chunk) -> float:
+    if chunk.role == roles.FRONT and chunk.heading_path[:1] and chunk.heading_path[0].lower().startswith(("abstract", "summary")):
+        return ABSTRACT_PRIOR
+    return ROLE_PRIOR.get(chunk.role, 1.0)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
         for rank, row in enumerate(ranked, start=1):
             fused[row] = fused.get(row, 0.0) + 1.0 / (config.rrf_k + rank)
     for row in fused:
-        fused[row] *= ROLE_PRIOR.get(snapshot.chunks[row].role, 1.0)
+        fused[row] *= _prior(snapshot.chunks[row])
     order = sorted(fused, key=lambda r: (-fused[r], r))
     dense_rank = {row: i for i, row in enumerate(dense_rows, start=1)}
     keyword_rank = {row: i for i, row in enumerate(keyword_rows, start=1)}
