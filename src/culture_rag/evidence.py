@@ -47,8 +47,6 @@ FRAMING_WORDS = (
 )
 
 
-
-
 @lru_cache(maxsize=1)
 def framing_words() -> frozenset[str]:
     return frozenset(content_words(FRAMING_WORDS))
@@ -100,9 +98,9 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
     scope = tuple(paper_rows(snapshot, plan.papers)) if plan.papers else ()
     if plan.intent not in STRUCTURAL_INTENTS or not hits and not plan.papers:
         return Pool(hits, scope=scope)
-    papers = plan.papers or _list_paper(snapshot, plan, hits) or (hits[0].paper.paper_id,)
-    seen = {h.chunk.chunk_id for h in hits}
     idf = topic_idf(plan, snapshot.keyword)
+    papers = plan.papers or _list_paper(snapshot, plan, hits, idf) or (hits[0].paper.paper_id,)
+    seen = {h.chunk.chunk_id for h in hits}
     extra: list[int] = []
     wanted: set[str] = set()
     for start, stop in paper_rows(snapshot, papers):
@@ -123,7 +121,7 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
     return Pool(hits + [_hit_of(snapshot, row, query_vector) for row in extra], frozenset(wanted), scope, abstract)
 
 
-def _list_paper(snapshot, plan: QueryPlan, hits: list[Hit], papers: int = 3) -> tuple[str, ...]:
+def _list_paper(snapshot, plan: QueryPlan, hits: list[Hit], idf: dict[str, float], papers: int = 3) -> tuple[str, ...]:
     """For a list asked of the whole library ("what strategies do the papers propose?"), the
     paper among the best hits' that has a heading matching the question with subsections under
     it: a paper that sets out the list as its own headings answers it best."""
@@ -131,7 +129,7 @@ def _list_paper(snapshot, plan: QueryPlan, hits: list[Hit], papers: int = 3) -> 
         return ()
     for paper_id in list(dict.fromkeys(h.paper.paper_id for h in hits))[:papers]:
         (start, stop), = paper_rows(snapshot, [paper_id])
-        if _list_heading(plan, snapshot.chunks[start:stop], topic_idf(plan, snapshot.keyword)):
+        if _list_heading(plan, snapshot.chunks[start:stop], idf):
             return (paper_id,)
     return ()
 
