@@ -205,7 +205,9 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
     list under a heading, the best sentence of each subsection; for a comparison, each side
     first; then the best remaining sentences, those where the question points first."""
     sections = _focus_sections(evidence, hits)
-    listed = plan.intent in ("list", "summary") and len(sections) > 1
+    # A list, or a summary of a topic, under a heading with subsections is read off them; a
+    # summary of a whole paper is its abstract and conclusion, ranked as they answer.
+    listed = (plan.intent == "list" or plan.intent == "summary" and bool(plan.topic_words)) and len(sections) > 1
     # Points where the question points (the subsections of a matched heading, the conclusion
     # of the paper it names) may score lower than the best; elsewhere a further point must be
     # nearly as good, or the answer is a collage.
@@ -220,7 +222,7 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
         side_words = set(content_words(side))
         _add(chosen, next((e for e in evidence if side_words & set(content_words(e.text))), None), config)
     ranked = [e for e in evidence if e.score >= floor]
-    if plan.intent in SECTION_INTENTS:  # where the paper says it first: its conclusion, its method
+    if plan.intent in STRUCTURE_ANSWERS:  # where the paper says it first: its conclusion, its method
         focused = [e for e in evidence if e.in_focus and e.score >= config.focus_ratio * evidence[0].score]
         ranked = focused + [e for e in ranked if not e.in_focus]
     close = config.keep_ratio * evidence[0].score
@@ -228,7 +230,7 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
         for e in ranked:
             if len(chosen) >= config.max_points:
                 break
-            own_section = e.in_focus and plan.intent in SECTION_INTENTS  # the section the question points to
+            own_section = e.in_focus and plan.intent in STRUCTURE_ANSWERS  # the section the question points to
             if not distinct or own_section or e.score >= close or all(c.hit != e.hit for c in chosen):
                 _add(chosen, e, config)
     return _in_paper_order(_within_words(chosen, config.max_words), hits)

@@ -276,6 +276,12 @@ def is_abstract(chunk: Chunk) -> bool:
     return chunk.role == roles.FRONT and any(h.lower().startswith(("abstract", "summary")) for h in chunk.heading_path)
 
 
+_ROADMAP = re.compile(
+    r"^\s*(in )?sections? \d|\b(is|are) organi[sz]ed as follows\b|\bthe rest of (the|this) (paper|article)\b"
+    r"|\b(discussed|described|presented|elaborated|introduced|detailed|given) in sections? \d"
+    r"|^\s*(more |further )?details (can be|are) (found|given|provided)\b",
+    re.I,
+)
 _KEYWORDS_LINE = re.compile(r"^\W*(key ?words|index terms)\W", re.I)
 
 
@@ -295,7 +301,7 @@ def _prose(text: str) -> bool:
 
 def _mostly_numbers(text: str) -> bool:
     tokens = text.split()
-    return sum(bool(re.fullmatch(r"[-+±(]?[\d.,/%]+[)%*]?", t)) for t in tokens) * 2 >= len(tokens)
+    return sum(not re.search(r"[^\W\d_]", t) for t in tokens) * 2 >= len(tokens)  # tokens without a letter
 
 
 def _plain(text: str) -> str:
@@ -319,6 +325,8 @@ def answer_text_of(chunk: Chunk, index: int) -> str | None:
         return None  # a row of figures torn from its table says nothing on its own
     if raw[:1].islower():
         return None  # the tail of a sentence cut by the layout, not a sentence
+    if raw.rstrip().endswith("?") or _ROADMAP.search(raw):
+        return None  # a question the paper asks, or a pointer to where it says things: not a statement
     if len(content_words(raw)) < 3 or is_instruction(raw):
         return None
     if _leans_back(raw):

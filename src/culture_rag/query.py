@@ -70,16 +70,16 @@ _INTENT_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
     for intent, pattern in (
         ("comparison", r"\bcompar(e|es|ed|ing|ison|isons)\b|\bversus\b|\bvs\b\.?|\bdiffer(s|ed|ing|ence|ences)?\b"
          r"|\bcontrast(s|ed)?\b|\bsimilarit(y|ies)\b"),
-        ("authors", r"\bwho\b.{0,40}\b(wrote|write|writes|written|authored|authors?|published)\b|\bauthors? (of|behind)\b"
-         r"|\b(names?|list) of (the )?authors\b|\baffiliat\w*|\bauthorship\b|\bwritten by\b"
-         r"|\bwhere (do|does|did)\b.{0,40}\bwork\b"
-         r"|\b(which|what) (university|universities|institutions?|institutes?|organi[sz]ations?|labs?|compan(y|ies))\b"),
         ("summary", r"\bsummar(y|ies|ise|ize|ised|ized|ising|izing)\b|\boverview\b|\bgist\b|\bmain idea\b|\bnutshell\b"
          r"|\bwhat(\s+is|\s+was|'s|’s)\b.{0,80}\babout\s*[?.!]*\s*$"),
         ("contribution", r"\bcontribut(e|es|ed|ion|ions)\b|\bwhat(\s+is|'s|’s) new\b|\bnovel(ty)?\b"
          r"|\bwhat (does|do|did)\b.{0,60}\bpropose\b"),
         ("conclusion", r"\bconclu(de|des|ded|sion|sions)\b|\bfindings?\b|\bresults?\b|\boutcomes?\b|\btakeaways?\b"
          r"|\bwhat (did|do|does)\b.{0,60}\b(find|show)\b"),
+        ("authors", r"\bwho\b.{0,40}\b(wrote|write|writes|written|authored|authors?|published)\b|\bauthors? (of|behind)\b"
+         r"|\b(names?|list) of (the )?authors\b|\baffiliat\w*|\bauthorship\b|\bwritten by\b"
+         r"|\bwhere (do|does|did)\b.{0,40}\bwork\b"
+         r"|\b(which|what) (university|universities|institutions?|institutes?|organi[sz]ations?|labs?|compan(y|ies))\b"),
         ("method", r"\bmethod(s|ology|ologies|ological)?\b|\bapproach(es)?\b|\bprocedures?\b|\bdata collection\b"
          r"|\bexperimental (setup|design)\b|\bhow (was|were|is|are|did|do|does)\b.{0,80}\b(" + _VERBS_OF_MAKING + r")\b"
          r"|^\s*how (does|do|did)\b"),
