@@ -43,7 +43,11 @@ FRAMING_WORDS = (
     "much many often well call called named termed known respect regard regarding besides apart except "
     "particular particularly specific specifically go goes went gone get gets got take takes took "
     "what which who whom whose where when why how is are was were be been being did can could would should "
-    "will shall may might must has have had"
+    "will shall may might must has have had draw draws drew drawn "
+    # function words that bm25s's short stop-word list keeps
+    "from into onto upon within without about above below between among through during before after "
+    "under over its their his her our your this these those there here than then also such other others "
+    "more most some any each every all both either neither"
 )
 
 
