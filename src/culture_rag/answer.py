@@ -19,7 +19,8 @@ from .citations import (
     cite,
     split_claims,
 )
-from .evidence import Evidence, Pool, Weights, gather, is_abstract, quote_span, tidy
+from .chunking import is_abstract
+from .evidence import Evidence, Pool, Weights, gather, quote_span, tidy
 from .lexical import KeywordIndex, content_words
 from .prompts import DECLINED
 from .query import QueryPlan
@@ -126,7 +127,7 @@ def extractive_answer(
     terms = topic_terms(plan, keyword, pool.scope)
     if plan.intent == "authors":
         chosen = _front_lines(evidence, hits) or _choose(evidence, hits, terms, config)
-    elif plan.intent in BROAD_INTENTS and (plan.intent != "list" or _anchored(plan, evidence, hits)):
+    elif plan.intent in BROAD_INTENTS and (plan.intent != "list" or _anchored(plan, evidence, _focus_sections(evidence, hits))):
         chosen = _points(plan, evidence, hits, config)
     elif plan.intent == "list" and evidence[0].role == roles.TABLE:
         chosen = _rows(evidence, config)
@@ -153,11 +154,11 @@ def _with_parts(
     return _in_paper_order(out, hits) if len(out) > len(chosen) else chosen
 
 
-def _anchored(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit]) -> bool:
-    """A list the paper's structure holds: the subsections of a matched heading, or a
-    section of a paper the question names. A list asked of the whole library without such a
-    heading is answered like a fact: a collage of loosely related sentences helps nobody."""
-    return len(_focus_sections(evidence, hits)) > 1 or bool(plan.papers) and any(e.in_focus for e in evidence)
+def _anchored(plan: QueryPlan, evidence: list[Evidence], sections: list[str | None]) -> bool:
+    """A list the paper's structure holds: the subsections of a matched heading (`sections`),
+    or a section of a paper the question names. A list asked of the whole library without such
+    a heading is answered like a fact: a collage of loosely related sentences helps nobody."""
+    return len(sections) > 1 or bool(plan.papers) and any(e.in_focus for e in evidence)
 
 
 def _focus_sections(evidence: list[Evidence], hits: list[Hit]) -> list[str | None]:
@@ -211,7 +212,7 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
     # Points where the question points (the subsections of a matched heading, the conclusion
     # of the paper it names) may score lower than the best; elsewhere a further point must be
     # nearly as good, or the answer is a collage.
-    anchored = _anchored(plan, evidence, hits)
+    anchored = _anchored(plan, evidence, sections)
     floor = max(config.min_score, (config.point_ratio if anchored else config.keep_ratio) * evidence[0].score)
     chosen: list[Evidence] = []
     if listed:  # the subsections are the list

@@ -410,7 +410,7 @@ class Assistant:
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
             duplicate_cosine=self.settings.duplicate_cosine,
-            papers=None if papers is None else frozenset([papers] if isinstance(papers, str) else papers),
+            papers=None if papers is None else frozenset(paper_ids(papers)),
             **flags,
         )
         return retrieve(snapshot, question, self.query_vector(question), config)
@@ -541,7 +541,7 @@ class Assistant:
         ones the question names."""
         plan = plan_question(question, snapshot.papers)
         if papers is not None:
-            plan = replace(plan, papers=tuple([papers] if isinstance(papers, str) else papers))
+            plan = replace(plan, papers=paper_ids(papers))
         return plan
 
     def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:
@@ -595,6 +595,11 @@ class Assistant:
         parser, self._parser = self._parser, None
         if parser is not None:
             parser.close()
+
+
+def paper_ids(papers: Iterable[str]) -> tuple[str, ...]:
+    """A scope as paper ids: one id given as a string is that paper, not its letters."""
+    return (papers,) if isinstance(papers, str) else tuple(papers)
 
 
 def language_notice(translation: Translation, answered: bool) -> str:

@@ -264,6 +264,11 @@ def _make_chunk(paper: Paper, group: list[tuple[Span, int]], locator: Locator) -
     )
 
 
+def is_abstract(chunk: Chunk) -> bool:
+    """A chunk of a paper's abstract: front matter under an "Abstract" (or "Summary") heading."""
+    return chunk.role == roles.FRONT and any(h.lower().startswith(("abstract", "summary")) for h in chunk.heading_path)
+
+
 def sentence_spans_in_embed_text(chunk: Chunk) -> list[tuple[int, int]]:
     """The chunk's sentences as spans of `chunk.embed_text` (which starts with the context line)."""
     shift = len(chunk.context) + 1 - chunk.start if chunk.context else -chunk.start

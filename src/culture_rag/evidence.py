@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import regions as roles
-from .chunking import Chunk, Span, table_row_text
+from .chunking import Chunk, Span, is_abstract, table_row_text
 from .citations import is_instruction
 from .lexical import KeywordIndex, content_words, stem_in
 from .query import QueryPlan, match_headings, section_headings
@@ -274,10 +274,6 @@ def _unique(evidence: list[Evidence], hits: list[Hit]) -> list[Evidence]:
 
 
 _BULLET = re.compile(r"^\s*([•●▪‣◦*–-]|\(?\d{1,2}[.)]|\(?[a-z][.)])\s")
-
-
-def is_abstract(chunk: Chunk) -> bool:
-    return chunk.role == roles.FRONT and any(h.lower().startswith(("abstract", "summary")) for h in chunk.heading_path)
 
 
 _ROADMAP = re.compile(

@@ -135,7 +135,7 @@ def model_path(model: str, cache_dir: Path) -> Path:
         return target
     path = Path(model).expanduser()
     if not path.is_file():
-        raise ModelError(f"{path}: no such GGUF file; set llm_model to a .gguf file or one of {', '.join(PACKAGED_MODELS)}")
+        raise ModelError(f"{path}: no such GGUF file; set llm_model (or translation_model, for questions not in English) to a .gguf file or one of {', '.join(PACKAGED_MODELS)}")
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
             raise ModelError(f"{path}: not a GGUF file (llama.cpp's format); check llm_model")

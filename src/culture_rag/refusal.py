@@ -88,7 +88,8 @@ def _says_what_is_asked(plan: QueryPlan, terms: dict[str, float], chosen: list[E
 def _unknown_name(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[tuple[int, int]] | None) -> bool:
     """The question names something (a country, a dataset, a prize) that the papers in scope
     never mention: whatever else they say, they do not answer a question about it."""
-    names = [w for w in _names(plan) if len(w) >= 3 and w in set(content_words(plan.topic))]
+    topic = set(content_words(plan.topic))
+    names = [w for w in _names(plan) if len(w) >= 3 and w in topic]
     if not names or keyword is None:
         return False
     if scope:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import regions as roles
-from .chunking import Chunk
+from .chunking import Chunk, is_abstract
 from .errors import PaperNotFoundError
 from .index import PaperInfo, Snapshot, search_dense
 
@@ -23,7 +23,7 @@ ABSTRACT_PRIOR = 0.9
 
 
 def _prior(chunk: Chunk) -> float:
-    if chunk.role == roles.FRONT and chunk.heading_path[:1] and chunk.heading_path[0].lower().startswith(("abstract", "summary")):
+    if is_abstract(chunk):
         return ABSTRACT_PRIOR
     return ROLE_PRIOR.get(chunk.role, 1.0)
 
