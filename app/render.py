@@ -116,7 +116,7 @@ def sources_html(answer: dict | None, turn: int | None, show_removed: bool) -> s
                 f'<div class="meta"><span class="authors">{_authors(c["authors"])}</span></div>'
                 '<blockquote class="passage">'
                 f'{_passage_with_quote(c["passage"], c["passage_start"], c["start"], c["end"])}</blockquote>'
-                "</details>"
+                f"{_open_button(c)}</details>"
             )
     else:
         parts.append(
@@ -143,6 +143,85 @@ def sources_html(answer: dict | None, turn: int | None, show_removed: bool) -> s
         f'answer {t["answer_ms"]:.0f} ms</p></div>'
     )
     return "".join(parts)
+
+
+def _open_button(c: dict) -> str:
+    """The button that opens the cited page (or section) with the quote highlighted. Its data
+    travels to the server as the event's payload; the server re-checks it against the index."""
+    if not c.get("chunk_id"):
+        return ""  # nothing to open it by
+    where = f"page {c['page']}" if c.get("page") is not None else "section"
+    return (
+        f'<button type="button" class="open-source" data-chunk="{esc(c["chunk_id"])}" '
+        f'data-start="{int(c["start"])}" data-end="{int(c["end"])}" data-n="{int(c["n"])}" '
+        f'aria-label="Open the source of [{int(c["n"])}]: {esc(where)} of {esc(c["title"])}">'
+        f"Open {esc(where)}</button>"
+    )
+
+
+# --- the source viewer -------------------------------------------------------------------------
+
+VIEWER_EMPTY = '<div class="viewer empty" aria-hidden="true"></div>'
+
+
+def _pct(value: float) -> str:
+    return f"{100 * max(0.0, min(1.0, float(value))):.3f}%"
+
+
+def viewer_html(view: dict, zoom: float) -> str:
+    """A cited page as an image with the quote's boxes laid over it (fractions of the page, so
+    they stay on the words at any zoom), or a text paper's section with the quote marked."""
+    title = esc(view["title"])
+    if view.get("image"):
+        marks = "".join(
+            f'<div class="hl" aria-hidden="true" style="left:{_pct(b["x0"])};top:{_pct(b["y0"])};'
+            f'width:{_pct(b["x1"] - b["x0"])};height:{_pct(b["y1"] - b["y0"])}"></div>'
+            for b in view["boxes"]
+        )
+        body = (
+            f'<div class="page" style="width:{100 * zoom:.0f}%">'
+            f'<img src="{view["image"]}" alt="Page {int(view["page"])} of {title}" draggable="false">{marks}</div>'
+        )
+        where = f"Page {int(view['page'])} of {int(view['n_pages'])}"
+    else:
+        body = '<div class="section-text">' + _passage_with_quote(
+            view["text"], 0, view["quote_start"], view["quote_end"]
+        ) + "</div>"
+        where = f"Section: {esc(view['section'])}" if view.get("section") else "Whole text"
+    on_cited = view.get("on_cited_page", True)
+    quote = (
+        f'<p class="quote">Highlighted: “{esc(view["quote"])}”</p>'
+        if on_cited and view.get("quote")
+        else '<p class="quote">The quote is on page ' + esc(view.get("cited_page")) + ".</p>"
+    )
+    note = f'<p class="note">{esc(view["note"])}</p>' if view.get("note") else ""
+    paged = view.get("image") is not None and view.get("n_pages")
+    first, last = int(view.get("page") or 1) <= 1, int(view.get("page") or 1) >= int(view.get("n_pages") or 1)
+    controls = (
+        _control("prev", "Previous page", "‹ Prev", disabled=not paged or first)
+        + f'<span class="where" aria-live="polite">{where}</span>'
+        + _control("next", "Next page", "Next ›", disabled=not paged or last)
+        + _control("zoom-out", "Zoom out", "−", disabled=not paged or zoom <= ZOOMS[0])
+        + f'<span class="zoom">{zoom * 100:.0f}%</span>'
+        + _control("zoom-in", "Zoom in", "+", disabled=not paged or zoom >= ZOOMS[-1])
+        + _control("close", "Close the source viewer", "✕ Close")
+    )
+    return (
+        f'<section class="viewer" tabindex="-1" role="region" aria-label="Source: {title}" '
+        f'data-page="{esc(view.get("page"))}">'
+        f'<header><span class="title">{title}</span><div class="controls">{controls}</div></header>'
+        f'{quote}{note}<div class="canvas">{body}</div></section>'
+    )
+
+
+ZOOMS = (1.0, 1.5, 2.0, 3.0)
+
+
+def _control(action: str, label: str, text: str, disabled: bool = False) -> str:
+    return (
+        f'<button type="button" data-action="{action}" aria-label="{esc(label)}" title="{esc(label)}"'
+        f'{" disabled" if disabled else ""}>{esc(text)}</button>'
+    )
 
 
 # --- the library -------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
     # -- chat --
 
-    def respond(question, chat, mode, k, show_removed, state):
+    def respond(question, chat, mode, k, show_removed, scope, state):
         question = (question or "").strip()
         if not question:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -75,7 +75,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         yield chat, gr.skip(), state, ""
         partial = ""
         try:
-            for event in assistant.stream(question, mode=mode, k=int(k), history=history[-3:]):
+            events = assistant.stream(question, mode=mode, k=int(k), history=history[-3:], papers=scope or None)
+            for event in events:
                 if event.answer is None:
                     partial += event.text
                     chat[-1] = {"role": "assistant", "content": render.streaming_markdown(partial)}
@@ -122,8 +123,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
     def library_view():
         papers = [render.paper_json(p) for p in assistant.papers()]
-        choices = [(f"{p['title']} ({p['source']})", p["paper_id"]) for p in papers]
-        return render.library_html(papers), gr.update(choices=choices, value=None)
+        return render.library_html(papers), gr.update(choices=_paper_choices(papers), value=None)
+
+    def scope_view(scope):
+        """The chat's paper picker after the library changed: removed papers leave the scope."""
+        papers = [render.paper_json(p) for p in assistant.papers()]
+        ids = {p["paper_id"] for p in papers}
+        return gr.update(choices=_paper_choices(papers), value=[pid for pid in (scope or []) if pid in ids])
 
     def add_files(files, password, progress=gr.Progress()):
         files = [f for f in (files or []) if f]
@@ -174,20 +180,28 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
     # -- API (JSON in, JSON out) --
 
-    def ask(question: str, mode: str = "extractive", k: int = 5, history: list[str] | None = None) -> dict:
-        """Answer a question from the indexed papers, with citations (exact quotes and their offsets)."""
+    def ask(
+        question: str,
+        mode: str = "extractive",
+        k: int = 5,
+        history: list[str] | None = None,
+        papers: list[str] | None = None,
+    ) -> dict:
+        """Answer a question from the indexed papers, with citations (exact quotes and their offsets).
+        `papers`: paper ids to search within (all papers when empty)."""
         _check_mode_and_k(mode, k)
         try:
-            answer = assistant.ask(question, mode=mode, k=int(k), history=[str(h) for h in (history or [])][-3:])
+            history = [str(h) for h in (history or [])][-3:]
+            answer = assistant.ask(question, mode=mode, k=int(k), history=history, papers=papers or None)
         except CultureRagError as exc:
             raise gr.Error(str(exc)) from None
         return render.answer_json(answer)
 
-    def search(question: str, k: int = 5) -> dict:
-        """The passages that best match a question, best first."""
+    def search(question: str, k: int = 5, papers: list[str] | None = None) -> dict:
+        """The passages that best match a question, best first; within `papers` (ids) when given."""
         _check_mode_and_k("extractive", k)
         try:
-            hits = assistant.search(question, int(k))
+            hits = assistant.search(question, int(k), papers=papers or None)
         except CultureRagError as exc:
             raise gr.Error(str(exc)) from None
         return {"question": question, "hits": [render.hit_json(h) for h in hits]}
@@ -240,6 +254,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                             examples=[{"text": q} for q in EXAMPLES],
                             buttons=["copy"],
                         )
+                        scope = gr.Dropdown(
+                            label="Search within papers",
+                            info="Leave empty to search the whole library.",
+                            choices=[],
+                            multiselect=True,
+                            elem_id="paper-scope",
+                        )
                         with gr.Row():
                             question = gr.Textbox(
                                 placeholder="Ask a question about the papers…",
@@ -279,7 +300,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
         query = {"concurrency_id": "query", "concurrency_limit": QUERY_CONCURRENCY}
         writes = {"concurrency_id": "library", "concurrency_limit": 1, "trigger_mode": "once"}
-        chat_io = ([question, chat, mode, k, show_removed, state], [chat, sources, state, question])
+        chat_io = ([question, chat, mode, k, show_removed, scope, state], [chat, sources, state, question])
         question.submit(respond, *chat_io, api_visibility="private", **query)
         send.click(respond, *chat_io, api_visibility="private", **query)
         chat.example_select(use_example, None, question, queue=False, api_visibility="private").then(
@@ -291,12 +312,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         chat.clear(new_conversation, None, [chat, sources, state, question], queue=False, api_visibility="private")
 
         library_io = ([files, password], [outcome, library, to_remove, report, files])
-        files.upload(add_files, *library_io, api_visibility="private", **writes)
-        add_button.click(add_files, *library_io, api_name="add", **writes)
+        rescope = {"fn": scope_view, "inputs": scope, "outputs": scope, "queue": False, "api_visibility": "private"}
+        files.upload(add_files, *library_io, api_visibility="private", **writes).then(**rescope)
+        add_button.click(add_files, *library_io, api_name="add", **writes).then(**rescope)
         remove_button.click(
             remove_paper, to_remove, [outcome, library, to_remove], api_visibility="private", **writes
-        )
-        demo.load(library_view, None, [library, to_remove], queue=False, api_visibility="private")
+        ).then(**rescope)
+        demo.load(library_view, None, [library, to_remove], queue=False, api_visibility="private").then(**rescope)
         # Another session may have changed the library since this page loaded.
         library_tab.select(library_view, None, [library, to_remove], queue=False, api_visibility="private")
 
@@ -309,6 +331,10 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     # with dozens waiting, the per-job broadcast costs more CPU than the answers.
     demo.queue(default_concurrency_limit=QUERY_CONCURRENCY, max_size=QUEUE_MAX, status_update_rate=1.0)
     return demo
+
+
+def _paper_choices(papers: list[dict]) -> list[tuple[str, str]]:
+    return [(f"{p['title']} ({p['source']})", p["paper_id"]) for p in papers]
 
 
 def _check_mode_and_k(mode: str, k: int) -> None:
