@@ -252,7 +252,7 @@ class Assistant:
             source = path.name
             old = existing.get(source)
             if old and old.content_hash == file_hash(path) and old.segment == segment_id(old.content_hash, signature):
-                kept[source] = _with_meta(old, metadata.get(source))
+                kept[source] = old.with_metadata(metadata.get(source))
                 outcomes.append(FileOutcome(source, "unchanged", n_chunks=old.n_chunks))
             else:
                 to_parse.append((path, password))
@@ -342,7 +342,13 @@ class Assistant:
             added_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             segment=segment_id(paper.content_hash, signature),
             affiliation=paper.affiliation,
+            year=paper.year,
+            doi=paper.doi,
+            arxiv_id=paper.arxiv_id,
+            venue=paper.venue,
+            url=paper.url,
         )
+        info = replace(info, found=paper.found if info.metadata != paper.found else None)
         chunks = tuple(replace(c, paper_id=info.paper_id) for c in chunks)
         return Segment(info, chunks, vectors.chunks, vectors.sentences)
 
@@ -656,10 +662,6 @@ def _size(path: Path) -> int:
         return 0  # the read reports the error
 
 
-def _with_meta(info: PaperInfo, meta: PaperMeta | None) -> PaperInfo:
-    if meta is None:
-        return info
-    return replace(info, title=meta.title or info.title, authors=meta.authors or info.authors)
 
 
 def _unique_id(wanted: str, source: str, papers: list[PaperInfo], new: dict[str, Segment]) -> str:
