@@ -26,6 +26,7 @@ from .answer import (
     check_generated,
     extractive_answer,
 )
+from .catalog import select_papers
 from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .errors import (
@@ -129,8 +130,13 @@ class Assistant:
 
     # --- the library -----------------------------------------------------------------------
 
-    def papers(self) -> list[PaperInfo]:
-        return list(self._snapshot.papers) if self._snapshot else []
+    def papers(self, author: str | None = None, year: str | int | None = None, title: str | None = None) -> list[PaperInfo]:
+        """The indexed papers; with filters, those by `author`, of `year` (2019, "2018-2021") and
+        with `title` words (catalog.select_papers). Their ids scope `ask(q, papers=...)`."""
+        listing = list(self._snapshot.papers) if self._snapshot else []
+        if author is None and year is None and title is None:
+            return listing
+        return select_papers(listing, author=author, year=year, title=title)
 
     def build(self, corpus_dir: str | Path | None = None, progress: ProgressFn | None = None) -> BuildReport:
         """Bring the index in line with the corpus folder: embed new or changed papers only,

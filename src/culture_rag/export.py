@@ -96,7 +96,7 @@ def conversation_markdown(turns: Iterable, title: str | None = "Conversation") -
         parts.append(f"{level} {_md(answer.question)}\n")
         parts.append(_answer_body(answer, numbering) + "\n")
     if numbering.references:
-        parts.append(f"{level} References\n")
+        parts.append("## References\n")
         parts.append("\n".join(_reference_line(n, ref) for n, ref in numbering.references) + "\n")
     return "\n".join(parts)
 
@@ -145,8 +145,9 @@ def _reference_line(n: int, ref: Reference) -> str:
     where = ref.location
     if ref.section and ref.section not in where:
         where = f"{where}, § {ref.section}" if where else f"§ {ref.section}"
-    link = f" https://doi.org/{paper.doi}" if paper.doi else (f" arXiv:{paper.arxiv_id}" if paper.arxiv_id else "")
-    head = f"{n}. {_md(who)}{year}. *{_md(paper.title)}*.{_md(link)} {_md(where)}.".replace(" .", ".")
+    # An autolink's text is literal (no escapes inside): DOIs and arXiv ids hold no spaces or <>.
+    link = f" <https://doi.org/{paper.doi}>" if paper.doi else (f" <https://arxiv.org/abs/{paper.arxiv_id}>" if paper.arxiv_id else "")
+    head = f"{n}. {_md(who)}{year}. *{_md(paper.title)}*." + (f" {_md(where)}." if where else "") + link
     return f"{head}\n   > “{_md(' '.join(ref.quote.split()))}”"
 
 
