@@ -13,7 +13,7 @@ from conftest import CORPUS, make_settings
 from pybtex.database import parse_string
 
 from culture_rag import Assistant
-from culture_rag.export import ExportedAnswer, Source, answer_markdown, bibtex, cited_papers, conversation_markdown
+from culture_rag.export import ExportedAnswer, Reference, Source, answer_markdown, bibtex, cited_papers, conversation_markdown
 from culture_rag.serialize import answer_json
 
 QUESTIONS = ("What is the Belt and Road Initiative?", "Which film industries does Belarus face fierce competition from?")
@@ -81,13 +81,9 @@ def test_the_reference_line_carries_year_and_doi(answers):
     assert mao and all("(2024)" in line and line.endswith("<https://doi.org/10.1000/m_1>") for line in mao)
 
 
-def test_document_text_cannot_make_markdown(answers):
-    answer = ExportedAnswer.of(answer_json(answers[0]))
-    hostile = ExportedAnswer(
-        "# <b>q</b>", "*bold* [link](http://x) [1]", True, (answer.references[0].__class__(
-            1, Source("p", "T_1 <i>", ("A*B",)), "p. 1", None, "[2] `code` <script>"),)
-    )
-    out = answer_markdown(hostile)
+def test_document_text_cannot_make_markdown():
+    reference = Reference(1, Source("p", "T_1 <i>", ("A*B",)), "p. 1", None, "[2] `code` <script>")
+    out = answer_markdown(ExportedAnswer("# <b>q</b>", "*bold* [link](http://x) [1]", True, (reference,)))
     assert "<b>" not in out and "<script>" not in out and "[link](" not in out and "`code`" not in out
     assert markers(out) == [1]  # the quote's "[2]" is escaped, not a marker
 

@@ -668,8 +668,6 @@ def _size(path: Path) -> int:
         return 0  # the read reports the error
 
 
-
-
 def _unique_id(wanted: str, source: str, papers: list[PaperInfo], new: dict[str, Segment]) -> str:
     taken = {p.paper_id for p in papers if p.source != source} | {s.paper.paper_id for s in new.values()}
     candidate, n = wanted, 2

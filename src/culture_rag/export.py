@@ -163,7 +163,8 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 def _md(text: str) -> str:
     """Document text shown literally in Markdown: no emphasis, link, HTML or heading made of it."""
     out = _MD_SPECIAL.sub(r"\\\1", text)
-    return re.sub(r"(?m)^(\s*)([-+>]|\d+[.)])(?=\s)", r"\1\\\2", out)
+    out = re.sub(r"(?m)^(\s*)([-+=])", r"\1\\\2", out)  # a list item, a setext underline, a rule
+    return re.sub(r"(?m)^(\s*\d+)([.)])", r"\1\\\2", out)  # an ordered list item: "1\."
 
 
 # --- BibTeX ------------------------------------------------------------------------------------
