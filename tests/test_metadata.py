@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ARAGOG, ROBUSTNESS, make_settings
+from conftest import ARAGOG, CORPUS, ROBUSTNESS, make_settings
 
 from culture_rag import Assistant, IngestError
 from culture_rag.errors import IndexModelMismatch
@@ -95,7 +95,17 @@ def test_front_matter_publication_lines_win_over_the_arxiv_year_and_citations_do
     meta = front_metadata(page)
     assert (meta.year, meta.doi, meta.arxiv_id) == (2019, "10.18653/v1/p19-1001", "1811.00001")
     assert front_metadata("Title\n© 2021 The Authors. Published by X.").year == 2021
+    assert front_metadata("Journal of Econometrics 210 (2019) 1-20\nTitle").year == 2019
+    assert front_metadata("Title\nThis journal's view (Smith and Jones, 2015) holds.").year is None
     assert front_metadata("Title\nBERT (Devlin et al., 2019) and arXiv:1810.04805 are cited here.").year is None
+
+
+def test_the_shipped_papers_state_no_year_and_none_is_made_up():
+    """Years in their text are of events and of cited works; their DOIs are their references'."""
+    for path in sorted(CORPUS.glob("*.*")):
+        if path.suffix != ".toml":
+            paper = read_paper(path)
+            assert (paper.year, paper.doi, paper.arxiv_id) == (None, None, None), path.name
 
 
 def test_a_pdf_file_date_is_not_taken_for_the_year():

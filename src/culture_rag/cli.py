@@ -253,7 +253,8 @@ def ask(
     if answer.notice:
         typer.echo(f"\n({answer.notice})")
     for c in answer.citations:
-        typer.echo(f"\n[{c.n}] {c.paper.title} — {', '.join(c.paper.authors)} — {c.location}\n    “{c.quote}”")
+        year = f" ({c.paper.year})" if c.paper.year else ""
+        typer.echo(f"\n[{c.n}] {c.paper.title}{year} — {', '.join(c.paper.authors)} — {c.location}\n    “{c.quote}”")
     if not answer.answered:
         typer.echo("\nClosest passages:")
         for h in answer.passages[:3]:

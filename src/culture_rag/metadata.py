@@ -149,7 +149,10 @@ def arxiv_year(arxiv_id: str) -> int | None:
 # arXiv stamps its listing into the margin of page one: "arXiv:1810.04805v2 [cs.CL] 24 May 2019".
 # A bare identifier elsewhere on the page is usually a citation of another paper.
 _ARXIV_STAMP = re.compile(rf"arXiv:\s*({_ARXIV_NEW}|{_ARXIV_OLD})(?:v\d+)?\s*\[[A-Za-z.-]+\]")
-_CITATION_LINE = re.compile(r"\bet al\b|\(\D{0,60}(?:19|20)\d\d[a-z]?\)|^\s*\[\d+\]|\barXiv preprint\b", re.IGNORECASE)
+# "(Smith, 2015)" is a citation; "Journal of Econometrics 210 (2019) 1-20" is a journal's header.
+_CITATION_LINE = re.compile(
+    r"\bet al\b|\([^()]*[^\W\d_][^()]*?\s(?:19|20)\d\d[a-z]?\)|^\s*\[\d+\]|\barXiv preprint\b", re.IGNORECASE
+)
 _YEAR = r"((?:1[5-9]|20)\d\d)\b"
 # Lines that state where and when the paper itself appeared.
 _PUBLICATION_YEAR = (
