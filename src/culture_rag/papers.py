@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import pdf, regions as roles
 from .errors import IngestError
-from .metadata import FRONT_CHARS, METADATA_FILE, PaperMeta, front_metadata, read_metadata_file  # noqa: F401  (re-exported)
+from .metadata import FRONT_CHARS, PaperMeta, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
 from .pdf import PdfText
 
 PDF_SUFFIXES = (".pdf",)
