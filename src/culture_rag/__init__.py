@@ -24,6 +24,13 @@ _MODULE_OF = {
     "PaperNotFoundError": "errors",
     "QueryError": "errors",
     "PaperInfo": "index",
+    "select_papers": "catalog",
+    "ExportedAnswer": "export",
+    "answer_markdown": "export",
+    "bibtex": "export",
+    "cited_papers": "export",
+    "conversation_markdown": "export",
+    "PaperMeta": "metadata",
     "BuildReport": "ingest",
     "FileOutcome": "ingest",
     "Paper": "papers",
@@ -61,7 +68,10 @@ if TYPE_CHECKING:
         PaperNotFoundError,
         QueryError,
     )
+    from .catalog import select_papers
+    from .export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
     from .index import PaperInfo
+    from .metadata import PaperMeta
     from .ingest import BuildReport, FileOutcome
     from .papers import Paper
     from .retrieval import Hit

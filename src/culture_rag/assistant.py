@@ -26,6 +26,7 @@ from .answer import (
     check_generated,
     extractive_answer,
 )
+from .catalog import select_papers
 from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .errors import (
@@ -129,8 +130,13 @@ class Assistant:
 
     # --- the library -----------------------------------------------------------------------
 
-    def papers(self) -> list[PaperInfo]:
-        return list(self._snapshot.papers) if self._snapshot else []
+    def papers(self, author: str | None = None, year: str | int | None = None, title: str | None = None) -> list[PaperInfo]:
+        """The indexed papers; with filters, those by `author`, of `year` (2019, "2018-2021") and
+        with `title` words (catalog.select_papers). Their ids scope `ask(q, papers=...)`."""
+        listing = list(self._snapshot.papers) if self._snapshot else []
+        if author is None and year is None and title is None:
+            return listing
+        return select_papers(listing, author=author, year=year, title=title)
 
     def build(self, corpus_dir: str | Path | None = None, progress: ProgressFn | None = None) -> BuildReport:
         """Bring the index in line with the corpus folder: embed new or changed papers only,
@@ -252,7 +258,7 @@ class Assistant:
             source = path.name
             old = existing.get(source)
             if old and old.content_hash == file_hash(path) and old.segment == segment_id(old.content_hash, signature):
-                kept[source] = _with_meta(old, metadata.get(source))
+                kept[source] = old.with_metadata(metadata.get(source))
                 outcomes.append(FileOutcome(source, "unchanged", n_chunks=old.n_chunks))
             else:
                 to_parse.append((path, password))
@@ -342,7 +348,13 @@ class Assistant:
             added_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             segment=segment_id(paper.content_hash, signature),
             affiliation=paper.affiliation,
+            year=paper.year,
+            doi=paper.doi,
+            arxiv_id=paper.arxiv_id,
+            venue=paper.venue,
+            url=paper.url,
         )
+        info = replace(info, found=paper.found if info.metadata != paper.found else None)
         chunks = tuple(replace(c, paper_id=info.paper_id) for c in chunks)
         return Segment(info, chunks, vectors.chunks, vectors.sentences)
 
@@ -654,12 +666,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0  # the read reports the error
-
-
-def _with_meta(info: PaperInfo, meta: PaperMeta | None) -> PaperInfo:
-    if meta is None:
-        return info
-    return replace(info, title=meta.title or info.title, authors=meta.authors or info.authors)
 
 
 def _unique_id(wanted: str, source: str, papers: list[PaperInfo], new: dict[str, Segment]) -> str:

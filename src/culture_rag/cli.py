@@ -146,16 +146,46 @@ def remove(paper_id: str, index: IndexOpt = None) -> None:
     typer.echo(f"removed {paper_id}; the index holds {report.total_papers} papers, {report.total_chunks} chunks.")
 
 
+AuthorOpt = Annotated[Optional[str], typer.Option("--author", help="Only papers by this author (words of the name).")]
+YearOpt = Annotated[Optional[str], typer.Option("--year", help="Only papers of this year or range: 2019, 2018-2021, 2018-.")]
+TitleOpt = Annotated[Optional[str], typer.Option("--title", help="Only papers whose title has these words.")]
+
+
+def _selected(assistant, author: str | None, year: str | None, title: str | None, ids: list[str] | None = None):
+    """The library's papers that pass the filters (catalog.select_papers), within `ids` if given."""
+    from .catalog import select_papers
+
+    listing = [p for p in assistant.papers() if not ids or p.paper_id in ids]
+    return select_papers(listing, author=author, year=year, title=title)
+
+
+def _scope(assistant, paper: list[str] | None, author: str | None, year: str | None, title: str | None):
+    """Paper ids to search: --paper ids, narrowed by the filters; None searches everything."""
+    if author is None and year is None and title is None:
+        return paper or None
+    chosen = [p.paper_id for p in _selected(assistant, author, year, title, paper)]
+    if not chosen:
+        given = ", ".join(f"--{k} {v!r}" for k, v in (("author", author), ("year", year), ("title", title)) if v)
+        raise CultureRagError(f"no indexed paper matches {given}; see `culture-rag papers` for what the library holds")
+    return chosen
+
+
 @app.command()
-def papers(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
-    """List the indexed papers."""
-    listing = _assistant(_settings(index)).papers()
+def papers(
+    author: AuthorOpt = None, year: YearOpt = None, title: TitleOpt = None, index: IndexOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List the indexed papers, or those that match --author, --year and --title."""
+    listing = _selected(_assistant(_settings(index)), author, year, title)
     if as_json:
         typer.echo(json.dumps([paper_json(p) for p in listing], indent=1, ensure_ascii=False))
         return
     for p in listing:
         pages = f"{p.n_pages} pages" if p.n_pages else p.kind
-        typer.echo(f"{p.paper_id}\n  {p.title}\n  {', '.join(p.authors) or 'authors unknown'} · {pages} · {p.n_chunks} chunks · added {p.added_at}")
+        published = " · ".join(x for x in (str(p.year or "year unknown"), p.venue, p.doi and f"doi:{p.doi}", p.arxiv_id and f"arXiv:{p.arxiv_id}") if x)
+        typer.echo(
+            f"{p.paper_id}\n  {p.title}\n  {', '.join(p.authors) or 'authors unknown'} · {published}\n"
+            f"  {pages} · {p.n_chunks} chunks · added {p.added_at}"
+        )
 
 
 @app.command()
@@ -163,11 +193,15 @@ def search(
     question: str,
     k: Annotated[Optional[int], typer.Option("-k", help="Passages to return.")] = None,
     paper: PaperOpt = None,
+    author: AuthorOpt = None,
+    year: YearOpt = None,
+    title: TitleOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the passages that best match a question."""
-    hits = _assistant(_settings(index)).search(question, k, papers=paper or None)
+    assistant = _assistant(_settings(index))
+    hits = assistant.search(question, k, papers=_scope(assistant, paper, author, year, title))
     if as_json:
         typer.echo(json.dumps([hit_json(h) for h in hits], indent=1, ensure_ascii=False))
         return
@@ -189,26 +223,51 @@ def ask(
     k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.")] = None,
     endpoint: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL (endpoint mode).")] = None,
     paper: PaperOpt = None,
+    author: AuthorOpt = None,
+    year: YearOpt = None,
+    title: TitleOpt = None,
+    output: Annotated[str, typer.Option("--format", help="text, markdown (answer and reference list) or json.")] = "text",
+    bibtex: Annotated[Optional[Path], typer.Option("--bibtex", help="Also write the cited papers' BibTeX to this file.")] = None,
     index: IndexOpt = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Answer a question with cited passages, or say that the papers do not answer it."""
+    output = "json" if as_json else output
+    if output not in ("text", "markdown", "json"):
+        raise CultureRagError(f"--format {output!r}: use text, markdown or json")
     assistant = _assistant(_settings(index, endpoint_url=endpoint))
-    answer = assistant.ask(question, mode=mode, k=k, papers=paper or None)
-    if as_json:
+    answer = assistant.ask(question, mode=mode, k=k, papers=_scope(assistant, paper, author, year, title))
+    if bibtex is not None:
+        from .export import bibtex as bibtex_of, cited_papers
+
+        _write_text(bibtex, bibtex_of(cited_papers([answer])))
+    if output == "json":
         typer.echo(json.dumps(answer_json(answer), indent=1, ensure_ascii=False))
+        return
+    if output == "markdown":
+        from .export import answer_markdown
+
+        typer.echo(answer_markdown(answer), nl=False)
         return
     typer.echo(answer.text)
     if answer.notice:
         typer.echo(f"\n({answer.notice})")
     for c in answer.citations:
-        typer.echo(f"\n[{c.n}] {c.paper.title} — {', '.join(c.paper.authors)} — {c.location}\n    “{c.quote}”")
+        year = f" ({c.paper.year})" if c.paper.year else ""
+        typer.echo(f"\n[{c.n}] {c.paper.title}{year} — {', '.join(c.paper.authors)} — {c.location}\n    “{c.quote}”")
     if not answer.answered:
         typer.echo("\nClosest passages:")
         for h in answer.passages[:3]:
             typer.echo(f"  - {h.paper.title} — {h.chunk.location}: {h.chunk.text[:200].replace(chr(10), ' ')}…")
     for sentence in answer.removed:
         typer.echo(f"\n[removed by the citation check] {sentence}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CultureRagError(f"{path}: cannot write it ({exc.strerror or exc}); check the folder and its permissions") from exc
 
 
 @app.command("eval")

@@ -38,6 +38,7 @@ from .embedding import file_sha256, int8_kernels
 from .regions import ROLE_CODES, ROLES
 from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from .lexical import KeywordIndex, TermCounts, TermFileError
+from .metadata import PaperMeta
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ log = logging.getLogger(__name__)
 # 4: a segment's term vocabulary is one string, read without a Python object per term.
 # 5: chunks carry their role and heading path, and their sentences' roles as one letter each
 #    (sentence_roles; regions.py); PDF text gives headings lines of their own.
-FORMAT = 6
+# 7: papers carry their year, DOI, arXiv id, venue and URL, and what their file says where
+#    papers.toml overrides it (found), so that editing papers.toml needs no re-parsing.
+FORMAT = 7
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
 # within the latency budget, keeps recall exact, and rebuilds in a blink when a paper is added
@@ -75,6 +78,29 @@ class PaperInfo:
     added_at: str
     segment: str
     affiliation: str | None = None  # curated (papers.toml), else None
+    year: int | None = None
+    doi: str | None = None
+    arxiv_id: str | None = None
+    venue: str | None = None
+    url: str | None = None
+    found: PaperMeta | None = None  # what the file says, when papers.toml overrides some of it
+
+    @property
+    def metadata(self) -> PaperMeta:
+        return PaperMeta(
+            self.title, self.authors, self.affiliation, self.year, self.doi, self.arxiv_id, self.venue, self.url
+        )
+
+    def with_metadata(self, curated: PaperMeta | None) -> PaperInfo:
+        """This paper with papers.toml's entry over what its file says: an edit of papers.toml
+        changes the record only, and removing a key brings back the file's value."""
+        own = self.found or self.metadata
+        final = curated.over(own) if curated else own
+        return replace(self, **_meta_fields(final), found=own if final != own else None)
+
+
+def _meta_fields(meta: PaperMeta) -> dict:
+    return {f.name: getattr(meta, f.name) for f in fields(PaperMeta)}
 
 
 @dataclass(frozen=True)
@@ -416,8 +442,9 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
     out = _Loaded([], [], [], [], [])
     for number, record in enumerate(records):
         try:
-            info = PaperInfo(**{**record, "authors": tuple(record["authors"])})
-        except (TypeError, KeyError) as exc:
+            found = PaperMeta.from_dict(record["found"]) if record.get("found") is not None else None
+            info = PaperInfo(**{**record, "authors": tuple(record["authors"]), "found": found})
+        except (TypeError, KeyError, AttributeError) as exc:
             raise IndexLoadError(manifest_path, f"damaged manifest: paper record {number} is malformed ({exc})") from None
         if not (isinstance(info.segment, str) and _SEGMENT_NAME.fullmatch(info.segment)):
             raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} names segment {info.segment!r}")
@@ -709,7 +736,9 @@ def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, nu
 
 def _record(paper: PaperInfo) -> dict:
     """asdict(paper) without its deep copies: a manifest of 13k papers is written on every add."""
-    return {f.name: getattr(paper, f.name) for f in fields(PaperInfo)} | {"authors": list(paper.authors)}
+    row = {f.name: getattr(paper, f.name) for f in fields(PaperInfo)} | {"authors": list(paper.authors)}
+    row["found"] = paper.found.to_dict() if paper.found is not None else None
+    return row
 
 
 def _chunk_record(chunk: Chunk) -> dict:

@@ -178,7 +178,7 @@ def _worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:  # run
         except EOFError:
             return
         try:
-            meta = PaperMeta(request["title"], tuple(request["authors"]), request.get("affiliation")) if request.get("title") else None
+            meta = PaperMeta.from_dict(request["meta"]) if request.get("meta") else None
             paper = read_paper(Path(request["path"]), request.get("password"), meta)
             reply = json.dumps({"paper": asdict(paper)}).encode()
         except IngestError as exc:
@@ -274,7 +274,7 @@ class PdfParser:
             self._start(path)
         request = {"path": str(path), "password": password}
         if meta is not None:
-            request.update(title=meta.title, authors=list(meta.authors), affiliation=meta.affiliation)
+            request["meta"] = meta.to_dict()
         try:
             self._conn.send_bytes(json.dumps(request).encode())
             if not self._conn.poll(self.timeout_s):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-import tomllib
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -18,12 +17,12 @@ from pathlib import Path
 
 from . import pdf, regions as roles
 from .errors import IngestError
+from .metadata import FRONT_CHARS, PaperMeta, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
 from .pdf import PdfText
 
 PDF_SUFFIXES = (".pdf",)
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 SUPPORTED_SUFFIXES = PDF_SUFFIXES + TEXT_SUFFIXES
-METADATA_FILE = "papers.toml"
 
 
 @dataclass(frozen=True)
@@ -50,19 +49,19 @@ class Paper:
     content_hash: str  # sha256 of the file's bytes
     n_pages: int | None = None
     affiliation: str | None = None  # curated (papers.toml); the front matter holds it too
-
-
-@dataclass(frozen=True)
-class PaperMeta:
-    title: str | None = None
-    authors: tuple[str, ...] = ()
-    affiliation: str | None = None
+    year: int | None = None
+    doi: str | None = None
+    arxiv_id: str | None = None
+    venue: str | None = None
+    url: str | None = None
+    found: PaperMeta = PaperMeta()  # what the file itself says, before papers.toml
 
 
 def paper_from_dict(raw: dict) -> Paper:
     """A Paper from `dataclasses.asdict(paper)` sent through JSON (the parser process's reply)."""
     regions = tuple(Region(**{**r, "heading_path": tuple(r.get("heading_path", ()))}) for r in raw["regions"])
-    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"])})
+    found = PaperMeta.from_dict(raw.get("found", {}))
+    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"]), "found": found})
 
 
 def content_hash(data: bytes) -> str:
@@ -74,26 +73,6 @@ def paper_id_for(source: str) -> str:
     stem = unicodedata.normalize("NFKD", Path(source).stem).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:80].strip("-")
     return slug or "paper-" + hashlib.sha256(source.encode()).hexdigest()[:8]
-
-
-def read_metadata_file(folder: Path) -> dict[str, PaperMeta]:
-    path = folder / METADATA_FILE
-    if not path.is_file():
-        return {}
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise IngestError(path, "metadata", f"cannot read the metadata file: {exc}") from exc
-    return {name: _meta_entry(path, name, entry) for name, entry in raw.items() if isinstance(entry, dict)}
-
-
-def _meta_entry(path: Path, name: str, entry: dict) -> PaperMeta:
-    affiliation = entry.get("affiliation")
-    if isinstance(affiliation, list):
-        affiliation = "; ".join(str(a) for a in affiliation)
-    if affiliation is not None and not isinstance(affiliation, str):
-        raise IngestError(path, "metadata", f"[{name!r}] affiliation must be a string or a list of strings")
-    return PaperMeta(title=entry.get("title"), authors=tuple(entry.get("authors", ())), affiliation=affiliation)
 
 
 def read_paper(path: Path, password: str | None = None, meta: PaperMeta | None = None) -> Paper:
@@ -129,22 +108,29 @@ def parse_paper(
         if data.startswith(b"%PDF-"):
             raise IngestError(where, "mismatch", "the file is a PDF but is named as text; rename it to .pdf")
         text, regions = _parse_text(where, data, markdown=suffix != ".txt", known=known)
-        pdf_meta, first_page, n_pages = PaperMeta(), text, None
+        pdf_meta, first_page, n_pages = PaperMeta(), text[:FRONT_CHARS], None
         kind = "md" if suffix != ".txt" else "txt"
     if not has_real_text(text):
         raise IngestError(where, "no_text", "no extractable text (scanned or image-only?); OCR it first")
-    title, authors = _choose_metadata(meta, pdf_meta, first_page)
+    found = _found_metadata(pdf_meta, first_page)
+    final = meta.over(found)
     return Paper(
         paper_id=paper_id_for(source),
         source=source,
-        title=title,
-        authors=authors,
+        title=final.title or "Untitled",
+        authors=final.authors,
         kind=kind,
         text=text,
         regions=tuple(regions),
         content_hash=content_hash(data),
         n_pages=n_pages,
-        affiliation=meta.affiliation,
+        affiliation=final.affiliation,
+        year=final.year,
+        doi=final.doi,
+        arxiv_id=final.arxiv_id,
+        venue=final.venue,
+        url=final.url,
+        found=found,
     )
 
 
@@ -435,12 +421,11 @@ def _merge_spans(spans, end: int, contiguous: bool) -> list[Region]:
 # --- title and authors -------------------------------------------------------------------------
 
 
-def _choose_metadata(curated: PaperMeta, pdf: PaperMeta, text: str) -> tuple[str, tuple[str, ...]]:
-    """A curated entry (papers.toml) wins, then PDF metadata, then the first page."""
+def _found_metadata(pdf: PaperMeta, text: str) -> PaperMeta:
+    """What the file says: PDF metadata (title, authors), then the first page (title, authors,
+    DOI, arXiv identifier, year). A curated entry (papers.toml) goes over it (PaperMeta.over)."""
     guess_title, guess_authors = _first_page_guess(text)
-    title = curated.title or pdf.title or guess_title
-    authors = curated.authors or pdf.authors or guess_authors
-    return title, authors
+    return pdf.over(PaperMeta(title=guess_title, authors=guess_authors)).over(front_metadata(text))
 
 
 def _first_page_guess(text: str) -> tuple[str, tuple[str, ...]]:

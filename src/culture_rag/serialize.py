@@ -11,6 +11,7 @@ def paper_json(paper) -> dict:
         "title": paper.title,
         "authors": list(paper.authors),
         "affiliation": paper.affiliation,
+        **_bibliographic(paper),
         "kind": paper.kind,
         "n_pages": paper.n_pages,
         "n_chunks": paper.n_chunks,
@@ -18,9 +19,14 @@ def paper_json(paper) -> dict:
     }
 
 
+def _bibliographic(paper) -> dict:
+    """What a reference list and a BibTeX entry need beyond title and authors (export.py)."""
+    return {"year": paper.year, "doi": paper.doi, "arxiv_id": paper.arxiv_id, "venue": paper.venue, "url": paper.url}
+
+
 def _cited_paper(paper) -> dict:
     """The paper fields a hit and a citation both start with."""
-    return {"paper_id": paper.paper_id, "title": paper.title, "authors": list(paper.authors)}
+    return {"paper_id": paper.paper_id, "title": paper.title, "authors": list(paper.authors), **_bibliographic(paper)}
 
 
 def hit_json(hit) -> dict:
