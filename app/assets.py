@@ -48,6 +48,7 @@ a.cite { text-decoration: none; font-weight: 600; font-size: 0.85em; vertical-al
 table.library { width: 100%; border-collapse: collapse; font-size: 0.92rem; }
 table.library th, table.library td { border-bottom: 1px solid var(--border-color-primary); padding: 0.35rem 0.5rem;
   text-align: left; vertical-align: top; }
+table.library .ref { font-size: 0.8rem; color: var(--body-text-color-subdued); margin-top: 0.15rem; }
 table.library td.num { text-align: right; }
 table.library td.file { font-family: var(--font-mono); font-size: 0.8rem; word-break: break-all; }
 .outcomes ul { padding-left: 1.1rem; margin: 0.3rem 0; }

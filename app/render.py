@@ -227,13 +227,17 @@ def _control(action: str, label: str, text: str, disabled: bool = False) -> str:
 # --- the library -------------------------------------------------------------------------------
 
 
-def library_html(papers: list[dict]) -> str:
+def library_html(papers: list[dict], of: int | None = None) -> str:
+    """The library table; `of`: the number of papers before filtering, when filtered."""
     if not papers:
+        if of:
+            return f'<p class="library-empty">None of the {of} papers matches the filters.</p>'
         return '<p class="library-empty">The library is empty. Add PDF, TXT or Markdown papers below.</p>'
     rows = "".join(
         "<tr>"
-        f'<td class="title">{esc(p["title"])}</td>'
+        f'<td class="title">{esc(p["title"])}{_reference_bits(p)}</td>'
         f"<td>{_authors(p['authors'])}</td>"
+        f"<td class=\"num\">{esc(p['year']) if p.get('year') else '—'}</td>"
         f"<td class=\"num\">{esc(p['n_pages']) if p['n_pages'] else '—'}</td>"
         f"<td class=\"num\">{p['n_chunks']}</td>"
         f"<td>{esc(p['added_at'].replace('T', ' ').rstrip('Z'))}</td>"
@@ -242,11 +246,20 @@ def library_html(papers: list[dict]) -> str:
         for p in papers
     )
     total = sum(p["n_chunks"] for p in papers)
+    shown = f"{len(papers)} of {of} papers" if of is not None and of != len(papers) else f"{len(papers)} papers"
     return (
-        f'<p class="library-summary">{len(papers)} papers, {total} passages</p>'
-        '<table class="library"><thead><tr><th>Title</th><th>Authors</th><th>Pages</th><th>Chunks</th>'
+        f'<p class="library-summary">{shown}, {total} passages</p>'
+        '<table class="library"><thead><tr><th>Title</th><th>Authors</th><th>Year</th><th>Pages</th><th>Chunks</th>'
         f"<th>Added (UTC)</th><th>File</th></tr></thead><tbody>{rows}</tbody></table>"
     )
+
+
+def _reference_bits(p: dict) -> str:
+    """Venue, DOI and arXiv id under the title, as plain text (never a link from a document)."""
+    bits = [esc(p["venue"])] if p.get("venue") else []
+    bits += [f"DOI {esc(p['doi'])}"] if p.get("doi") else []
+    bits += [f"arXiv {esc(p['arxiv_id'])}"] if p.get("arxiv_id") else []
+    return f'<div class="ref">{" · ".join(bits)}</div>' if bits else ""
 
 
 _STATUS_TEXT = {

@@ -18,6 +18,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
+from culture_rag import export
 from culture_rag.assistant import Assistant
 from culture_rag.errors import CultureRagError
 from culture_rag.index import read_current
@@ -115,6 +116,23 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     def new_conversation():
         return [], render.sources_html(None, None, False), {}, ""
 
+    def export_files(state, which):
+        """The conversation (or the answer on show) as Markdown, and its cited papers as BibTeX,
+        written to a fresh folder for the browser to download."""
+        answers = (state or {}).get("answers", {})
+        turns = sorted(answers, key=int)
+        if which == "answer" and (state or {}).get("current") is not None:
+            turns = [t for t in turns if int(t) == int(state["current"])]
+        if not turns:
+            return gr.update(value=None, visible=False), render.message_html("Ask a question first.")
+        chosen = [answers[t] for t in turns]
+        folder = Path(tempfile.mkdtemp(prefix="culture-rag-export-"))
+        name = "answer" if which == "answer" else "conversation"
+        (folder / f"{name}.md").write_text(export.conversation_markdown(chosen), encoding="utf-8")
+        (folder / "references.bib").write_text(export.bibtex(export.cited_papers(chosen)), encoding="utf-8")
+        files = [str(folder / f"{name}.md"), str(folder / "references.bib")]
+        return gr.update(value=files, visible=True), ""
+
     def use_example(evt: gr.SelectData):
         value = evt.value if isinstance(evt.value, dict) else {}
         return value.get("text", "")
@@ -124,6 +142,20 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     def library_view():
         papers = [render.paper_json(p) for p in assistant.papers()]
         return render.library_html(papers), gr.update(choices=_paper_choices(papers), value=None)
+
+    def filtered_view(author, year, title):
+        """The Library table under its filters (author words, a year or range, title words)."""
+        try:
+            chosen = assistant.papers(author=author or None, year=(year or "").strip() or None, title=title or None)
+        except CultureRagError as exc:
+            return render.message_html(str(exc), error=True), []
+        everything = len(assistant.papers())
+        return render.library_html([render.paper_json(p) for p in chosen], of=everything), [p.paper_id for p in chosen]
+
+    def ask_within(selected):
+        if not selected:
+            return gr.skip(), gr.skip()
+        return gr.update(value=list(selected)), gr.Tabs(selected="chat")
 
     def scope_view(scope):
         """The chat's paper picker after the library changed: removed papers leave the scope."""
@@ -206,9 +238,23 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             raise gr.Error(str(exc)) from None
         return {"question": question, "hits": [render.hit_json(h) for h in hits]}
 
-    def papers() -> dict:
-        """The indexed papers."""
-        return {"papers": [render.paper_json(p) for p in assistant.papers()]}
+    def papers(author: str = "", year: str = "", title: str = "") -> dict:
+        """The indexed papers; filtered by author words, a year or range (2018-2021) and title words."""
+        try:
+            chosen = assistant.papers(author=author or None, year=year or None, title=title or None)
+        except CultureRagError as exc:
+            raise gr.Error(str(exc)) from None
+        return {"papers": [render.paper_json(p) for p in chosen]}
+
+    def export_markdown(answers: list[dict]) -> dict:
+        """Answers as returned by /ask, exported: Markdown with one numbered reference list, and
+        the cited papers as BibTeX."""
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            raise gr.Error("answers must be a list of the objects /ask returns")
+        try:
+            return {"markdown": export.conversation_markdown(answers), "bibtex": export.bibtex(export.cited_papers(answers))}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise gr.Error(f"answers: not the objects /ask returns ({type(exc).__name__}: {exc})") from None
 
     def remove(paper_id: str) -> dict:
         """Remove a paper from the index (its file moves to the corpus folder's .trash/)."""
@@ -238,7 +284,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             "# culture-rag\nQuestions answered from the indexed research papers, every sentence with its source.",
             elem_id="title",
         )
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
@@ -271,10 +317,26 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                                 elem_id="question",
                             )
                             send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="send")
-                        clear = gr.Button("New conversation", size="sm", elem_id="new-conversation")
+                        with gr.Row():
+                            clear = gr.Button("New conversation", size="sm", elem_id="new-conversation")
+                            export_answer = gr.Button("Export answer", size="sm", elem_id="export-answer")
+                            export_all = gr.Button("Export conversation", size="sm", elem_id="export-conversation")
+                        exported = gr.File(
+                            label="Markdown and BibTeX", file_count="multiple", visible=False,
+                            interactive=False, elem_id="exported",
+                        )
+                        export_note = gr.HTML(elem_id="export-note", js_on_load=None)
                     with gr.Column(scale=2):
                         sources = gr.HTML(render.sources_html(None, None, False), elem_id="sources", js_on_load=None)
             with gr.Tab("Library", id="library") as library_tab:
+                with gr.Row(equal_height=True):
+                    f_author = gr.Textbox(label="Author", placeholder="words of a name", elem_id="filter-author")
+                    f_year = gr.Textbox(label="Year", placeholder="2019 or 2018-2021", elem_id="filter-year")
+                    f_title = gr.Textbox(label="Title words", placeholder="any order", elem_id="filter-title")
+                with gr.Row():
+                    filter_button = gr.Button("Filter", size="sm", elem_id="filter")
+                    within = gr.Button("Ask within these papers", size="sm", elem_id="ask-within")
+                selected = gr.State([])
                 library = gr.HTML(elem_id="library", label="Library", js_on_load=None)
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -311,20 +373,33 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         clear.click(new_conversation, None, [chat, sources, state, question], queue=False, api_visibility="private")
         chat.clear(new_conversation, None, [chat, sources, state, question], queue=False, api_visibility="private")
 
+        filters = [f_author, f_year, f_title]
+        refilter = {"fn": filtered_view, "inputs": filters, "outputs": [library, selected], "queue": False,
+                    "api_visibility": "private"}
+        for trigger in (filter_button.click, f_author.submit, f_year.submit, f_title.submit):
+            trigger(**refilter)
+        within.click(ask_within, selected, [scope, tabs], queue=False, api_visibility="private")
+        for button, which in ((export_answer, "answer"), (export_all, "conversation")):
+            button.click(
+                export_files, [state, gr.State(which)], [exported, export_note], queue=False, api_visibility="private"
+            )
         library_io = ([files, password], [outcome, library, to_remove, report, files])
         rescope = {"fn": scope_view, "inputs": scope, "outputs": scope, "queue": False, "api_visibility": "private"}
-        files.upload(add_files, *library_io, api_visibility="private", **writes).then(**rescope)
-        add_button.click(add_files, *library_io, api_name="add", **writes).then(**rescope)
+        files.upload(add_files, *library_io, api_visibility="private", **writes).then(**rescope).then(**refilter)
+        add_button.click(add_files, *library_io, api_name="add", **writes).then(**rescope).then(**refilter)
         remove_button.click(
             remove_paper, to_remove, [outcome, library, to_remove], api_visibility="private", **writes
-        ).then(**rescope)
-        demo.load(library_view, None, [library, to_remove], queue=False, api_visibility="private").then(**rescope)
+        ).then(**rescope).then(**refilter)
+        demo.load(library_view, None, [library, to_remove], queue=False, api_visibility="private").then(**rescope).then(**refilter)
         # Another session may have changed the library since this page loaded.
-        library_tab.select(library_view, None, [library, to_remove], queue=False, api_visibility="private")
+        library_tab.select(library_view, None, [library, to_remove], queue=False, api_visibility="private").then(
+            **refilter
+        )
 
         gr.api(ask, api_name="ask", **query)
         gr.api(search, api_name="search", **query)
         gr.api(papers, api_name="papers", queue=False)
+        gr.api(export_markdown, api_name="export", queue=False)
         gr.api(remove, api_name="remove", concurrency_id="library", concurrency_limit=1)
 
     # Queue positions go out once a second, not to every waiting user each time a job starts:
