@@ -470,7 +470,7 @@ def serve(
     check_exposure(host, users)
     app, url, _ = demo.launch(
         auth=login_check(users) if users is not None else None,
-        auth_message="Log in with the account the server's keeper made for you (`culture-rag users add`).",
+        auth_message="Log in with the account that the keeper of this server made for you (culture-rag users add).",
         server_name=host,
         server_port=port,
         share=False,

@@ -97,3 +97,34 @@ def test_logout_is_open_and_ends_the_session(server):
         assert browser.get("config").status_code == 200
         assert browser.get("logout", follow_redirects=False).status_code == 302
         assert browser.get("config").status_code == 401
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason="needs Debian's chromium (make browser)")
+def test_a_browser_logs_in_through_the_route_guard_and_asks(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=120_000)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            page.goto(server)
+            page.get_by_label("username").fill("alice")
+            page.get_by_label("password").fill("not the password")
+            page.get_by_role("button", name="Login").click()
+            expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+            expect(page.locator("#question")).to_have_count(0)
+            page.get_by_label("username").fill("alice")  # the form starts empty again
+            page.get_by_label("password").fill(PASSWORD)
+            page.get_by_role("button", name="Login").click()
+            box = page.locator("#question textarea")
+            box.fill("What strengths does Belarus's cultural industry have?")
+            box.press("Enter")
+            expect(page.locator("#sources .timing")).to_be_visible()
+            expect(page.locator("#chat [data-testid='bot']").last).to_contain_text("[1]")
+        finally:
+            browser.close()

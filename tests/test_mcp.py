@@ -102,3 +102,49 @@ def test_papers_lists_the_library(session, real_corpus_assistant):
 def test_bad_arguments_come_back_as_tool_errors_with_the_reason(session):
     assert session["bad_k"].is_error and "k must be" in session["bad_k"].content[0].text
     assert session["bad_paper"].is_error and "no-such-paper" in session["bad_paper"].content[0].text
+
+
+def test_streamable_http_serves_the_same_tools_on_loopback_only(real_corpus_assistant, tmp_path):
+    import socket
+    import subprocess
+    import time
+
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "mcp-http.log"
+    cmd = [sys.executable, "-m", "culture_rag.cli", "mcp", "--index", str(real_corpus_assistant.index_dir), "--http", str(port)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    async def session():
+        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            return await s.call_tool("search", {"question": "cultural diplomacy", "k": 2})
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        result = anyio.run(session)
+        texts = chunk_texts(real_corpus_assistant)
+        passages = result.structured_content["passages"]
+        assert len(passages) == 2 and all(texts[p["chunk_id"]] == p["text"] for p in passages)
+        listening = [
+            line.split()[1]
+            for line in open("/proc/net/tcp").read().splitlines()[1:]
+            if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port
+        ]
+        assert listening == [f"0100007F:{port:04X}"]  # 127.0.0.1 only
+    finally:
+        proc.terminate()
+        proc.wait(15)
