@@ -46,6 +46,7 @@ def session(real_corpus_assistant):
         ("papers", "papers", {}),
         ("bad_k", "search", {"question": "culture", "k": 0}),
         ("bad_paper", "ask", {"question": BELARUS, "papers": ["no-such-paper"]}),
+        ("empty", "ask", {"question": "   "}),
     ]
     return {"paper": paper, **anyio.run(_session, real_corpus_assistant.index_dir, calls)}
 
@@ -102,6 +103,7 @@ def test_papers_lists_the_library(session, real_corpus_assistant):
 def test_bad_arguments_come_back_as_tool_errors_with_the_reason(session):
     assert session["bad_k"].is_error and "k must be" in session["bad_k"].content[0].text
     assert session["bad_paper"].is_error and "no-such-paper" in session["bad_paper"].content[0].text
+    assert session["empty"].is_error and "question is empty" in session["empty"].content[0].text
 
 
 def test_streamable_http_serves_the_same_tools_on_loopback_only(real_corpus_assistant, tmp_path):
