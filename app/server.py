@@ -4,9 +4,11 @@ Assistant's; this module only wires it to the page and keeps the server's defaul
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -14,17 +16,20 @@ from pathlib import Path
 # Gradio reads this at import time, so it is set before the imports below; the app never calls home.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import anyio
 import gradio as gr
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
 from culture_rag import export
 from culture_rag.assistant import Assistant
-from culture_rag.errors import CultureRagError
+from culture_rag.errors import CultureRagError, ExposureError
+from culture_rag.feedback import citations_from_answer, record_feedback
 from culture_rag.index import read_current
 from culture_rag.ingest import safe_name
 from culture_rag.papers import SUPPORTED_SUFFIXES
 from culture_rag.settings import Settings
+from culture_rag.users import UsersFile
 
 from . import render
 from .assets import CSS, JS
@@ -263,6 +268,28 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         except CultureRagError as exc:
             raise gr.Error(str(exc)) from None
 
+    def feedback(answer: dict, kind: str, comment: str = "", request: gr.Request = None) -> dict:
+        """Record a reader's verdict on an answer (the dict /ask returned): kind is helpful,
+        wrong_citation or should_have_declined; the comment is optional."""
+        if not isinstance(answer, dict):
+            raise gr.Error("answer: expected the answer object that /ask returned")
+        sources = {p.paper_id: p.source for p in assistant.papers()}
+        generation = answer.get("generation")
+        try:
+            entry = record_feedback(
+                assistant.index_dir,
+                question=answer.get("question") or "",
+                answer=answer.get("text") or "",
+                citations=citations_from_answer(answer, sources),
+                kind=kind,
+                comment=comment or "",
+                user=getattr(request, "username", None),
+                generation=generation if isinstance(generation, int) else None,
+            )
+        except CultureRagError as exc:
+            raise gr.Error(str(exc)) from None
+        return {"recorded": True, "time": entry.time, "user": entry.user, "kind": entry.kind}
+
     with gr.Blocks(title="culture-rag", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         state = gr.State({})
         with gr.Sidebar(label="Settings", open=False, position="left"):
@@ -401,6 +428,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         gr.api(papers, api_name="papers", queue=False)
         gr.api(export_markdown, api_name="export", queue=False)
         gr.api(remove, api_name="remove", concurrency_id="library", concurrency_limit=1)
+        gr.api(feedback, api_name="feedback", queue=False)
 
     # Queue positions go out once a second, not to every waiting user each time a job starts:
     # with dozens waiting, the per-job broadcast costs more CPU than the answers.
@@ -440,6 +468,9 @@ ALLOWED_EXACT = {
     f"{API}/run/predict",  # events outside the queue (page load, clicks that only redraw)
 }
 ALLOWED_PREFIXES = ("/assets/", "/static/", "/svelte/", f"{API}/heartbeat/", f"{API}/file=", f"{API}/call/")
+# With --auth: the login form and gradio_client post to /login; /logout ends the session. (The
+# page and the client never call /gradio_api/login_check or /gradio_api/token.)
+LOGIN_ROUTES = {"/login", "/logout"}
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -458,8 +489,9 @@ SECURITY_HEADERS = [
 ]
 
 
-def route_allowed(path: str) -> bool:
-    if path in ALLOWED_EXACT or path.rstrip("/") in ALLOWED_EXACT:
+def route_allowed(path: str, login: bool = False) -> bool:
+    exact = ALLOWED_EXACT | LOGIN_ROUTES if login else ALLOWED_EXACT
+    if path in exact or path.rstrip("/") in exact:
         return True
     if not path.startswith(ALLOWED_PREFIXES):
         return False
@@ -472,14 +504,15 @@ def route_allowed(path: str) -> bool:
 class RouteGuard:
     """ASGI middleware: only the routes the app uses, with security headers on every answer."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, login: bool = False) -> None:
         self.app = app
+        self.login = login
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if not route_allowed(scope["path"]):
+        if not route_allowed(scope["path"], self.login):
             if scope["type"] == "http":
                 await PlainTextResponse("Not found", status_code=404)(scope, receive, send)
             return
@@ -492,10 +525,53 @@ class RouteGuard:
         await self.app(scope, receive, with_headers)
 
 
-def serve(demo: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+def check_exposure(host: str, users: UsersFile | None) -> None:
+    """Refuse to serve other machines without logins: any address but loopback needs --auth."""
+    if users is None and not is_loopback(host):
+        raise ExposureError(
+            f"refusing to serve on {host} without logins: other machines could read and change the library. "
+            "Pass --auth users.toml (create entries with `culture-rag users add NAME --auth users.toml`), "
+            "or bind 127.0.0.1"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8 and ::1, or a name that resolves to nothing else (localhost)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        return False  # the bind fails anyway; refusing here keeps the message about logins honest
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def login_check(users: UsersFile):
+    """Gradio's auth callable. Async, with the hash in a worker thread: Argon2 takes a tenth of a
+    second by design, and a blocking check would stall every page on the server meanwhile."""
+
+    async def check(name: str, password: str) -> bool:
+        return await anyio.to_thread.run_sync(users.verify, name, password)
+
+    return check
+
+
+def serve(
+    demo: gr.Blocks,
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    users: UsersFile | None = None,
+):
     """Start the server with safe defaults; returns (app, url). With block=False it runs in a
-    thread until `demo.close()`."""
+    thread until `demo.close()`. With `users`, every page and API call needs a login."""
+    check_exposure(host, users)
     app, url, _ = demo.launch(
+        auth=login_check(users) if users is not None else None,
+        auth_message="Log in with the account that the keeper of this server made for you (culture-rag users add).",
         server_name=host,
         server_port=port,
         share=False,
@@ -512,7 +588,7 @@ def serve(demo: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: in
         footer_links=["api"],
         state_session_capacity=500,
         blocked_paths=[str(Path(settings.corpus_dir).resolve()), str(Path(settings.index_dir).resolve())],
-        app_kwargs={"middleware": [Middleware(RouteGuard)]},
+        app_kwargs={"middleware": [Middleware(RouteGuard, login=users is not None)]},
         theme=gr.themes.Soft(font=("ui-sans-serif", "system-ui", "sans-serif"), font_mono=("ui-monospace",)),
         css=CSS,
         js=JS,
@@ -542,13 +618,17 @@ def limit_threads() -> None:
         threadpool_limits(1, user_api="blas")
 
 
-def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Load (or build) the index, warm the model, and serve until interrupted."""
+def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: Path | None = None) -> None:
+    """Load (or build) the index, warm the model, and serve until interrupted; with `auth` (a
+    users.toml) only its users get in."""
+    users = UsersFile(auth) if auth is not None else None
+    check_exposure(host, users)  # before the slow part
     assistant = open_assistant(settings)
     limit_threads()
     assistant.warm_up()
     # Adding papers from the Library tab is quick once the passage model and the PDF parser are
     # up; they start behind the chat, which answers meanwhile.
     threading.Thread(target=assistant.warm_up, kwargs={"writes": True}, daemon=True).start()
-    print(f"culture-rag: {len(assistant.papers())} papers in {assistant.index_dir}; serving on http://{host}:{port}")
-    serve(build_app(assistant), settings, host=host, port=port, block=True)
+    logins = f"; logins from {users.path} ({len(users.current().hashes)} users)" if users else ""
+    print(f"culture-rag: {len(assistant.papers())} papers in {assistant.index_dir}; serving on http://{host}:{port}{logins}")
+    serve(build_app(assistant), settings, host=host, port=port, block=True, users=users)

@@ -301,13 +301,110 @@ def main() -> None:
         sys.exit(2)
 
 
+AuthOpt = Annotated[Path, typer.Option("--auth", help="The users file (users.toml) of the server's accounts.")]
+
+
 @app.command()
 def serve(
     index: IndexOpt = None,
-    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine. Any other needs --auth.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the web chat.")] = 7860,
+    auth: Annotated[Optional[Path], typer.Option("--auth", help="users.toml: only its users may log in (see `users add`).")] = None,
 ) -> None:
     """Start the web chat."""
     from .webapp.server import launch
 
-    launch(_settings(index), host=host, port=port)
+    launch(_settings(index), host=host, port=port, auth=auth)
+
+
+# --- accounts of a shared server ---------------------------------------------------------------
+
+users_app = typer.Typer(no_args_is_help=True, help="The accounts of `serve --auth users.toml` (Argon2id hashes, never passwords).")
+app.add_typer(users_app, name="users")
+
+
+def _read_password() -> str:
+    """From a hidden prompt at a terminal, else the first line of stdin: never from argv, where
+    other users of the machine could read it in the process list."""
+    if sys.stdin.isatty():
+        return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users_app.command("add")
+def users_add(name: str, auth: AuthOpt) -> None:
+    """Add a user, or set an existing user's password (read from a prompt or stdin)."""
+    from .users import add_user, check_name
+
+    check_name(name, auth)
+    replaced = add_user(auth, name, _read_password())
+    typer.echo(f"{'updated' if replaced else 'added'} {name} in {auth}; a running server picks it up at the next login.")
+
+
+@users_app.command("remove")
+def users_remove(name: str, auth: AuthOpt) -> None:
+    """Remove a user (sessions already open stay open until the server restarts)."""
+    from .users import remove_user
+
+    remove_user(auth, name)
+    typer.echo(f"removed {name} from {auth}.")
+
+
+@users_app.command("list")
+def users_list(auth: AuthOpt) -> None:
+    """The user names in a users file."""
+    from .users import read_users
+
+    for name in sorted(read_users(auth).hashes):
+        typer.echo(name)
+
+
+# --- readers' feedback -------------------------------------------------------------------------
+
+
+@app.command("feedback")
+def feedback_list(
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+    as_eval: Annotated[bool, typer.Option("--as-eval", help="Print question lines in the eval FORMAT.md layout.")] = False,
+) -> None:
+    """List readers' feedback on answers (from the index folder's feedback.jsonl)."""
+    from dataclasses import asdict
+
+    from .feedback import as_eval_questions, read_feedback
+
+    log = read_feedback(_settings(index).index_dir)
+    for problem in log.skipped:
+        typer.echo(problem, err=True)
+    if as_eval:
+        for line in as_eval_questions(log.entries):
+            typer.echo(json.dumps(line, ensure_ascii=False))
+        return
+    if as_json:
+        typer.echo(json.dumps([asdict(e) for e in log.entries], indent=1, ensure_ascii=False))
+        return
+    for e in log.entries:
+        who = e.user or "anonymous"
+        typer.echo(f"{e.time}  {e.kind}  {who}  (generation {e.generation})\n  Q: {e.question}\n  A: {e.answer[:200]}")
+        if e.comment:
+            typer.echo(f"  comment: {e.comment}")
+
+
+# --- the library for other tools (Model Context Protocol) ----------------------------------------
+
+
+@app.command("mcp")
+def mcp_serve(
+    index: IndexOpt = None,
+    http: Annotated[
+        Optional[int], typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio.")
+    ] = None,
+) -> None:
+    """Offer ask, search and papers to an assistant (a desktop chat client) over MCP."""
+    from .mcp_server import run
+
+    run(_assistant(_settings(index)), http_port=http)
+
+
+if __name__ == "__main__":
+    main()

@@ -58,3 +58,22 @@ class PaperNotFoundError(CultureRagError):
     def __init__(self, paper_id: str) -> None:
         self.paper_id = paper_id
         super().__init__(f"no paper with id {paper_id!r} in the index; `culture-rag papers` lists the ids")
+
+
+class UsersFileError(CultureRagError):
+    """users.toml (the accounts of `serve --auth`) is missing, malformed or holds a plain-text password."""
+
+    def __init__(self, path: str | Path, detail: str, entry: str | None = None) -> None:
+        self.path = str(path)
+        self.entry = entry
+        self.detail = detail
+        where = f"{self.path}, entry {entry!r}" if entry else self.path
+        super().__init__(f"{where}: {detail}")
+
+
+class ExposureError(CultureRagError):
+    """The server would be reachable from other machines without logins."""
+
+
+class FeedbackError(CultureRagError):
+    """A feedback record is malformed (unknown kind, missing question, too long)."""
