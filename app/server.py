@@ -50,6 +50,11 @@ MODES = [
     ("Local model (Qwen2.5-Coder 1.5B), checked against the passages", "local"),
     ("Endpoint (OpenAI-compatible), checked against the passages", "endpoint"),
 ]
+FEEDBACK_KINDS = [
+    ("Helpful", "helpful"),
+    ("Citing the wrong passage", "wrong_citation"),
+    ("Should have said the papers do not say", "should_have_declined"),
+]
 EXAMPLES = [
     "What strengths does Belarus's cultural industry have?",
     "What was the export value of Chinese media in 2020 and where did it go?",
@@ -290,6 +295,20 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             raise gr.Error(str(exc)) from None
         return {"recorded": True, "time": entry.time, "user": entry.user, "kind": entry.kind}
 
+    def send_feedback(state, kind, comment, request: gr.Request):
+        """The page's feedback form: a verdict on the answer on show (the one its sources show)."""
+        state = state or {}
+        answer = state.get("answers", {}).get(str(state.get("current")))
+        if answer is None:
+            return render.message_html("Ask a question first: feedback is about the answer on show."), gr.skip()
+        if not kind:
+            return render.message_html("Choose what is right or wrong with the answer first."), gr.skip()
+        try:
+            feedback(answer, kind, comment or "", request)
+        except gr.Error as exc:
+            return render.message_html(str(exc.message), error=True), gr.skip()
+        return render.message_html(f"Thank you: recorded as {kind.replace('_', ' ')}."), ""
+
     with gr.Blocks(title="culture-rag", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         state = gr.State({})
         with gr.Sidebar(label="Settings", open=False, position="left"):
@@ -353,6 +372,14 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                             interactive=False, elem_id="exported",
                         )
                         export_note = gr.HTML(elem_id="export-note", js_on_load=None)
+                        with gr.Accordion("Feedback on the answer on show", open=False, elem_id="feedback"):
+                            verdict = gr.Radio(
+                                FEEDBACK_KINDS, label="The answer is…", elem_id="feedback-kind"
+                            )
+                            comment = gr.Textbox(label="Comment (optional)", lines=2, max_length=2000,
+                                                 elem_id="feedback-comment")
+                            send_verdict = gr.Button("Send feedback", size="sm", elem_id="feedback-send")
+                            verdict_note = gr.HTML(elem_id="feedback-note", js_on_load=None)
                     with gr.Column(scale=2):
                         sources = gr.HTML(render.sources_html(None, None, False), elem_id="sources", js_on_load=None)
             with gr.Tab("Library", id="library") as library_tab:
@@ -406,6 +433,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         for trigger in (filter_button.click, f_author.submit, f_year.submit, f_title.submit):
             trigger(**refilter)
         within.click(ask_within, selected, [scope, tabs], queue=False, api_visibility="private")
+        send_verdict.click(
+            send_feedback, [state, verdict, comment], [verdict_note, comment], queue=False, api_visibility="private"
+        )
         for button, which in ((export_answer, "answer"), (export_all, "conversation")):
             button.click(
                 export_files, [state, gr.State(which)], [exported, export_note], queue=False, api_visibility="private"
