@@ -75,6 +75,7 @@ class PaperInfo:
     added_at: str
     segment: str
     affiliation: str | None = None  # curated (papers.toml), else None
+    ocr_pages: tuple[int, ...] = ()  # pages whose text was read by OCR (ocr.py): a citation of them can say so
 
 
 @dataclass(frozen=True)
@@ -416,7 +417,7 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
     out = _Loaded([], [], [], [], [])
     for number, record in enumerate(records):
         try:
-            info = PaperInfo(**{**record, "authors": tuple(record["authors"])})
+            info = PaperInfo(**{**record, "authors": tuple(record["authors"]), "ocr_pages": tuple(record.get("ocr_pages", ()))})
         except (TypeError, KeyError) as exc:
             raise IndexLoadError(manifest_path, f"damaged manifest: paper record {number} is malformed ({exc})") from None
         if not (isinstance(info.segment, str) and _SEGMENT_NAME.fullmatch(info.segment)):
@@ -709,7 +710,7 @@ def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, nu
 
 def _record(paper: PaperInfo) -> dict:
     """asdict(paper) without its deep copies: a manifest of 13k papers is written on every add."""
-    return {f.name: getattr(paper, f.name) for f in fields(PaperInfo)} | {"authors": list(paper.authors)}
+    return {f.name: getattr(paper, f.name) for f in fields(PaperInfo)} | {"authors": list(paper.authors), "ocr_pages": list(paper.ocr_pages)}
 
 
 def _chunk_record(chunk: Chunk) -> dict:

@@ -15,6 +15,7 @@ def paper_json(paper) -> dict:
         "n_pages": paper.n_pages,
         "n_chunks": paper.n_chunks,
         "added_at": paper.added_at,
+        "ocr_pages": list(paper.ocr_pages),
     }
 
 
@@ -59,6 +60,7 @@ def citation_json(citation) -> dict:
         "chunk_id": chunk.chunk_id,
         "passage": chunk.text,
         "passage_start": chunk.start,
+        "ocr": citation.page in citation.paper.ocr_pages,  # the quoted text was read by OCR: it may hold misreadings
     }
 
 
