@@ -3,9 +3,9 @@
 Tesseract is Debian's (`tesseract-ocr` and its language packs), called through pytesseract: one
 `tesseract` process per call, so a crash or a hang on a hostile image costs that page (the
 process is killed after `page_timeout_s`) and it inherits the parser's address-space limit.
-Which language to read a page in is decided by Tesseract's script detection (OSD) on a small
-rendering: one model per page is faster and reads better than all models at once
-(bench/ocr.py; /work/notes/ocr-doc.md has the figures).
+Which language to read a page in is decided by Tesseract's script detection (OSD) on the same
+rendering: one model per page reads Chinese better than all three at once, at about the same
+cost for English pages (bench/ocr.py). At 150 dpi OSD took English pages for Cyrillic.
 """
 
 from __future__ import annotations
@@ -18,19 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import IngestError
-from .pdf import PdfText
+from .pdf import PdfText, _passwords
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# What OSD's script names are read with. Chinese papers of the corpus are simplified Chinese.
-SCRIPT_LANGUAGES = {"Latin": "eng", "Han": "chi_sim", "HanS": "chi_sim", "HanT": "chi_tra", "Cyrillic": "rus"}
+# What a script OSD names is read with. OSD takes some English pages for Cyrillic, and rus+eng
+# reads English as well as eng does, so Cyrillic gets both; eng beside chi_sim misreads Chinese
+# characters as Latin words, so Han gets chi_sim alone (which reads digits and Latin fine). The
+# Chinese papers of the corpus are in simplified characters. (Figures: /work/notes/ocr-doc.md.)
+SCRIPT_LANGUAGES = {"Latin": "eng", "Han": "chi_sim", "Cyrillic": "rus+eng"}
 FALLBACK_LANGUAGES = "eng+chi_sim+rus"  # when OSD finds too few characters to name a script
 INSTALL = "apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-rus"
 MIN_PAGE_WORD_CHARS = 20  # a page's text layer with fewer word characters is read by OCR
 MAX_PIXELS = 40_000_000  # an A2 page at 300 dpi; a larger page is rendered coarser
 MAX_SIDE_PX = 30_000  # Tesseract refuses images over 32767 pixels a side
-OSD_DPI = 150  # script detection needs less detail than reading (0.4-0.7 s a page here at 150)
 
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 _WORD_CHAR = re.compile(r"\w")
@@ -138,50 +140,61 @@ def read_scanned_pages(
     `announce(n)` is told how many pages will be read before the first one is, so that the
     parser's time limit can grow by a page budget each (PdfParser). Without Tesseract (or
     with OCR off) a document that is all scans raises IngestError `needs_ocr`."""
-    import pypdfium2 as pdfium
-
-    try:
-        doc = pdfium.PdfDocument(data, password=password)
-    except pdfium.PdfiumError:
-        if password is None:
-            return raw, ()
-        try:
-            doc = pdfium.PdfDocument(data)
-        except pdfium.PdfiumError:
-            return raw, ()  # pypdf read it; PDFium cannot render it
+    doc = _open(data, password)
+    if doc is None:
+        return raw, ()  # pypdf read it; PDFium cannot render it
     try:
         wanted = pages_to_read(doc, raw)
         if not wanted:
             return raw, ()
-        problem = unavailable(options)
+        installed = installed_languages() if shutil.which("tesseract") else frozenset()
+        problem = unavailable(options, installed)
         if problem:
             _refuse_if_all_scans(where, doc, raw, wanted, problem)
             return raw, ()
-        installed = installed_languages()
         if announce is not None:
             announce(len(wanted))
-        read = [p for p in (_read_page(where, doc, i, options, installed) for i in wanted) if p is not None]
+        read = [_read_page(where, doc, i, options, installed) for i in wanted]
     finally:
         doc.close()
     pages = list(raw.pages)
     kept = []
-    for page in read:
+    for page in filter(None, read):
         if word_chars(page.text) > word_chars(pages[page.page - 1]):
             pages[page.page - 1] = page.text
             kept.append(page)
+    failed = read.count(None)
+    if failed and not _has_real_text("\n".join(pages)):
+        raise IngestError(
+            where,
+            "ocr_failed",
+            f"no text layer, and OCR failed or ran out of time (ocr_page_timeout_s={options.page_timeout_s:g}) on "
+            f"{failed} of {len(read)} scanned page(s); the log names the error. If the file is fine, raise "
+            "CULTURE_RAG_OCR_PAGE_TIMEOUT_S",
+        )
     return PdfText(tuple(pages), raw.title, raw.author), tuple(kept)
 
 
-def unavailable(options: OcrOptions) -> str | None:
-    """Why OCR cannot run, or None when it can."""
+def _open(data: bytes, password: str | None):
+    import pypdfium2 as pdfium
+
+    for candidate in _passwords(password):
+        try:
+            return pdfium.PdfDocument(data, password=candidate)
+        except pdfium.PdfiumError:
+            continue
+    return None
+
+
+def unavailable(options: OcrOptions, installed: frozenset[str]) -> str | None:
+    """Why OCR cannot run with the `installed` language packs, or None when it can."""
     if not options.enabled:
         return "OCR is off (CULTURE_RAG_OCR=false); turn it on to read them"
-    if shutil.which("tesseract") is None:
+    if not installed:
         return f"Tesseract is not installed; install it (`{INSTALL}`, or `make setup` as root) and add the file again"
-    wanted = FALLBACK_LANGUAGES if options.languages == AUTO else options.languages
-    installed = installed_languages()
-    missing = [lang for lang in wanted.split("+") if lang not in installed]
-    if options.languages == AUTO and len(missing) < len(wanted.split("+")):
+    wanted = (FALLBACK_LANGUAGES if options.languages == AUTO else options.languages).split("+")
+    missing = [lang for lang in wanted if lang not in installed]
+    if options.languages == AUTO and len(missing) < len(wanted):
         return None  # script detection reads with the packs there are
     if missing:
         packs = " ".join("tesseract-ocr-" + lang.replace("_", "-") for lang in missing)
@@ -198,10 +211,14 @@ def installed_languages() -> frozenset[str]:
         return frozenset()
 
 
-def _refuse_if_all_scans(where, doc, raw: PdfText, wanted: list[int], problem: str) -> None:
-    from .papers import has_real_text
+def _has_real_text(text: str) -> bool:
+    from .papers import has_real_text  # papers imports this module
 
-    if has_real_text("\n".join(raw.pages)):
+    return has_real_text(text)
+
+
+def _refuse_if_all_scans(where, doc, raw: PdfText, wanted: list[int], problem: str) -> None:
+    if _has_real_text("\n".join(raw.pages)):
         log.warning("%s: %d page(s) without a text layer are not read: %s", where, len(wanted), problem)
         return
     scanned = [i for i in wanted if _has_image(doc, i)]
@@ -221,15 +238,17 @@ def _read_page(where, doc, index: int, options: OcrOptions, installed: frozenset
     started = time.perf_counter()
     page = doc[index]
     try:
-        try:
-            language = options.languages
-            if language == AUTO:
-                language = _detect_language(page, installed, options.page_timeout_s)
-            scale = _scale(page, options.dpi)
-            image = page.render(scale=scale, grayscale=True).to_pil()
-        finally:
-            page.close()
-        left = max(1.0, options.page_timeout_s - (time.perf_counter() - started))
+        scale = _scale(page, options.dpi)
+        image = page.render(scale=scale, grayscale=True).to_pil()
+    finally:
+        page.close()
+    try:
+        language = options.languages
+        if language == AUTO:
+            language = _detect_language(image, installed, options.page_timeout_s)
+        left = options.page_timeout_s - (time.perf_counter() - started)
+        if left <= 0:
+            raise RuntimeError("Tesseract process timeout (in script detection)")
         table = pytesseract.image_to_data(image, lang=language, timeout=left, output_type=pytesseract.Output.DICT)
     except (RuntimeError, pytesseract.TesseractError, OSError) as exc:  # RuntimeError: pytesseract's timeout
         log.warning("%s: OCR of page %d failed: %s", where, index + 1, str(exc)[:200])
@@ -245,21 +264,20 @@ def _scale(page, dpi: int) -> float:
     return max(min(scale, MAX_SIDE_PX / max(width, height, 1.0)), 1e-3)
 
 
-def _detect_language(page, installed: frozenset[str], timeout_s: float) -> str:
-    """Tesseract's language for the page's script (OSD on a small rendering), else all three.
-    Only installed language packs are named."""
+def _detect_language(image, installed: frozenset[str], timeout_s: float) -> str:
+    """The languages for the page's script by Tesseract's script detection (OSD), else all
+    three; only installed language packs are named."""
     import pytesseract
 
     fallback = "+".join(lang for lang in FALLBACK_LANGUAGES.split("+") if lang in installed) or "eng"
     if "osd" not in installed:
         return fallback
-    image = page.render(scale=_scale(page, OSD_DPI), grayscale=True).to_pil()
     try:
         osd = pytesseract.image_to_osd(image, timeout=timeout_s, output_type=pytesseract.Output.DICT)
     except pytesseract.TesseractError:  # "Too few characters": a picture, a stamp, a blank page
         return fallback
-    language = SCRIPT_LANGUAGES.get(str(osd.get("script", "")))
-    return language if language in installed else fallback
+    languages = SCRIPT_LANGUAGES.get(str(osd.get("script", "")), fallback)
+    return "+".join(lang for lang in languages.split("+") if lang in installed) or fallback
 
 
 def _lines(table: dict, pt_per_px: float) -> tuple[OcrLine, ...]:
