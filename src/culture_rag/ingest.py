@@ -170,6 +170,9 @@ def _worker(conn, memory_mb: int, parent_pid: int | None = None, ocr: dict | Non
     with contextlib.suppress(OSError):
         os.setpgrp()  # its own process group, so a stopped parse also stops the tesseract it runs
     ocr_options = OcrOptions(**ocr) if ocr is not None else None
+    # Tesseract's OpenMP threads spin on a busy machine: one thread read pages several times
+    # faster here than all cores (bench/ocr.py --compare). The tesseract processes inherit it.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
     def announce_ocr(n_pages: int) -> None:
         conn.send_bytes(json.dumps({"ocr_pages": n_pages}).encode())
