@@ -118,12 +118,12 @@ def part1(rows: list) -> None:
             timed = page_times(path, options)
             all_pages += [t for _, t, _, _ in timed]
             outcomes[status] += 1
-            per_page = statistics.median([t for _, t, _, _ in timed]) if timed else 0.0
+            per_page = f"{statistics.median([t for _, t, _, _ in timed]):.2f}" if timed else "-"
             languages = ",".join(sorted({lang for _, _, lang, _ in timed})) or "-"
             chars = sum(c for *_, c in timed)
             print(
                 f"| {path.parent.name}/{path.name} | {len(timed)} | {status} | {list(kept) or '-'} | {seconds:.2f} | "
-                f"{status_off} | {per_page:.2f} | {languages} | {chars} |",
+                f"{status_off} | {per_page} | {languages} | {chars} |",
                 flush=True,
             )
     median = statistics.median(all_pages) if all_pages else 0.0

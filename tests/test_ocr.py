@@ -13,6 +13,7 @@ from conftest import ROBUSTNESS, make_settings
 from culture_rag import Assistant
 from culture_rag.ocr import OcrOptions, read_scanned_pages
 from culture_rag.pdf import pdfium_text
+from culture_rag.serialize import hit_json, paper_json
 
 CHINESE_SCAN = ROBUSTNESS / "corrupt" / "malformed-from-issue-932.pdf"  # a scanned signature page; text layer "2021 3 31"
 BOOK_SCAN = ROBUSTNESS / "image_or_scanned" / "Seige_of_Vicksburg_Sample_OCR.pdf"  # a scanned book with an OCR layer
@@ -59,6 +60,7 @@ def test_a_chinese_scan_is_read_in_chinese_and_found(tmp_path, fake_embedder):
         assert words in text, (words, text[:300])
     hits = assistant.search("有限公司 签字页", k=3)
     assert hits and hits[0].paper.paper_id == info.paper_id
+    assert hit_json(hits[0])["ocr"] is True and paper_json(info)["ocr_pages"] == [1]
 
 
 @needs_tesseract
@@ -124,7 +126,8 @@ def test_without_tesseract_scans_need_ocr_and_nothing_indexed_is_lost(tmp_path, 
     assert not (assistant.corpus_dir / scan.name).exists(), "a refused file is not kept"
     kept = {p.source for p in assistant.papers()}
     assert kept == {p.name for p in corpus.iterdir()}
-    assert assistant.search("Here's to the crazy ones", k=1)[0].paper.source == TEXT_PDF.name
+    hit = assistant.search("Here's to the crazy ones", k=1)[0]
+    assert hit.paper.source == TEXT_PDF.name and hit_json(hit)["ocr"] is False
 
 
 def test_ocr_off_reports_scans_as_needing_ocr(tmp_path, fake_embedder):

@@ -94,35 +94,38 @@ def word_chars(text: str) -> int:
 
 
 def pages_to_read(doc, raw: PdfText) -> list[int]:
-    """0-based pages whose text layer is empty or nearly so and on which something is drawn."""
+    """0-based pages whose text layer is empty or nearly so and that may hold text OCR can read:
+    an image (a scan), or drawings with no text layer at all (outlined glyphs, fonts without a
+    Unicode map). A page whose few words are text objects only ("Potato 7") would be read back
+    as the same words, at a second a page."""
     out = []
     for i, text in enumerate(raw.pages):
-        if i < len(doc) and word_chars(text) < MIN_PAGE_WORD_CHARS and _draws_something(doc, i):
+        if i >= len(doc) or word_chars(text) >= MIN_PAGE_WORD_CHARS:
+            continue
+        kinds = _object_kinds(doc, i)
+        if _IMAGE in kinds or (kinds and not text.strip()):
             out.append(i)
     return out
 
 
-def _draws_something(doc, index: int) -> bool:
+_IMAGE = 3  # FPDF_PAGEOBJ_IMAGE
+
+
+def _object_kinds(doc, index: int) -> set[int]:
     import pypdfium2 as pdfium
 
     try:
         page = doc[index]
     except pdfium.PdfiumError:
-        return False
+        return set()
     try:
-        return next(iter(page.get_objects()), None) is not None
+        return {obj.type for obj in page.get_objects(max_depth=3)}
     finally:
         page.close()
 
 
 def _has_image(doc, index: int) -> bool:
-    import pypdfium2.raw as pdfium_c
-
-    page = doc[index]
-    try:
-        return any(obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE for obj in page.get_objects(max_depth=3))
-    finally:
-        page.close()
+    return _IMAGE in _object_kinds(doc, index)
 
 
 # --- reading ----------------------------------------------------------------------------------

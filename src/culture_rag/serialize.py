@@ -41,6 +41,7 @@ def hit_json(hit) -> dict:
         "score": hit.score,
         "dense_rank": hit.dense_rank,
         "keyword_rank": hit.keyword_rank,
+        "ocr": _read_by_ocr(hit.paper, chunk.page_start, chunk.page_end),
     }
 
 
@@ -60,8 +61,13 @@ def citation_json(citation) -> dict:
         "chunk_id": chunk.chunk_id,
         "passage": chunk.text,
         "passage_start": chunk.start,
-        "ocr": citation.page in citation.paper.ocr_pages,  # the quoted text was read by OCR: it may hold misreadings
+        "ocr": _read_by_ocr(citation.paper, citation.page, citation.page),
     }
+
+
+def _read_by_ocr(paper, first: int | None, last: int | None) -> bool:
+    """The text at these pages was read by OCR, so it may hold misreadings (ocr.py)."""
+    return first is not None and any(first <= page <= (last or first) for page in paper.ocr_pages)
 
 
 def _quote_role(citation) -> str:
