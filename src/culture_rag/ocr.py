@@ -4,8 +4,8 @@ Tesseract is Debian's (`tesseract-ocr` and its language packs), called through p
 `tesseract` process per call, so a crash or a hang on a hostile image costs that page (the
 process is killed after `page_timeout_s`) and it inherits the parser's address-space limit.
 Which language to read a page in is decided by Tesseract's script detection (OSD) on the same
-rendering: one model per page reads Chinese better than all three at once, at about the same
-cost for English pages (bench/ocr.py). At 150 dpi OSD took English pages for Cyrillic.
+rendering: one model per page reads Chinese better than all three at once, and faster
+(bench/README.md, "OCR"). At 150 dpi OSD took English pages for Cyrillic.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ AUTO = "auto"
 # What a script OSD names is read with. OSD takes some English pages for Cyrillic, and rus+eng
 # reads English as well as eng does, so Cyrillic gets both; eng beside chi_sim misreads Chinese
 # characters as Latin words, so Han gets chi_sim alone (which reads digits and Latin fine). The
-# Chinese papers of the corpus are in simplified characters. (Figures: /work/notes/ocr-doc.md.)
+# Chinese papers of the corpus are in simplified characters. (bench/README.md, "OCR".)
 SCRIPT_LANGUAGES = {"Latin": "eng", "Han": "chi_sim", "Cyrillic": "rus+eng"}
 FALLBACK_LANGUAGES = "eng+chi_sim+rus"  # when OSD finds too few characters to name a script
 INSTALL = "apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-rus"
@@ -150,7 +150,7 @@ def read_scanned_pages(
         wanted = pages_to_read(doc, raw)
         if not wanted:
             return raw, ()
-        installed = installed_languages() if shutil.which("tesseract") else frozenset()
+        installed = installed_languages() if options.enabled and shutil.which("tesseract") else frozenset()
         problem = unavailable(options, installed)
         if problem:
             _refuse_if_all_scans(where, doc, raw, wanted, problem)
@@ -194,7 +194,7 @@ def unavailable(options: OcrOptions, installed: frozenset[str]) -> str | None:
     if not options.enabled:
         return "OCR is off (CULTURE_RAG_OCR=false); turn it on to read them"
     if not installed:
-        return f"Tesseract is not installed; install it (`{INSTALL}`, or `make setup` as root) and add the file again"
+        return f"Tesseract is not installed; install it (`{INSTALL}`, or `make setup` as root), then build or add the file again"
     wanted = (FALLBACK_LANGUAGES if options.languages == AUTO else options.languages).split("+")
     missing = [lang for lang in wanted if lang not in installed]
     if options.languages == AUTO and len(missing) < len(wanted):
