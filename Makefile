@@ -9,7 +9,7 @@ PORT    ?= 7860
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup lock browser index run test bench clean
+.PHONY: setup lock browser ocr index run test bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,13 +24,25 @@ lock:
 	test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet uv
 	UV=$(VENV)/bin/uv .ci/lock
 
-setup: $(STAMP)
+setup: $(STAMP) ocr
 
 # Debian's chromium for the real-browser tests (Playwright cannot download browsers here).
 browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests"; fi; \
+	fi
+
+# Debian's Tesseract and its English, Chinese and Russian data, for scanned PDF pages (ocr.py).
+# Without it everything else works and all-scanned files are reported as needs_ocr.
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra tesseract-ocr-rus
+ocr:
+	@langs="$$(tesseract --list-langs 2>/dev/null)"; missing=; \
+	for lang in eng chi_sim chi_tra rus osd; do printf '%s\n' "$$langs" | grep -qx $$lang || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(OCR_PACKAGES) >/dev/null; \
+	  else echo "scanned PDFs need Tesseract: sudo apt-get install $(OCR_PACKAGES) (without it they are reported as needs_ocr)"; fi; \
 	fi
 
 index: setup

@@ -18,6 +18,7 @@ QUICK = {
     "backends": [],
     "coldstart": [],
     "mcp_session": [],
+    "ocr": [],
 }
 FULL = {
     "indexing": ["--rounds", "2"],
@@ -28,6 +29,7 @@ FULL = {
     "backends": ["--pdfs"],
     "coldstart": ["--runs", "5"],
     "mcp_session": ["--runs", "5"],
+    "ocr": ["--compare"],
 }
 
 

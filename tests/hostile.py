@@ -14,12 +14,12 @@ import signal
 import time
 
 
-def hostile_worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:
+def hostile_worker(conn, memory_mb: int, parent_pid: int | None = None, ocr: dict | None = None) -> None:
     from culture_rag import ingest
 
     real_read_paper = ingest.read_paper
 
-    def read_paper(path, password=None, meta=None):
+    def read_paper(path, password=None, meta=None, *ocr_args):
         if "crash" in path.name:
             os.kill(os.getpid(), signal.SIGSEGV)
         if "hang" in path.name:
@@ -28,7 +28,7 @@ def hostile_worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:
             hoard = []
             while True:  # address space, not RAM: bytes(n) is calloc'd, its pages never touched
                 hoard.append(bytes(64 << 20))
-        return real_read_paper(path, password, meta)
+        return real_read_paper(path, password, meta, *ocr_args)
 
     ingest.read_paper = read_paper
-    ingest._worker(conn, memory_mb, parent_pid)
+    ingest._worker(conn, memory_mb, parent_pid, ocr)

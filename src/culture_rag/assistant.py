@@ -65,6 +65,7 @@ from .ingest import (
     scan_corpus,
     stored_path,
 )
+from .ocr import ocr_options
 from .papers import Paper, PaperMeta, read_metadata_file
 from .prompts import build_messages, select_evidence
 from .query import QueryPlan, plan_question, question_parts
@@ -300,7 +301,7 @@ class Assistant:
         segments: dict[str, Segment] = {}
         outcomes: dict[str, FileOutcome] = {}
         kept = contextlib.nullcontext(self._parser) if self._parser else None
-        with kept or PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb) as parser:
+        with kept or PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb, ocr_options(self.settings)) as parser:
             reader = ThreadPoolExecutor(1, thread_name_prefix="culture-rag-reader")
             try:
                 smallest_first = sorted(files, key=lambda item: _size(item[0]))
@@ -353,6 +354,7 @@ class Assistant:
             arxiv_id=paper.arxiv_id,
             venue=paper.venue,
             url=paper.url,
+            ocr_pages=paper.ocr_pages,
         )
         info = replace(info, found=paper.found if info.metadata != paper.found else None)
         chunks = tuple(replace(c, paper_id=info.paper_id) for c in chunks)
@@ -598,7 +600,7 @@ class Assistant:
             self.search("warm up")
         if writes:
             self.embedder.embed_texts(["warm up"])
-            parser = PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+            parser = PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb, ocr_options(self.settings))
             parser.start()
             self._parser = parser
 

@@ -61,7 +61,7 @@ def _assistant(settings, must_exist: bool = True):
 def _print_report(report, as_json: bool) -> None:
     """Per-file rows, then a table of outcomes with their timings (Markdown, so it can go into
     a README as printed), then the state of the index."""
-    order = ["indexed", "unchanged", "removed", "encrypted", "corrupt", "no_text", "empty", "timeout", "crashed", "too_large"]
+    order = ["indexed", "unchanged", "removed", "encrypted", "corrupt", "no_text", "needs_ocr", "ocr_failed", "empty", "timeout", "crashed", "too_large"]
     statuses = sorted({o.status for o in report.outcomes}, key=lambda s: (order.index(s) if s in order else len(order), s))
     summary = []
     for status in statuses:

@@ -84,6 +84,7 @@ class PaperInfo:
     venue: str | None = None
     url: str | None = None
     found: PaperMeta | None = None  # what the file says, when papers.toml overrides some of it
+    ocr_pages: tuple[int, ...] = ()  # pages whose text was read by OCR (ocr.py): a citation of them can say so
 
     @property
     def metadata(self) -> PaperMeta:
@@ -443,7 +444,8 @@ def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_pat
     for number, record in enumerate(records):
         try:
             found = PaperMeta.from_dict(record["found"]) if record.get("found") is not None else None
-            info = PaperInfo(**{**record, "authors": tuple(record["authors"]), "found": found})
+            ocr_pages = tuple(record.get("ocr_pages", ()))
+            info = PaperInfo(**{**record, "authors": tuple(record["authors"]), "found": found, "ocr_pages": ocr_pages})
         except (TypeError, KeyError, AttributeError) as exc:
             raise IndexLoadError(manifest_path, f"damaged manifest: paper record {number} is malformed ({exc})") from None
         if not (isinstance(info.segment, str) and _SEGMENT_NAME.fullmatch(info.segment)):
@@ -737,6 +739,7 @@ def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, nu
 def _record(paper: PaperInfo) -> dict:
     """asdict(paper) without its deep copies: a manifest of 13k papers is written on every add."""
     row = {f.name: getattr(paper, f.name) for f in fields(PaperInfo)} | {"authors": list(paper.authors)}
+    row["ocr_pages"] = list(paper.ocr_pages)
     row["found"] = paper.found.to_dict() if paper.found is not None else None
     return row
 

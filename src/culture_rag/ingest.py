@@ -12,6 +12,7 @@ import os
 import re
 import resource
 import signal
+import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Self
 
 from .errors import CultureRagError, IngestError
+from .ocr import OcrOptions
 from .papers import (
     PDF_SUFFIXES,
     SUPPORTED_SUFFIXES,
@@ -163,8 +165,17 @@ def _limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:  # runs in the child process
+def _worker(conn, memory_mb: int, parent_pid: int | None = None, ocr: dict | None = None) -> None:  # runs in the child process
     _die_with_parent(parent_pid)
+    with contextlib.suppress(OSError):
+        os.setpgrp()  # its own process group, so a stopped parse also stops the tesseract it runs
+    ocr_options = OcrOptions(**ocr) if ocr is not None else None
+    # Tesseract's OpenMP threads spin on a busy machine: one thread read pages several times
+    # faster here than all cores (bench/ocr.py --compare). The tesseract processes inherit it.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+    def announce_ocr(n_pages: int) -> None:
+        conn.send_bytes(json.dumps({"ocr_pages": n_pages}).encode())
     logging.disable(logging.WARNING)  # the readers' warnings about odd files are noise here
     # imported before "ready" so the parse timeout measures parsing only; pypdf, the second
     # reader, is imported when a file first needs it (74 ms of every start otherwise)
@@ -179,7 +190,7 @@ def _worker(conn, memory_mb: int, parent_pid: int | None = None) -> None:  # run
             return
         try:
             meta = PaperMeta.from_dict(request["meta"]) if request.get("meta") else None
-            paper = read_paper(Path(request["path"]), request.get("password"), meta)
+            paper = read_paper(Path(request["path"]), request.get("password"), meta, ocr_options, announce_ocr)
             reply = json.dumps({"paper": asdict(paper)}).encode()
         except IngestError as exc:
             reply = json.dumps({"error": [exc.reason, exc.detail]}).encode()
@@ -201,11 +212,15 @@ def _too_large(memory_mb: int) -> str:
 class PdfParser:
     """Parses PDFs in one reusable child process with a wall-clock timeout and an address-space
     limit. A hang, crash or memory blow-up costs that file only: the child is replaced and the
-    batch goes on. Messages cross the pipe as JSON, never pickled objects."""
+    batch goes on. Messages cross the pipe as JSON, never pickled objects.
 
-    def __init__(self, timeout_s: float, memory_mb: int) -> None:
+    OCR (`ocr`) is slow, so a file's time limit grows with its scanned pages: `timeout_s` plus
+    `ocr.page_timeout_s` for each page the child announces it will OCR."""
+
+    def __init__(self, timeout_s: float, memory_mb: int, ocr: OcrOptions | None = None) -> None:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
+        self.ocr = ocr
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._conn = None
@@ -224,7 +239,8 @@ class PdfParser:
 
     def _start(self, path: Path) -> None:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb, os.getpid()), daemon=True)
+        ocr = asdict(self.ocr) if self.ocr is not None else None
+        proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb, os.getpid(), ocr), daemon=True)
         try:
             proc.start()
         except OSError as exc:  # out of processes or memory: this file fails, the next one retries
@@ -265,6 +281,9 @@ class PdfParser:
         if conn is not None:
             conn.close()
         if proc is not None:
+            if proc.pid is not None:
+                with contextlib.suppress(OSError):  # the group is the child's own once it has started
+                    os.killpg(proc.pid, signal.SIGKILL)
             proc.kill()
             proc.join(5)
 
@@ -277,15 +296,7 @@ class PdfParser:
             request["meta"] = meta.to_dict()
         try:
             self._conn.send_bytes(json.dumps(request).encode())
-            if not self._conn.poll(self.timeout_s):
-                self.close()
-                raise IngestError(
-                    path,
-                    "timeout",
-                    f"parsing took longer than {self.timeout_s:g} s (parse_timeout_s) and was stopped; the PDF may be "
-                    "damaged or hostile. If it is a large file you trust, raise CULTURE_RAG_PARSE_TIMEOUT_S",
-                )
-            reply = json.loads(self._conn.recv_bytes())
+            reply = self._reply(path)
         except (EOFError, OSError):
             exit_info = self._exit_info()
             self.close()
@@ -296,6 +307,31 @@ class PdfParser:
             reason, detail = reply["error"]
             raise IngestError(path, reason, detail)
         return paper_from_dict(reply["paper"])
+
+    def _reply(self, path: Path) -> dict:
+        deadline = time.monotonic() + self.timeout_s
+        ocr_pages = 0
+        while True:
+            if not self._conn.poll(max(0.0, deadline - time.monotonic())):
+                self.close()
+                raise IngestError(path, "timeout", self._timeout_detail(ocr_pages))
+            reply = json.loads(self._conn.recv_bytes())
+            if "ocr_pages" not in reply:
+                return reply
+            ocr_pages = int(reply["ocr_pages"])
+            deadline += ocr_pages * self.ocr.page_timeout_s
+
+    def _timeout_detail(self, ocr_pages: int) -> str:
+        if ocr_pages:
+            budget = f"{self.timeout_s:g} s (parse_timeout_s) + {ocr_pages} OCR page(s) x {self.ocr.page_timeout_s:g} s (ocr_page_timeout_s)"
+            return (
+                f"parsing and OCR took longer than {budget} and were stopped. If it is a file you trust, raise "
+                "CULTURE_RAG_OCR_PAGE_TIMEOUT_S, or set CULTURE_RAG_OCR=false to skip its scanned pages"
+            )
+        return (
+            f"parsing took longer than {self.timeout_s:g} s (parse_timeout_s) and was stopped; the PDF may be "
+            "damaged or hostile. If it is a large file you trust, raise CULTURE_RAG_PARSE_TIMEOUT_S"
+        )
 
 
 def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperMeta | None) -> Paper:

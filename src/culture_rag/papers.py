@@ -12,12 +12,14 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import pdf, regions as roles
 from .errors import IngestError
 from .metadata import FRONT_CHARS, PaperMeta, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
+from .ocr import OcrOptions, OcrPage, ocr_page_from_dict, read_scanned_pages
 from .pdf import PdfText
 
 PDF_SUFFIXES = (".pdf",)
@@ -55,13 +57,19 @@ class Paper:
     venue: str | None = None
     url: str | None = None
     found: PaperMeta = PaperMeta()  # what the file itself says, before papers.toml
+    ocr: tuple[OcrPage, ...] = ()  # pages whose text was read by OCR, with Tesseract's lines and word boxes
+
+    @property
+    def ocr_pages(self) -> tuple[int, ...]:
+        return tuple(p.page for p in self.ocr)
 
 
 def paper_from_dict(raw: dict) -> Paper:
     """A Paper from `dataclasses.asdict(paper)` sent through JSON (the parser process's reply)."""
     regions = tuple(Region(**{**r, "heading_path": tuple(r.get("heading_path", ()))}) for r in raw["regions"])
     found = PaperMeta.from_dict(raw.get("found", {}))
-    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"]), "found": found})
+    ocr = tuple(ocr_page_from_dict(p) for p in raw.get("ocr", ()))
+    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"]), "found": found, "ocr": ocr})
 
 
 def content_hash(data: bytes) -> str:
@@ -75,8 +83,16 @@ def paper_id_for(source: str) -> str:
     return slug or "paper-" + hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
-def read_paper(path: Path, password: str | None = None, meta: PaperMeta | None = None) -> Paper:
-    """Read and clean one paper. Raises IngestError (naming the file) when it cannot be read."""
+def read_paper(
+    path: Path,
+    password: str | None = None,
+    meta: PaperMeta | None = None,
+    ocr: OcrOptions | None = None,
+    announce_ocr: Callable[[int], None] | None = None,
+) -> Paper:
+    """Read and clean one paper. Raises IngestError (naming the file) when it cannot be read.
+    With `ocr`, PDF pages without a text layer are read by OCR (ocr.py); `announce_ocr(n)` is
+    told how many before the first."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -85,7 +101,7 @@ def read_paper(path: Path, password: str | None = None, meta: PaperMeta | None =
         data = path.read_bytes()
     except OSError as exc:
         raise IngestError(path, "unreadable", f"cannot read the file: {exc.strerror or exc}") from exc
-    return parse_paper(path.name, data, password=password, meta=meta, display_path=path)
+    return parse_paper(path.name, data, password=password, meta=meta, display_path=path, ocr=ocr, announce_ocr=announce_ocr)
 
 
 def parse_paper(
@@ -94,15 +110,18 @@ def parse_paper(
     password: str | None = None,
     meta: PaperMeta | None = None,
     display_path: Path | str | None = None,
+    ocr: OcrOptions | None = None,
+    announce_ocr: Callable[[int], None] | None = None,
 ) -> Paper:
     where = display_path or source
+    scanned: tuple[OcrPage, ...] = ()
     if not data.strip():
         raise IngestError(where, "empty", "the file is empty; check that it was copied or downloaded completely")
     suffix = Path(source).suffix.lower()
     meta = meta or PaperMeta()
     known = (meta.title or "", *meta.authors, *(meta.affiliation or "").split(";"))
     if suffix in PDF_SUFFIXES:
-        text, regions, pdf_meta, first_page, n_pages = _parse_pdf(where, data, password, known)
+        text, regions, pdf_meta, first_page, n_pages, scanned = _parse_pdf(where, data, password, known, ocr, announce_ocr)
         kind = "pdf"
     else:
         if data.startswith(b"%PDF-"):
@@ -131,6 +150,7 @@ def parse_paper(
         venue=final.venue,
         url=final.url,
         found=found,
+        ocr=scanned,
     )
 
 
@@ -177,12 +197,19 @@ def clean_text(text: str, join_lines: bool) -> str:
 # --- PDF --------------------------------------------------------------------------------------
 
 
-def _parse_pdf(where, data: bytes, password: str | None, known: tuple[str, ...] = ()):
+def _parse_pdf(where, data: bytes, password: str | None, known: tuple[str, ...] = (), ocr=None, announce_ocr=None):
     raw = _read_pdf(where, data, password)
+    raw, scanned = _read_scans(where, data, password, raw, ocr, announce_ocr)
     pages = _drop_running_lines([clean_text(p, join_lines=False) for p in raw.pages])
     text, regions = _join_pages(pages, known)
     first_page = next((p for p in pages if p.strip()), "")
-    return text, regions, _pdf_meta(raw), first_page, len(raw.pages)
+    return text, regions, _pdf_meta(raw), first_page, len(raw.pages), scanned
+
+
+def _read_scans(where, data: bytes, password, raw: PdfText, options: OcrOptions | None, announce):
+    if options is None:  # direct reads (tests, fuzzing) leave scans to the no-text check
+        return raw, ()
+    return read_scanned_pages(where, data, password, raw, options, announce)
 
 
 def _read_pdf(where, data: bytes, password: str | None) -> PdfText:

@@ -16,6 +16,7 @@ def paper_json(paper) -> dict:
         "n_pages": paper.n_pages,
         "n_chunks": paper.n_chunks,
         "added_at": paper.added_at,
+        "ocr_pages": list(paper.ocr_pages),
     }
 
 
@@ -46,6 +47,7 @@ def hit_json(hit) -> dict:
         "score": hit.score,
         "dense_rank": hit.dense_rank,
         "keyword_rank": hit.keyword_rank,
+        "ocr": _read_by_ocr(hit.paper, chunk.page_start, chunk.page_end),
     }
 
 
@@ -65,7 +67,13 @@ def citation_json(citation) -> dict:
         "chunk_id": chunk.chunk_id,
         "passage": chunk.text,
         "passage_start": chunk.start,
+        "ocr": _read_by_ocr(citation.paper, citation.page, citation.page),
     }
+
+
+def _read_by_ocr(paper, first: int | None, last: int | None) -> bool:
+    """The text at these pages was read by OCR, so it may hold misreadings (ocr.py)."""
+    return first is not None and any(first <= page <= (last or first) for page in paper.ocr_pages)
 
 
 def _quote_role(citation) -> str:

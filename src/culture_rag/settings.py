@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(2000, ge=10, description="Longer questions are refused with a clear message.")
     parse_timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit for parsing one PDF.")
     parse_memory_mb: int = Field(2048, ge=128, description="Address-space limit for the PDF parsing process.")
+    ocr: bool = Field(
+        True,
+        description="Read PDF pages without a text layer (scans) by OCR with Tesseract (Debian's tesseract-ocr); "
+        "false, or no tesseract on PATH, reports all-scanned files as needs_ocr.",
+    )
+    ocr_languages: str = Field(
+        "auto",
+        pattern=r"^(auto|[a-z_]+(\+[a-z_]+)*)$",
+        description="Tesseract languages: auto (script detection picks eng, chi_sim or rus per page; eng+chi_sim+rus "
+        "when it cannot tell) or Tesseract's form, e.g. eng+chi_tra.",
+    )
+    ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution scanned pages are rendered at for OCR.")
+    ocr_page_timeout_s: float = Field(
+        60.0, gt=0, description="OCR budget per scanned page; a file's parse_timeout_s grows by it for each such page."
+    )
     torch_threads: int = Field(0, ge=0, description="Threads for torch; 0 picks per use: 1 per question, all cores for indexing.")
     faiss_threads: int = Field(1, ge=0, description="OpenMP threads for FAISS; 1 is fastest for single queries.")
     keep_generations: int = Field(2, ge=1, description="Index generations kept on disk for fallback.")
