@@ -58,3 +58,12 @@ class PaperNotFoundError(CultureRagError):
     def __init__(self, paper_id: str) -> None:
         self.paper_id = paper_id
         super().__init__(f"no paper with id {paper_id!r} in the index; `culture-rag papers` lists the ids")
+
+
+class SourceFileError(CultureRagError):
+    """The file a paper was indexed from is missing, changed or unreadable."""
+
+    def __init__(self, path: str | Path, detail: str) -> None:
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"{self.path}: {detail}")

@@ -50,6 +50,8 @@ class Paper:
     content_hash: str  # sha256 of the file's bytes
     n_pages: int | None = None
     affiliation: str | None = None  # curated (papers.toml); the front matter holds it too
+    # PDF: per line of `text`, (offset, page, PDFium char index of its first character); sourcemap.py
+    line_anchors: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ class PaperMeta:
 def paper_from_dict(raw: dict) -> Paper:
     """A Paper from `dataclasses.asdict(paper)` sent through JSON (the parser process's reply)."""
     regions = tuple(Region(**{**r, "heading_path": tuple(r.get("heading_path", ()))}) for r in raw["regions"])
-    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"])})
+    anchors = tuple(tuple(a) for a in raw.get("line_anchors", ()))
+    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"]), "line_anchors": anchors})
 
 
 def content_hash(data: bytes) -> str:
@@ -123,13 +126,13 @@ def parse_paper(
     meta = meta or PaperMeta()
     known = (meta.title or "", *meta.authors, *(meta.affiliation or "").split(";"))
     if suffix in PDF_SUFFIXES:
-        text, regions, pdf_meta, first_page, n_pages = _parse_pdf(where, data, password, known)
+        text, regions, pdf_meta, first_page, n_pages, anchors = _parse_pdf(where, data, password, known)
         kind = "pdf"
     else:
         if data.startswith(b"%PDF-"):
             raise IngestError(where, "mismatch", "the file is a PDF but is named as text; rename it to .pdf")
         text, regions = _parse_text(where, data, markdown=suffix != ".txt", known=known)
-        pdf_meta, first_page, n_pages = PaperMeta(), text, None
+        pdf_meta, first_page, n_pages, anchors = PaperMeta(), text, None, ()
         kind = "md" if suffix != ".txt" else "txt"
     if not has_real_text(text):
         raise IngestError(where, "no_text", "no extractable text (scanned or image-only?); OCR it first")
@@ -145,6 +148,7 @@ def parse_paper(
         content_hash=content_hash(data),
         n_pages=n_pages,
         affiliation=meta.affiliation,
+        line_anchors=anchors,
     )
 
 
@@ -193,10 +197,20 @@ def clean_text(text: str, join_lines: bool) -> str:
 
 def _parse_pdf(where, data: bytes, password: str | None, known: tuple[str, ...] = ()):
     raw = _read_pdf(where, data, password)
-    pages = _drop_running_lines([clean_text(p, join_lines=False) for p in raw.pages])
+    cleaned = [clean_text(p, join_lines=False) for p in raw.pages]
+    kept = _kept_lines(cleaned)
+    pages = ["\n".join(lines[i] for i in keep) for lines, keep in zip((p.split("\n") for p in cleaned), kept)]
     text, regions = _join_pages(pages, known)
     first_page = next((p for p in pages if p.strip()), "")
-    return text, regions, _pdf_meta(raw), first_page, len(raw.pages)
+    return text, regions, _pdf_meta(raw), first_page, len(raw.pages), _line_anchors(data, password, raw, cleaned, kept, text)
+
+
+def _line_anchors(data: bytes, password: str | None, raw: PdfText, cleaned: list[str], kept: list[list[int]], text: str):
+    """What the source view needs to find each line's characters on its page (sourcemap.py)."""
+    from . import sourcemap  # it mirrors this module's cleaning, so it imports this module
+
+    anchors = sourcemap.line_anchors(pdf.pdfium_char_traces(data, password), raw.pages, cleaned, kept, text)
+    return tuple(tuple(row) for row in anchors.tolist())
 
 
 def _read_pdf(where, data: bytes, password: str | None) -> PdfText:
@@ -225,8 +239,13 @@ def _pdf_meta(raw: PdfText) -> PaperMeta:
 
 def _drop_running_lines(pages: list[str]) -> list[str]:
     """Remove headers and footers: lines repeated, digits aside, at the top or bottom of most pages."""
+    return ["\n".join(lines[i] for i in keep) for lines, keep in zip((p.split("\n") for p in pages), _kept_lines(pages))]
+
+
+def _kept_lines(pages: list[str]) -> list[list[int]]:
+    """Per page, the indices of its lines that are not running headers or footers."""
     if len(pages) < 3:
-        return pages
+        return [list(range(len(p.split("\n")))) for p in pages]
 
     def key(line: str) -> str:
         return re.sub(r"\d+", "#", line.strip().lower())
@@ -248,13 +267,7 @@ def _drop_running_lines(pages: list[str]) -> list[str]:
         lines = page.split("\n")
         nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
         at_edge = set(edges(nonblank))
-        out.append(
-            "\n".join(
-                ln
-                for i, ln in enumerate(lines)
-                if not (i in at_edge and (key(ln) in running or page_numbers.match(key(ln))))
-            )
-        )
+        out.append([i for i, ln in enumerate(lines) if not (i in at_edge and (key(ln) in running or page_numbers.match(key(ln))))])
     return out
 
 

@@ -151,3 +151,78 @@ def _pypdf_info(reader) -> tuple[str, str]:
         return (str(info.title or ""), str(info.author or "")) if info else ("", "")
     except Exception:  # noqa: BLE001  a damaged /Info dictionary costs the metadata, not the paper
         return "", ""
+
+
+# --- PDFium character indices (source view) ---------------------------------------------------
+
+# How far ahead a character of the bounded text is looked for in the page's character stream:
+# the stream also holds characters the bounded text leaves out (generated line breaks, NULs,
+# glyphs outside the crop box), a few at a time.
+_LOOKAHEAD = 16
+
+
+def pdfium_char_traces(data: bytes, password: str | None) -> list[tuple[str, list[int]] | None]:
+    """For each page, the text `pdfium_text` gives it and the PDFium character index each of
+    its characters comes from (-1: none found); None for a page PDFium cannot read."""
+    import pypdfium2 as pdfium
+
+    for candidate in _passwords(password):
+        try:
+            doc = pdfium.PdfDocument(data, password=candidate)
+            break
+        except pdfium.PdfiumError:
+            continue
+    else:
+        return []
+    try:
+        out = []
+        for index in range(len(doc)):
+            try:
+                page = doc[index]
+            except pdfium.PdfiumError:
+                out.append(None)
+                continue
+            try:
+                out.append(page_char_trace(page))
+            finally:
+                page.close()
+        return out
+    finally:
+        doc.close()
+
+
+def page_char_trace(page) -> tuple[str, list[int]] | None:
+    """`_pdfium_page`'s text of an open page, with each character's PDFium char index. The
+    bounded text (what is indexed) is a subsequence of the character stream, matched greedily."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    try:
+        textpage = page.get_textpage()
+    except pdfium.PdfiumError:
+        return None
+    try:
+        bounded = textpage.get_text_bounded()
+        stream = [raw.FPDFText_GetUnicode(textpage, j) for j in range(textpage.count_chars())]
+    finally:
+        textpage.close()
+    found: list[int] = []
+    j = 0
+    for ch in bounded:
+        code, k = ord(ch), j
+        limit = min(len(stream), j + _LOOKAHEAD)
+        while k < limit and stream[k] != code:
+            k += 1
+        if k < limit:
+            found.append(k)
+            j = k + 1
+        else:
+            found.append(-1)
+    # as _pdfium_page: \r\n and \r become \n, \x02 (a hyphen PDFium removed) goes
+    text, chars = [], []
+    for i, ch in enumerate(bounded):
+        if ch == "\x02" or (ch == "\r" and bounded[i + 1 : i + 2] == "\n"):
+            continue
+        text.append("\n" if ch == "\r" else ch)
+        chars.append(found[i])
+    return "".join(text), chars
