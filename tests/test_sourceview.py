@@ -142,6 +142,7 @@ def test_a_citation_opens_on_its_page_and_any_page_at_any_scale(real_aragog_assi
     b = view.boxes[0]
     assert pixels[int(b.top) : int(b.bottom) + 1, int(b.left) : int(b.right) + 1].mean() < pixels[:, :5].mean() - 10
 
+    assert (assistant.source_view(hit, image=False).width, assistant.source_view(hit, image=False).height) == image.size
     zoomed = assistant.source_view(hit, scale=3.0)
     assert zoomed.width == pytest.approx(2 * view.width, abs=1)
     for a, z in zip(view.boxes, zoomed.boxes):  # fractions of the page do not depend on the zoom
@@ -177,6 +178,31 @@ def one_pdf(tmp_path, fake_embedder):
     assistant = Assistant(make_settings(tmp_path), embedder=fake_embedder)
     assistant.build(tmp_path / "corpus")
     return assistant
+
+
+def on_ink(view) -> bool:
+    """The page image is darker under the boxes than on the page at large."""
+    pixels = np.asarray(Image.open(io.BytesIO(view.png)).convert("L"), dtype=float)
+    under = np.concatenate([pixels[int(b.top) : int(b.bottom) + 1, int(b.left) : int(b.right) + 1].ravel() for b in view.boxes])
+    return under.mean() < pixels.mean() - 10
+
+
+def test_highlights_on_a_rotated_page(tmp_path, fake_embedder):
+    """A landscape table printed on a portrait page turned by /Rotate: the boxes are placed on the
+    image as PDFium renders it."""
+    name = "nics-background-checks-2015-11-rotated.pdf"
+    (tmp_path / "corpus").mkdir()
+    shutil.copy(ROBUSTNESS / "good" / name, tmp_path / "corpus")
+    assistant = Assistant(make_settings(tmp_path), embedder=fake_embedder)
+    assistant.build(tmp_path / "corpus")
+    doc = pdfium.PdfDocument(str(tmp_path / "corpus" / name))
+    assert doc[0].get_rotation() in (90, 270)
+    page = Page(doc, 1)
+    for chunk in assistant.snapshot.chunks[:4]:
+        view = assistant.source_view(chunk)
+        assert view.exact and view.width < view.height  # rendered upright as the page is shown
+        assert squeeze(check(view, page)) == squeeze(view.quote) and on_ink(view)
+    assistant.close()
 
 
 def test_a_changed_or_missing_file_is_refused(one_pdf):
@@ -265,3 +291,28 @@ def test_cli_show_writes_the_page_and_prints_its_boxes(real_aragog_assistant, tm
     assert Image.open(out).size == (shown["width"], shown["height"])
     text = CliRunner().invoke(app, [*args, "--page", "1"])
     assert text.exit_code == 0 and "page 1 of 16" in text.output and "box" not in text.output
+
+
+def test_pdfium_runs_in_a_contained_process(one_pdf, fake_embedder):
+    """A view that overruns the time limit is stopped, and a renderer that died is replaced."""
+    import multiprocessing
+    import os
+    import signal
+
+    def started() -> list:
+        return [p for p in multiprocessing.active_children() if p.pid not in before]
+
+    before = {p.pid for p in multiprocessing.active_children()}  # other tests' assistants keep theirs
+    chunk = one_pdf.snapshot.chunks[2]
+    assert one_pdf.source_view(chunk).exact
+    (child,) = started()
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(5)
+    assert one_pdf.source_view(chunk).exact  # a new renderer took over
+    assert len(started()) == 1
+    one_pdf.close()
+    assert not started()
+    hasty = Assistant.load(one_pdf.index_dir, one_pdf.settings.model_copy(update={"parse_timeout_s": 1e-4}), fake_embedder)
+    with pytest.raises(SourceFileError, match=r"distilbert\.pdf.*longer than .*parse_timeout_s"):
+        hasty.source_view(chunk)
+    hasty.close()

@@ -70,7 +70,7 @@ from .papers import Paper, PaperMeta, read_metadata_file
 from .prompts import build_messages, select_evidence
 from .query import QueryPlan, plan_question, question_parts
 from .retrieval import Hit, RetrievalConfig, retrieve
-from .sourceview import DEFAULT_SCALE, SourceView, source_view
+from .sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
 from .translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
 from .settings import Settings
 
@@ -93,6 +93,7 @@ class Assistant:
         self._generators: dict[str, Generator] = {}
         self._translator: QuestionTranslator | None = None
         self._parser: PdfParser | None = None  # kept between writes once warm_up(writes=True) started it
+        self._renderer: PageRenderer | None = None  # started by the first source view
         self._configure_faiss()
 
     # --- loading ---------------------------------------------------------------------------
@@ -477,9 +478,11 @@ class Assistant:
         def lines() -> np.ndarray:
             return read_lines(self.index_dir, snapshot.manifest, paper)
 
-        return source_view(
-            paper, chunk, self.corpus_dir / paper.source, lines, start, end, page, scale or DEFAULT_SCALE, password, image
-        )
+        with self._cache_lock:
+            if self._renderer is None:
+                self._renderer = PageRenderer(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+        path = self.corpus_dir / paper.source
+        return source_view(paper, chunk, path, lines, self._renderer, start, end, page, scale or DEFAULT_SCALE, password, image)
 
     def _require_snapshot(self) -> Snapshot:
         snapshot = self._snapshot
@@ -631,10 +634,13 @@ class Assistant:
             self._parser = parser
 
     def close(self) -> None:
-        """Stop the PDF parser kept by warm_up(writes=True)."""
+        """Stop the PDF parser kept by warm_up(writes=True) and the source view's renderer."""
         parser, self._parser = self._parser, None
         if parser is not None:
             parser.close()
+        renderer, self._renderer = self._renderer, None
+        if renderer is not None:
+            renderer.close()
 
 
 def paper_ids(papers: Iterable[str]) -> tuple[str, ...]:

@@ -13,9 +13,14 @@ import base64
 import bisect
 import ctypes
 import io
+import json
 import logging
+import math
+import multiprocessing
+import os
+import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, astuple, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +114,7 @@ def source_view(
     chunk: Chunk,
     path: Path,
     lines: Callable[[], np.ndarray],
+    renderer: PageRenderer,
     start: int | None = None,
     end: int | None = None,
     page: int | None = None,
@@ -117,38 +123,57 @@ def source_view(
     image: bool = True,
 ) -> SourceView:
     """The view of chunk text [start, end) (see quote_span) of `paper`, whose file is `path`;
-    `lines()` reads the paper's line anchors from the index. `image=False` leaves out the PNG
-    (boxes and the image's size stay), for a client that has the page at that scale already."""
+    `lines()` reads the paper's line anchors from the index; `renderer` runs PDFium. `image=False`
+    leaves out the PNG (boxes and the image's size stay), for a client that has the page already."""
     start, end = quote_span(chunk, start, end)
     quote = chunk.text[start - chunk.start : end - chunk.start]
     base = SourceView(paper.paper_id, paper.source, paper.kind, chunk.chunk_id, quote, start, end, exact=False)
-    data = _checked_bytes(path, paper)
-    if paper.kind == "pdf":
-        return _pdf_view(base, data, path, chunk, lines, page, scale, password, image)
-    return _text_view(base, data, path, chunk)
+    if paper.kind != "pdf":
+        return _text_view(base, _checked_bytes(path, paper.paper_id, paper.content_hash), path, chunk)
+    anchors = lines()
+    offsets = anchors[:, 0]
+    first = max(0, int(np.searchsorted(offsets, start, side="right")) - 1)
+    request = {
+        "path": str(path), "paper_id": paper.paper_id, "content_hash": paper.content_hash, "password": password,
+        "anchors": anchors[first : int(np.searchsorted(offsets, end))].tolist(), "any_anchors": bool(len(anchors)),
+        "start": start, "end": end, "quote": quote, "page": page, "scale": scale, "image": image,
+        "fallback_page": sourcemap.anchor_page(anchors, start) or _chunk_page(chunk, start),
+    }
+    reply, png = renderer.view(request)
+    if reply.get("unopened"):
+        return _chunk_text_view(base, chunk, "PDFium cannot open this PDF (its text came from pypdf): the passage is shown as text")
+    boxes = tuple(Box(*b[:8], tuple(b[8])) for b in reply.pop("boxes"))
+    ranges = tuple(tuple(r) for r in reply.pop("char_ranges"))
+    return replace(base, **reply, png=png, boxes=boxes, char_ranges=ranges)
 
 
-def _checked_bytes(path: Path, paper: PaperInfo) -> bytes:
+def _checked_bytes(path: Path, paper_id: str, expected: str) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise SourceFileError(path, f"the file of paper {paper.paper_id!r} is missing; put it back or {REBUILD}") from None
+        raise SourceFileError(path, f"the file of paper {paper_id!r} is missing; put it back or {REBUILD}") from None
     except OSError as exc:
         raise SourceFileError(path, f"cannot read it ({exc.strerror or exc})") from None
-    if content_hash(data) != paper.content_hash:
+    if content_hash(data) != expected:
         raise SourceFileError(path, f"the file changed since it was indexed (sha256 differs); {REBUILD}")
     return data
 
 
-# --- PDF --------------------------------------------------------------------------------------
+# --- PDF (in the renderer's process) -----------------------------------------------------------
 
 
-def _pdf_view(base: SourceView, data: bytes, path: Path, chunk: Chunk, lines, page: int | None, scale: float, password, image: bool):
+def view_page(request: dict) -> tuple[dict, bytes | None]:
+    """The PDF part of a view: the file checked, the quote's characters traced, the page
+    rendered. Runs in PageRenderer's child process; its reply crosses the pipe as JSON."""
     import pypdfium2 as pdfium
 
-    doc = _open_pdf(data, path, password)
+    path = Path(request["path"])
+    data = _checked_bytes(path, request["paper_id"], request["content_hash"])
+    doc = _open_pdf(data, path, request["password"])
     if doc is None:  # the text came from pypdf: no page to render here
-        return _chunk_text_view(base, chunk, "PDFium cannot open this PDF (its text came from pypdf): the passage is shown as text")
+        return {"unopened": True}, None
+    start, end, page = request["start"], request["end"], request["page"]
+    anchors = np.asarray(request["anchors"], np.int64).reshape(-1, 3)
     try:
         n_pages = len(doc)
         traces: dict[int, sourcemap.Traced | None] = {}
@@ -158,19 +183,16 @@ def _pdf_view(base: SourceView, data: bytes, path: Path, chunk: Chunk, lines, pa
                 traces[number] = _page_trace(doc, number) if 1 <= number <= n_pages else None
             return traces[number]
 
-        anchors = lines()
-        found = sourcemap.quote_chars(anchors, base.start, base.end, base.quote, trace)
-        cited = min(found.by_page) if found.by_page else sourcemap.anchor_page(anchors, base.start) or _chunk_page(chunk, base.start)
+        found = sourcemap.quote_chars(anchors, start, end, request["quote"], trace)
+        cited = min(found.by_page) if found.by_page else request["fallback_page"]
         shown = page if page is not None else (cited or 1)
         if not 1 <= shown <= n_pages:
             raise QueryError(f"page {shown} is not in {path.name}, which has {n_pages} pages")
-        note = "" if found.exact else _inexact_note(anchors, found)
         pdf_page = doc[shown - 1]
         try:
-            scale = _capped_scale(pdf_page, scale)
-            png, width, height = _render(pdf_page, scale) if image else (None, *_image_size(pdf_page, scale))
-            chars = found.by_page.get(shown, [])
-            ranges = tuple(sourcemap.runs(chars))
+            scale = _capped_scale(pdf_page, request["scale"])
+            png, width, height = _render(pdf_page, scale) if request["image"] else (None, *_image_size(pdf_page, scale))
+            ranges = sourcemap.runs(found.by_page.get(shown, []))
             boxes = _boxes(pdf_page, ranges, width, height) if ranges else ()
         except pdfium.PdfiumError as exc:
             raise SourceFileError(path, f"PDFium cannot render page {shown} ({exc})") from None
@@ -178,10 +200,12 @@ def _pdf_view(base: SourceView, data: bytes, path: Path, chunk: Chunk, lines, pa
             pdf_page.close()
     finally:
         doc.close()
-    return replace(
-        base, exact=found.exact, note=note, page=shown, cited_page=cited, n_pages=n_pages, scale=scale,
-        png=png, width=width, height=height, boxes=boxes, char_ranges=ranges,
-    )
+    reply = {
+        "exact": found.exact, "note": "" if found.exact else _inexact_note(request["any_anchors"], found),
+        "page": shown, "cited_page": cited, "n_pages": n_pages, "scale": scale, "width": width, "height": height,
+        "boxes": [[*astuple(b)[:8], list(b.pdf)] for b in boxes], "char_ranges": [list(r) for r in ranges],
+    }
+    return reply, png
 
 
 def _open_pdf(data: bytes, path: Path, password: str | None):
@@ -216,8 +240,8 @@ def _chunk_page(chunk: Chunk, pos: int) -> int | None:
     return pages[-1] if pages else chunk.page_start
 
 
-def _inexact_note(anchors: np.ndarray, found: sourcemap.QuoteChars) -> str:
-    if not len(anchors):
+def _inexact_note(any_anchors: bool, found: sourcemap.QuoteChars) -> str:
+    if not any_anchors:
         return "no character positions were recorded for this paper (its text came from pypdf or OCR): the page is shown without highlight"
     if not found.by_page:
         return "the quote's characters could not be found on the page (the file reads differently now?): the page is shown without highlight"
@@ -240,14 +264,12 @@ def _render(page, scale: float) -> tuple[bytes, int, int]:
 
 
 def _image_size(page, scale: float) -> tuple[int, int]:
-    """The size `page.render(scale=scale)` gives its bitmap."""
+    """The size `page.render(scale=scale)` gives its bitmap (the page's size includes its /Rotate)."""
     width, height = page.get_size()
-    if page.get_rotation() % 180:
-        width, height = height, width
-    return round(width * scale), round(height * scale)
+    return math.ceil(width * scale), math.ceil(height * scale)
 
 
-def _boxes(page, ranges: tuple[tuple[int, int], ...], width: int, height: int) -> tuple[Box, ...]:
+def _boxes(page, ranges: list[tuple[int, int]], width: int, height: int) -> tuple[Box, ...]:
     """PDFium's line rectangles of each run of quoted characters, placed on the image."""
     textpage = page.get_textpage()
     try:
@@ -276,7 +298,7 @@ def _box(page, rect: tuple[float, float, float, float], width: int, height: int)
 
 def _text_view(base: SourceView, data: bytes, path: Path, chunk: Chunk) -> SourceView:
     """The quote's section of the file's cleaned text (parsed again: text files are cheap)."""
-    paper = parse_paper(path.name, data, display_path=path)
+    paper = parse_paper(path.name, data, display_path=path)  # text, not PDF: no PDFium, no child process
     if paper.text[chunk.start : chunk.end] != chunk.text:
         return _chunk_text_view(base, chunk, "the file's text reads differently from its index; the passage is shown as indexed")
     first, last = _section_bounds(paper.regions, base.start, base.end)
@@ -303,3 +325,106 @@ def _chunk_text_view(base: SourceView, chunk: Chunk, note: str) -> SourceView:
         base, exact=False, note=note, section_text=chunk.text,
         quote_start=base.start - chunk.start, quote_end=base.end - chunk.start,
     )
+
+
+# --- the renderer's process ------------------------------------------------------------------
+
+
+def _render_worker(conn, memory_mb: int, parent_pid: int | None) -> None:  # runs in the child process
+    from .ingest import _die_with_parent, _limit_memory
+
+    _die_with_parent(parent_pid)
+    logging.disable(logging.WARNING)
+    import pypdfium2  # noqa: F401  imported before "ready": the timeout measures the view only
+
+    _limit_memory(memory_mb)
+    conn.send_bytes(b'{"ready": true}')
+    while True:
+        try:
+            request = json.loads(conn.recv_bytes())
+        except EOFError:
+            return
+        png = None
+        try:
+            reply, png = view_page(request)
+        except SourceFileError as exc:
+            reply = {"error": ["source", exc.path, exc.detail]}
+        except QueryError as exc:
+            reply = {"error": ["query", "", str(exc)]}
+        except MemoryError:
+            reply = {"error": ["source", request["path"], f"rendering needed more than {memory_mb} MB (parse_memory_mb)"]}
+        except Exception as exc:  # noqa: BLE001  a PDFium failure on odd input costs this view only
+            reply = {"error": ["source", request["path"], f"the page could not be shown ({type(exc).__name__}: {str(exc)[:200]})"]}
+        conn.send_bytes(json.dumps({**reply, "png": png is not None}).encode())
+        if png is not None:
+            conn.send_bytes(png)
+
+
+class PageRenderer:
+    """Runs PDFium for source views in one reusable child process, under the parse limits
+    (parse_timeout_s, parse_memory_mb). Rendering decodes a page's images and fonts, which text
+    extraction at indexing never touched, so a hostile PDF that indexed fine may still hang or
+    crash PDFium here: that costs the view, not the app. One view at a time (a lock); the child
+    is replaced after a failure. JSON and raw PNG bytes cross the pipe, never pickles."""
+
+    def __init__(self, timeout_s: float, memory_mb: int) -> None:
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc = None
+        self._conn = None
+        self._lock = threading.Lock()
+
+    def view(self, request: dict) -> tuple[dict, bytes | None]:
+        path = request["path"]
+        with self._lock:
+            if self._proc is None or not self._proc.is_alive():
+                self._start(path)
+            try:
+                self._conn.send_bytes(json.dumps(request).encode())
+                if not self._conn.poll(self.timeout_s):
+                    self._stop()
+                    raise SourceFileError(path, f"showing the page took longer than {self.timeout_s:g} s (parse_timeout_s) and was stopped; the PDF may be damaged or hostile")
+                reply = json.loads(self._conn.recv_bytes())
+                png = self._conn.recv_bytes() if reply.pop("png") else None
+            except (EOFError, OSError):
+                self._stop()
+                raise SourceFileError(path, "PDFium died showing this page; the PDF may be corrupt or hostile") from None
+        if "error" in reply:
+            kind, where, detail = reply["error"]
+            raise QueryError(detail) if kind == "query" else SourceFileError(where, detail)
+        return reply, png
+
+    def _start(self, path: str) -> None:
+        from .ingest import STARTUP_TIMEOUT_S
+
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_render_worker, args=(child, self.memory_mb, os.getpid()), daemon=True)
+        try:
+            proc.start()
+        except OSError as exc:
+            parent.close()
+            raise SourceFileError(path, f"cannot start the page renderer ({exc.strerror or exc}); free memory and retry") from exc
+        finally:
+            child.close()
+        self._proc, self._conn = proc, parent
+        try:
+            ready = parent.poll(STARTUP_TIMEOUT_S) and json.loads(parent.recv_bytes()).get("ready") is True
+        except (EOFError, OSError, ValueError):
+            ready = False
+        if not ready:
+            self._stop()
+            raise SourceFileError(path, "the page renderer did not start; check parse_memory_mb and retry")
+
+    def _stop(self) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            proc.kill()
+            proc.join(5)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
