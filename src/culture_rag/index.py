@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 # 4: a segment's term vocabulary is one string, read without a Python object per term.
 # 5: chunks carry their role and heading path, and their sentences' roles as one letter each
 #    (sentence_roles; regions.py); PDF text gives headings lines of their own.
-# 7: segments keep lines.npy, each line's page and PDFium char index (sourcemap.py), for the source view.
+# 7: segments keep lines.npy, where each line of a PDF's text stands in PDFium's text of its page
+#    (sourcemap.py), for the source view.
 FORMAT = 7
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
@@ -920,7 +921,7 @@ def _lines_left(final: Path) -> np.ndarray:
 
 
 def read_lines(index_dir: Path, manifest: dict, paper: PaperInfo) -> np.ndarray:
-    """A paper's line anchors (rows of paper offset, page, char index), checked against the
+    """A paper's line anchors (rows of paper offset, page, page-text offset), checked against the
     manifest's checksum before numpy parses them. Read on demand: a query never needs them."""
     seg_dir = index_dir / "segments" / paper.segment
     expected = manifest.get("segments", {}).get(paper.segment, {})

@@ -50,7 +50,7 @@ class Paper:
     content_hash: str  # sha256 of the file's bytes
     n_pages: int | None = None
     affiliation: str | None = None  # curated (papers.toml); the front matter holds it too
-    # PDF: per line of `text`, (offset, page, PDFium char index of its first character); sourcemap.py
+    # PDF: per line of `text`, (offset, page, offset in PDFium's text of that page); sourcemap.py
     line_anchors: tuple[tuple[int, int, int], ...] = ()
 
 
@@ -202,15 +202,17 @@ def _parse_pdf(where, data: bytes, password: str | None, known: tuple[str, ...] 
     pages = ["\n".join(lines[i] for i in keep) for lines, keep in zip((p.split("\n") for p in cleaned), kept)]
     text, regions = _join_pages(pages, known)
     first_page = next((p for p in pages if p.strip()), "")
-    return text, regions, _pdf_meta(raw), first_page, len(raw.pages), _line_anchors(data, password, raw, cleaned, kept, text)
+    return text, regions, _pdf_meta(raw), first_page, len(raw.pages), _line_anchors(raw, cleaned, kept, text)
 
 
-def _line_anchors(data: bytes, password: str | None, raw: PdfText, cleaned: list[str], kept: list[list[int]], text: str):
-    """What the source view needs to find each line's characters on its page (sourcemap.py)."""
+def _line_anchors(raw: PdfText, cleaned: list[str], kept: list[list[int]], text: str) -> tuple[tuple[int, int, int], ...]:
+    """What the source view needs to find each line's characters on its page (sourcemap.py):
+    only PDFium's text has characters to find again."""
+    if raw.reader != "pdfium":
+        return ()
     from . import sourcemap  # it mirrors this module's cleaning, so it imports this module
 
-    anchors = sourcemap.line_anchors(pdf.pdfium_char_traces(data, password), raw.pages, cleaned, kept, text)
-    return tuple(tuple(row) for row in anchors.tolist())
+    return tuple(tuple(row) for row in sourcemap.line_anchors(raw.pages, cleaned, kept, text).tolist())
 
 
 def _read_pdf(where, data: bytes, password: str | None) -> PdfText:

@@ -1,12 +1,13 @@
 """Where each character of a PDF paper's text comes from: PDFium character indices.
 
-papers.py cleans PDFium's page text (`clean_text`) and joins the layout lines into the paper's
-text. To show a quote on its page the index keeps, per line of the paper text, three integers:
-its offset in the paper text, its page and the PDFium char index of its first character
-(`line_anchors`). At view time the page's text is cleaned again, this time tracing each output
-character to the char index it came from (`clean_traced`); the anchor finds the line in that
-traced text, and any offset of the line maps to its characters (`quote_chars`). Both sides check
-that the traced text equals what was indexed, so a mapping is exact or reported as not.
+papers.py cleans PDFium's page text (`clean_text`) and joins its lines into the paper's text.
+To show a quote on its page the index keeps, per line of the paper text, three integers: its
+offset in the paper text, its page, and the offset of its first character in PDFium's text of
+that page (`line_anchors`). At view time the page's text is read again with each character's
+PDFium char index (pdf.page_char_trace) and cleaned again, tracing each output character to the
+page-text offset it came from (`clean_traced`); the anchor finds the line there, and every
+offset of the line maps to its characters (`quote_chars`). The traced text must equal the
+indexed text, at indexing and at view time, so a mapping is exact or reported as not.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ANCHOR_COLUMNS = 3  # paper offset, page (1-based), PDFium char index of the line's first character
+ANCHOR_COLUMNS = 3  # paper offset, page (1-based), offset in PDFium's page text of the line's first character
 
 
 @dataclass(frozen=True)
 class Traced:
-    """Cleaned page text and, per character, the PDFium char index it comes from (-1: none)."""
+    """Cleaned text and, per character, the position it comes from in the text it was cleaned
+    from (or whatever that position was traced to)."""
 
     text: str
     chars: list[int]
@@ -35,19 +37,29 @@ class Traced:
         return out
 
 
+_NON_ASCII = re.compile(r"[\x00-\x7f]?[^\x00-\x7f]+")  # with the ASCII base a combining mark may compose with
+
+
 def _nfkc(text: str, src: list[int]) -> tuple[str, list[int]]:
     """NFKC per base character and its combining marks, each output character traced to the base."""
-    if text.isascii():
+    if unicodedata.is_normalized("NFKC", text):
         return text, src
     out: list[str] = []
     out_src: list[int] = []
-    start = 0
-    for i in range(1, len(text) + 1):
-        if i == len(text) or not unicodedata.combining(text[i]):
-            piece = unicodedata.normalize("NFKC", text[start:i])
-            out.append(piece)
-            out_src.extend([src[start]] * len(piece))
-            start = i
+    last = 0
+    for m in _NON_ASCII.finditer(text):
+        out.append(text[last : m.start()])
+        out_src.extend(src[last : m.start()])
+        start = m.start()
+        for i in range(m.start() + 1, m.end() + 1):
+            if i == m.end() or not unicodedata.combining(text[i]):
+                piece = unicodedata.normalize("NFKC", text[start:i])
+                out.append(piece)
+                out_src.extend([src[start]] * len(piece))
+                start = i
+        last = m.end()
+    out.append(text[last:])
+    out_src.extend(src[last:])
     return "".join(out), out_src
 
 
@@ -76,7 +88,9 @@ def clean_traced(text: str, chars: list[int]) -> Traced:
     t, s = _resub(t, s, re.compile(r"\r\n?"), lambda m: [("\n", m.end() - 1)])
     t, s = _resub(t, s, _CONTROL, lambda m: [])
     t, s = _resub(t, s, _HYPHEN_BREAK, lambda m: [(m[1], m.start(1)), (m[2], m.start(2))])
-    t, s = _resub(t, s, _SPACES, lambda m: [(" ", m.start())])
+    # only the runs _SPACES.sub(" ") changes: two or more, or one that is not " " (most are one " ")
+    spaces = re.compile(f"{_SPACES.pattern[:-1]}{{2,}}|(?! ){_SPACES.pattern[:-1]}")
+    t, s = _resub(t, s, spaces, lambda m: [(" ", m.start())])
     t, s = _resub(t, s, re.compile(r" *\n *"), lambda m: [("\n", m.start() + m[0].index("\n"))])
     t, s = _resub(t, s, re.compile(r"\n{3,}"), lambda m: [("\n", m.start()), ("\n", m.start() + 1)])
     lead = len(t) - len(t.lstrip())
@@ -84,28 +98,18 @@ def clean_traced(text: str, chars: list[int]) -> Traced:
     return Traced(t[lead:stop], s[lead:stop])
 
 
-def line_anchors(
-    traces: list[tuple[str, list[int]] | None],
-    raw_pages: tuple[str, ...],
-    cleaned: list[str],
-    kept: list[list[int]],
-    text: str,
-) -> np.ndarray:
-    """(paper offset, page, char index) of each paper-text line whose page traces exactly.
+def line_anchors(raw_pages: tuple[str, ...], cleaned: list[str], kept: list[list[int]], text: str) -> np.ndarray:
+    """(paper offset, page, page-text offset) of each line of the paper's `text`.
 
-    `cleaned` are the pages after clean_text, `kept[p]` the indices of their lines that survive
-    the running-line filter, `text` the joined paper text, in which those lines stand in order."""
-    from .papers import clean_text
-
+    `raw_pages` is PDFium's text of each page, `cleaned` the pages after clean_text, `kept[p]`
+    the indices of their lines that survive the running-line filter, `text` the joined paper
+    text, in which those lines stand in order. A page whose cleaning this module does not
+    mirror gets no anchors."""
     rows: list[tuple[int, int, int]] = []
     cursor = 0
     for number, page in enumerate(cleaned):
-        trace = traces[number] if number < len(traces) else None
-        traced = None
-        if trace is not None and trace[0] == raw_pages[number]:
-            traced = clean_traced(*trace)
-            if traced.text != clean_text(raw_pages[number], join_lines=False) or traced.text != page:
-                traced = None  # another reader's text, or a cleaning step this tracer does not mirror
+        traced = clean_traced(raw_pages[number], range(len(raw_pages[number])))
+        exact = traced.text == page
         lines = page.split("\n")
         offsets = np.cumsum([0] + [len(ln) + 1 for ln in lines]).tolist()
         for i in kept[number]:
@@ -116,9 +120,8 @@ def line_anchors(
             if at < 0:
                 return np.zeros((0, ANCHOR_COLUMNS), np.int32)  # the joining changed; no anchors rather than wrong ones
             cursor = at + len(line)
-            start = offsets[i] + len(lines[i]) - len(lines[i].lstrip())
-            if traced is not None and traced.chars[start] >= 0:
-                rows.append((at, number + 1, traced.chars[start]))
+            if exact:
+                rows.append((at, number + 1, traced.chars[offsets[i] + len(lines[i]) - len(lines[i].lstrip())]))
     return np.asarray(rows, np.int32).reshape(-1, ANCHOR_COLUMNS)
 
 
@@ -130,9 +133,12 @@ class QuoteChars:
     exact: bool  # every non-space character of the quote was traced to the text it was indexed from
 
 
-def quote_chars(anchors: np.ndarray, start: int, end: int, quote: str, trace: Callable[[int], Traced | None]) -> QuoteChars:
+PageTrace = tuple[Traced, list[int]]  # a page's cleaned text traced to page-text offsets; each offset's char index
+
+
+def quote_chars(anchors: np.ndarray, start: int, end: int, quote: str, trace: Callable[[int], PageTrace | None]) -> QuoteChars:
     """Char indices of paper text [start, end) (`quote` is that text), via the lines' anchors;
-    `trace(page)` gives a page's traced text."""
+    `trace(page)` gives the page's traced text and the char index of each page-text offset."""
     offsets = anchors[:, 0]
     first = max(0, int(np.searchsorted(offsets, start, side="right")) - 1)
     by_page: dict[int, list[int]] = {}
@@ -143,10 +149,11 @@ def quote_chars(anchors: np.ndarray, start: int, end: int, quote: str, trace: Ca
         at, page, char = (int(v) for v in anchors[row])
         if at >= end:
             break
-        traced = trace(page)
-        if traced is None:
+        page_trace = trace(page)
+        if page_trace is None:
             exact = False
             continue
+        traced, char_of = page_trace
         if page not in positions:
             positions[page] = traced.first_positions()
         q = positions[page].get(char)
@@ -163,8 +170,11 @@ def quote_chars(anchors: np.ndarray, start: int, end: int, quote: str, trace: Ca
             continue
         covered[a - start : b - start] = [True] * (b - a)
         found = by_page.setdefault(page, [])
-        for c in traced.chars[q + a - at : q + b - at]:
-            if c >= 0 and (not found or c != found[-1]):
+        for offset in traced.chars[q + a - at : q + b - at]:
+            c = char_of[offset] if 0 <= offset < len(char_of) else -1
+            if c < 0:
+                exact = False
+            elif not found or c != found[-1]:
                 found.append(c)
     if any(not seen and not ch.isspace() for seen, ch in zip(covered, quote)):
         exact = False

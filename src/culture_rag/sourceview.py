@@ -176,9 +176,9 @@ def view_page(request: dict) -> tuple[dict, bytes | None]:
     anchors = np.asarray(request["anchors"], np.int64).reshape(-1, 3)
     try:
         n_pages = len(doc)
-        traces: dict[int, sourcemap.Traced | None] = {}
+        traces: dict[int, sourcemap.PageTrace | None] = {}
 
-        def trace(number: int) -> sourcemap.Traced | None:
+        def trace(number: int) -> sourcemap.PageTrace | None:
             if number not in traces:
                 traces[number] = _page_trace(doc, number) if 1 <= number <= n_pages else None
             return traces[number]
@@ -221,7 +221,7 @@ def _open_pdf(data: bytes, path: Path, password: str | None):
     return None
 
 
-def _page_trace(doc, number: int) -> sourcemap.Traced | None:
+def _page_trace(doc, number: int) -> sourcemap.PageTrace | None:
     import pypdfium2 as pdfium
 
     try:
@@ -232,7 +232,10 @@ def _page_trace(doc, number: int) -> sourcemap.Traced | None:
         raw = pdf.page_char_trace(page)
     finally:
         page.close()
-    return sourcemap.clean_traced(*raw) if raw is not None else None
+    if raw is None:
+        return None
+    text, chars = raw
+    return sourcemap.clean_traced(text, range(len(text))), chars
 
 
 def _chunk_page(chunk: Chunk, pos: int) -> int | None:
