@@ -316,3 +316,17 @@ def test_pdfium_runs_in_a_contained_process(one_pdf, fake_embedder):
     with pytest.raises(SourceFileError, match=r"distilbert\.pdf.*longer than .*parse_timeout_s"):
         hasty.source_view(chunk)
     hasty.close()
+
+
+def test_line_anchors_keep_numpy_out_of_the_parser_process():
+    """The parser's child starts without numpy (test_robustness); tracing a PDF's lines must not
+    import it, or every child's first paper pays for the import inside its parse budget."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from culture_rag.papers import read_paper; "
+        f"assert read_paper(Path({str(ARAGOG / 'distilbert.pdf')!r})).line_anchors; print('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -23,11 +23,14 @@ _MODULE_OF = {
     "ModelError": "errors",
     "PaperNotFoundError": "errors",
     "QueryError": "errors",
+    "SourceFileError": "errors",
     "PaperInfo": "index",
     "BuildReport": "ingest",
     "FileOutcome": "ingest",
     "Paper": "papers",
     "Hit": "retrieval",
+    "Box": "sourceview",
+    "SourceView": "sourceview",
     "Settings": "settings",
 }
 
@@ -60,9 +63,11 @@ if TYPE_CHECKING:
         ModelError,
         PaperNotFoundError,
         QueryError,
+        SourceFileError,
     )
     from .index import PaperInfo
     from .ingest import BuildReport, FileOutcome
     from .papers import Paper
     from .retrieval import Hit
+    from .sourceview import Box, SourceView
     from .settings import Settings

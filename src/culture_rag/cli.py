@@ -224,7 +224,11 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a passage in its source: the PDF page with the quote highlighted, or a text paper's section."""
-    view = _assistant(_settings(index)).source_view(chunk_id, start=start, end=end, page=page, scale=scale, password=password)
+    assistant = _assistant(_settings(index))
+    try:
+        view = assistant.source_view(chunk_id, start=start, end=end, page=page, scale=scale, password=password)
+    finally:
+        assistant.close()  # the renderer's process
     if out is not None and view.png is not None:
         out.write_bytes(view.png)
     elif out is not None:

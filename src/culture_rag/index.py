@@ -876,18 +876,16 @@ def _add_vectors(index, vectors: np.ndarray) -> None:
 def _write_segment(index_dir: Path, seg: Segment, previous: Snapshot | None = None) -> bool:
     """Write a segment unless it is on disk already; True when it was written."""
     final = index_dir / "segments" / seg.paper.segment
+    if final.is_dir() and all((final / name).is_file() for name in SEGMENT_FILES):
+        return False  # segments are immutable and named by content, so a complete one is identical
+    lines = seg.lines if seg.lines is not None else _lines_left(final)
     if final.is_dir():
-        if all((final / name).is_file() for name in SEGMENT_FILES):
-            return False  # segments are immutable and named by content, so a complete one is identical
-        if seg.lines is None:
-            seg = replace(seg, lines=_lines_left(final))
         # Half deleted by a garbage collection that was killed: reusing it would fail every
         # later write of this paper, so it is written again.
         shutil.rmtree(final)
     if seg.vectors is None:
         assert previous is not None, "a segment without vectors comes from the previous generation"
         seg = previous.complete([seg])[0]
-    lines = seg.lines if seg.lines is not None else np.zeros((0, 3), np.int32)
     tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -212,7 +212,7 @@ def _line_anchors(raw: PdfText, cleaned: list[str], kept: list[list[int]], text:
         return ()
     from . import sourcemap  # it mirrors this module's cleaning, so it imports this module
 
-    return tuple(tuple(row) for row in sourcemap.line_anchors(raw.pages, cleaned, kept, text).tolist())
+    return tuple(sourcemap.line_anchors(raw.pages, cleaned, kept, text))
 
 
 def _read_pdf(where, data: bytes, password: str | None) -> PdfText:

@@ -12,14 +12,15 @@ indexed text, at indexing and at view time, so a mapping is exact or reported as
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
-import numpy as np
+# No numpy: papers.py calls line_anchors in the PDF parser's process, which starts without it.
 
-ANCHOR_COLUMNS = 3  # paper offset, page (1-based), offset in PDFium's page text of the line's first character
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def clean_traced(text: str, chars: list[int]) -> Traced:
     return Traced(t[lead:stop], s[lead:stop])
 
 
-def line_anchors(raw_pages: tuple[str, ...], cleaned: list[str], kept: list[list[int]], text: str) -> np.ndarray:
+def line_anchors(raw_pages: tuple[str, ...], cleaned: list[str], kept: list[list[int]], text: str) -> list[tuple[int, int, int]]:
     """(paper offset, page, page-text offset) of each line of the paper's `text`.
 
     `raw_pages` is PDFium's text of each page, `cleaned` the pages after clean_text, `kept[p]`
@@ -111,18 +112,18 @@ def line_anchors(raw_pages: tuple[str, ...], cleaned: list[str], kept: list[list
         traced = clean_traced(raw_pages[number], range(len(raw_pages[number])))
         exact = traced.text == page
         lines = page.split("\n")
-        offsets = np.cumsum([0] + [len(ln) + 1 for ln in lines]).tolist()
+        offsets = list(accumulate((len(ln) + 1 for ln in lines), initial=0))
         for i in kept[number]:
             line = lines[i].strip()
             if not line:
                 continue
             at = text.find(line, cursor)
             if at < 0:
-                return np.zeros((0, ANCHOR_COLUMNS), np.int32)  # the joining changed; no anchors rather than wrong ones
+                return []  # the joining changed; no anchors rather than wrong ones
             cursor = at + len(line)
             if exact:
                 rows.append((at, number + 1, traced.chars[offsets[i] + len(lines[i]) - len(lines[i].lstrip())]))
-    return np.asarray(rows, np.int32).reshape(-1, ANCHOR_COLUMNS)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -136,17 +137,16 @@ class QuoteChars:
 PageTrace = tuple[Traced, list[int]]  # a page's cleaned text traced to page-text offsets; each offset's char index
 
 
-def quote_chars(anchors: np.ndarray, start: int, end: int, quote: str, trace: Callable[[int], PageTrace | None]) -> QuoteChars:
+def quote_chars(anchors: Sequence[Sequence[int]], start: int, end: int, quote: str, trace: Callable[[int], PageTrace | None]) -> QuoteChars:
     """Char indices of paper text [start, end) (`quote` is that text), via the lines' anchors;
     `trace(page)` gives the page's traced text and the char index of each page-text offset."""
-    offsets = anchors[:, 0]
-    first = max(0, int(np.searchsorted(offsets, start, side="right")) - 1)
+    first = max(0, bisect.bisect_right([row[0] for row in anchors], start) - 1)
     by_page: dict[int, list[int]] = {}
     covered = [False] * len(quote)
     exact = True
     positions: dict[int, dict[int, int]] = {}
     for row in range(first, len(anchors)):
-        at, page, char = (int(v) for v in anchors[row])
+        at, page, char = anchors[row]
         if at >= end:
             break
         page_trace = trace(page)
@@ -190,9 +190,3 @@ def runs(chars: list[int]) -> list[tuple[int, int]]:
         else:
             out.append((c, 1))
     return out
-
-
-def anchor_page(anchors: np.ndarray, pos: int) -> int | None:
-    """The page of the line `pos` falls in."""
-    i = int(np.searchsorted(anchors[:, 0], pos, side="right")) - 1
-    return int(anchors[i, 1]) if i >= 0 else None

@@ -22,14 +22,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import pdf, sourcemap
-from .chunking import Chunk
 from .errors import QueryError, SourceFileError
-from .index import PaperInfo
 from .papers import content_hash, parse_paper
+
+if TYPE_CHECKING:  # not imported at run time: the renderer's process needs neither FAISS nor scipy
+    from .chunking import Chunk
+    from .index import PaperInfo
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ def source_view(
         "path": str(path), "paper_id": paper.paper_id, "content_hash": paper.content_hash, "password": password,
         "anchors": anchors[first : int(np.searchsorted(offsets, end))].tolist(), "any_anchors": bool(len(anchors)),
         "start": start, "end": end, "quote": quote, "page": page, "scale": scale, "image": image,
-        "fallback_page": sourcemap.anchor_page(anchors, start) or _chunk_page(chunk, start),
+        "fallback_page": (int(anchors[first, 1]) if len(anchors) else None) or _chunk_page(chunk, start),
     }
     reply, png = renderer.view(request)
     if reply.get("unopened"):
@@ -173,7 +176,7 @@ def view_page(request: dict) -> tuple[dict, bytes | None]:
     if doc is None:  # the text came from pypdf: no page to render here
         return {"unopened": True}, None
     start, end, page = request["start"], request["end"], request["page"]
-    anchors = np.asarray(request["anchors"], np.int64).reshape(-1, 3)
+    anchors = request["anchors"]
     try:
         n_pages = len(doc)
         traces: dict[int, sourcemap.PageTrace | None] = {}
