@@ -17,6 +17,7 @@ QUICK = {
     "threads": ["--size", "10000", "--workers", "1,4"],
     "backends": [],
     "coldstart": [],
+    "sourceview": [],
 }
 FULL = {
     "indexing": ["--rounds", "2"],
@@ -26,6 +27,7 @@ FULL = {
     "threads": ["--size", "100000"],
     "backends": ["--pdfs"],
     "coldstart": ["--runs", "5"],
+    "sourceview": [],
 }
 
 
