@@ -265,7 +265,7 @@ def _capped_scale(page, scale: float) -> float:
 def _render(page, scale: float) -> tuple[bytes, int, int]:
     image = page.render(scale=scale).to_pil()
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)  # level 6 takes 3x as long for 10% less
+    image.save(out, format="PNG", compress_level=1)  # faster than the default 6 and no larger on papers (bench/README)
     return out.getvalue(), image.width, image.height
 
 
