@@ -19,6 +19,7 @@ QUICK = {
     "coldstart": [],
     "mcp_session": [],
     "ocr": [],
+    "sourceview": [],
 }
 FULL = {
     "indexing": ["--rounds", "2"],
@@ -30,6 +31,7 @@ FULL = {
     "coldstart": ["--runs", "5"],
     "mcp_session": ["--runs", "5"],
     "ocr": ["--compare"],
+    "sourceview": [],
 }
 
 

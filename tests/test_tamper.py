@@ -118,7 +118,7 @@ def files_to_damage(ix: Index) -> list[tuple[Path, str]]:
     """(file, who depends on it): gen2 only, or both generations (a shared segment)."""
     gen2 = [(ix.gen2 / "manifest.json", "gen2"), (ix.gen2 / "dense.faiss", "gen2")]
     new, shared = ix.segment("new"), ix.segment("anchor")
-    names = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz")
+    names = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz", "lines.npy")
     gen2 += [(new / name, "gen2") for name in names]
     both = [(shared / name, "both") for name in names]
     return gen2 + both

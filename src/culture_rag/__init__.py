@@ -23,6 +23,7 @@ _MODULE_OF = {
     "ModelError": "errors",
     "PaperNotFoundError": "errors",
     "QueryError": "errors",
+    "SourceFileError": "errors",
     "PaperInfo": "index",
     "select_papers": "catalog",
     "ExportedAnswer": "export",
@@ -35,6 +36,8 @@ _MODULE_OF = {
     "FileOutcome": "ingest",
     "Paper": "papers",
     "Hit": "retrieval",
+    "Box": "sourceview",
+    "SourceView": "sourceview",
     "Settings": "settings",
 }
 
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
         ModelError,
         PaperNotFoundError,
         QueryError,
+        SourceFileError,
     )
     from .catalog import select_papers
     from .export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
@@ -75,4 +79,5 @@ if TYPE_CHECKING:
     from .ingest import BuildReport, FileOutcome
     from .papers import Paper
     from .retrieval import Hit
+    from .sourceview import Box, SourceView
     from .settings import Settings

@@ -27,6 +27,7 @@ from .answer import (
     extractive_answer,
 )
 from .catalog import select_papers
+from .citations import Citation
 from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .errors import (
@@ -50,6 +51,7 @@ from .index import (
     library_versions,
     load_snapshot,
     read_current,
+    read_lines,
     segment_id,
     write_generation,
     write_lock,
@@ -70,6 +72,7 @@ from .papers import Paper, PaperMeta, read_metadata_file
 from .prompts import build_messages, select_evidence
 from .query import QueryPlan, plan_question, question_parts
 from .retrieval import Hit, RetrievalConfig, retrieve
+from .sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
 from .translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
 from .settings import Settings
 
@@ -92,6 +95,7 @@ class Assistant:
         self._generators: dict[str, Generator] = {}
         self._translator: QuestionTranslator | None = None
         self._parser: PdfParser | None = None  # kept between writes once warm_up(writes=True) started it
+        self._renderer: PageRenderer | None = None  # started by the first source view
         self._configure_faiss()
 
     # --- loading ---------------------------------------------------------------------------
@@ -358,7 +362,8 @@ class Assistant:
         )
         info = replace(info, found=paper.found if info.metadata != paper.found else None)
         chunks = tuple(replace(c, paper_id=info.paper_id) for c in chunks)
-        return Segment(info, chunks, vectors.chunks, vectors.sentences)
+        lines = np.asarray(paper.line_anchors, np.int32).reshape(-1, 3)
+        return Segment(info, chunks, vectors.chunks, vectors.sentences, lines=lines)
 
     def _embed(self, chunks: tuple[Chunk, ...], step: Callable[[int], None] | None = None) -> PassageVectors:
         texts = [c.embed_text for c in chunks]
@@ -454,6 +459,44 @@ class Assistant:
                 "(max_query_chars). Shorten it to the question itself"
             )
         return cleaned
+
+    def source_view(
+        self,
+        cited: Citation | Hit | Chunk | str,
+        start: int | None = None,
+        end: int | None = None,
+        page: int | None = None,
+        scale: float | None = None,
+        password: str | None = None,
+        image: bool = True,
+    ) -> SourceView:
+        """The cited page as a PNG with the quote's boxes (PDF), or its section (text, Markdown).
+        `cited` is a citation (its quote's offsets and page are the defaults), a hit, a chunk or
+        a chunk id; `start`/`end` are offsets in the paper's text inside the chunk (default: the
+        chunk's first sentence); `page` shows another page of the paper (highlights stay on the
+        quote's own page); `scale` is pixels per PDF point; `image=False` leaves the PNG out.
+        The file must be the one indexed (SourceFileError otherwise)."""
+        snapshot = self._require_snapshot()
+        if isinstance(cited, Citation):
+            start = cited.start if start is None and end is None else start
+            end = cited.end if end is None else end
+        chunk = cited.chunk if isinstance(cited, (Citation, Hit)) else cited
+        if isinstance(chunk, str):
+            chunk = next((c for c in snapshot.chunks if c.chunk_id == chunk), None)
+            if chunk is None:
+                raise QueryError(f"no chunk {cited!r} in the index at {self.index_dir}; chunk ids come from `culture-rag search --json`")
+        paper = next((p for p in snapshot.papers if p.paper_id == chunk.paper_id), None)
+        if paper is None:
+            raise PaperNotFoundError(chunk.paper_id)
+
+        def lines() -> np.ndarray:
+            return read_lines(self.index_dir, snapshot.manifest, paper)
+
+        with self._cache_lock:
+            if self._renderer is None:
+                self._renderer = PageRenderer(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+        path = self.corpus_dir / paper.source
+        return source_view(paper, chunk, path, lines, self._renderer, start, end, page, scale or DEFAULT_SCALE, password, image)
 
     def _require_snapshot(self) -> Snapshot:
         snapshot = self._snapshot
@@ -605,10 +648,13 @@ class Assistant:
             self._parser = parser
 
     def close(self) -> None:
-        """Stop the PDF parser kept by warm_up(writes=True)."""
+        """Stop the PDF parser kept by warm_up(writes=True) and the source view's renderer."""
         parser, self._parser = self._parser, None
         if parser is not None:
             parser.close()
+        renderer, self._renderer = self._renderer, None
+        if renderer is not None:
+            renderer.close()
 
 
 def paper_ids(papers: Iterable[str]) -> tuple[str, ...]:

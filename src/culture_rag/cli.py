@@ -270,6 +270,44 @@ def _write_text(path: Path, text: str) -> None:
         raise CultureRagError(f"{path}: cannot write it ({exc.strerror or exc}); check the folder and its permissions") from exc
 
 
+@app.command()
+def show(
+    chunk_id: Annotated[str, typer.Argument(help="A passage's chunk id (`search --json` or an answer's citations).")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the page image (PNG) here.")] = None,
+    page: Annotated[Optional[int], typer.Option("--page", help="Show this page instead of the quote's (1-based).")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", help="Pixels per PDF point (1.5 = 108 dpi).")] = None,
+    start: Annotated[Optional[int], typer.Option("--start", help="Quote start, an offset in the paper's text.")] = None,
+    end: Annotated[Optional[int], typer.Option("--end", help="Quote end (default: the chunk's first sentence).")] = None,
+    password: Annotated[Optional[str], typer.Option("--password", help="Password of an encrypted PDF.")] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a passage in its source: the PDF page with the quote highlighted, or a text paper's section."""
+    assistant = _assistant(_settings(index))
+    try:
+        view = assistant.source_view(chunk_id, start=start, end=end, page=page, scale=scale, password=password)
+    finally:
+        assistant.close()  # the renderer's process
+    if out is not None and view.png is not None:
+        out.write_bytes(view.png)
+    elif out is not None:
+        out.write_text(view.section_text or "", encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps({**view.to_dict(), "out": str(out) if out else None}, indent=1, ensure_ascii=False))
+        return
+    if view.png is not None:
+        where = f"page {view.page} of {view.n_pages} ({view.width}x{view.height} px, scale {view.scale:g})"
+        typer.echo(f"{view.source}, {where}{f' -> {out}' if out else ''}; the quote is on page {view.cited_page}")
+        for b in view.boxes:
+            typer.echo(f"  box {b.left:.1f},{b.top:.1f} - {b.right:.1f},{b.bottom:.1f} px")
+    elif view.section_text is not None:
+        text = view.section_text
+        typer.echo(text[: view.quote_start] + "[[" + text[view.quote_start : view.quote_end] + "]]" + text[view.quote_end :])
+    typer.echo(f"quote: “{view.quote}”")
+    if view.note:
+        typer.echo(f"({view.note})")
+
+
 @app.command("eval")
 def evaluate(
     questions: Annotated[Path, typer.Argument(help="Question set in the JSONL format of FORMAT.md.")],

@@ -77,3 +77,12 @@ class ExposureError(CultureRagError):
 
 class FeedbackError(CultureRagError):
     """A feedback record is malformed (unknown kind, missing question, too long)."""
+
+
+class SourceFileError(CultureRagError):
+    """The file a paper was indexed from is missing, changed or unreadable."""
+
+    def __init__(self, path: str | Path, detail: str) -> None:
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"{self.path}: {detail}")

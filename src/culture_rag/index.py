@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 # 5: chunks carry their role and heading path, and their sentences' roles as one letter each
 #    (sentence_roles; regions.py); PDF text gives headings lines of their own.
 # 7: papers carry their year, DOI, arXiv id, venue and URL, and what their file says where
-#    papers.toml overrides it (found), so that editing papers.toml needs no re-parsing.
+#    papers.toml overrides it (found), so that editing papers.toml needs no re-parsing; segments
+#    keep lines.npy, where each line of a PDF's text stands in PDFium's text of its page
+#    (sourcemap.py), for the source view.
 FORMAT = 7
 CURRENT = "CURRENT"
 # Exact search scans every vector: about 8 ms per 100k on one core here, so up to 200k it stays
@@ -113,6 +115,7 @@ class Segment:
     vectors: np.ndarray | None  # None: a paper of the generation in memory, which holds them
     sentence_vectors: np.ndarray  # one row per chunk sentence, chunk by chunk
     terms: TermCounts | None = None  # keyword term counts; None: tokenized when written, or held as vectors
+    lines: np.ndarray | None = None  # the paper's line anchors (sourcemap.py); None: on disk already
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,8 @@ def library_versions() -> dict[str, str]:
 _GEN_NAME = re.compile(r"gen-\d{6}")
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{24}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-SEGMENT_FILES = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz")
+SEGMENT_FILES = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz", "lines.npy")
+LINES_FILE = "lines.npy"
 MANIFEST_DIGEST = "manifest_sha256"
 
 
@@ -904,9 +908,10 @@ def _add_vectors(index, vectors: np.ndarray) -> None:
 def _write_segment(index_dir: Path, seg: Segment, previous: Snapshot | None = None) -> bool:
     """Write a segment unless it is on disk already; True when it was written."""
     final = index_dir / "segments" / seg.paper.segment
+    if final.is_dir() and all((final / name).is_file() for name in SEGMENT_FILES):
+        return False  # segments are immutable and named by content, so a complete one is identical
+    lines = seg.lines if seg.lines is not None else _lines_left(final)
     if final.is_dir():
-        if all((final / name).is_file() for name in SEGMENT_FILES):
-            return False  # segments are immutable and named by content, so a complete one is identical
         # Half deleted by a garbage collection that was killed: reusing it would fail every
         # later write of this paper, so it is written again.
         shutil.rmtree(final)
@@ -924,6 +929,7 @@ def _write_segment(index_dir: Path, seg: Segment, previous: Snapshot | None = No
         # float16 halves the largest file; sentence scores need no more precision than that.
         np.save(tmp / "sentences.npy", np.ascontiguousarray(seg.sentence_vectors, dtype=np.float16), allow_pickle=False)
         seg.terms.save(tmp / "terms.npz")
+        np.save(tmp / LINES_FILE, np.ascontiguousarray(lines, dtype=np.int32).reshape(-1, 3), allow_pickle=False)
         for p in tmp.iterdir():
             _fsync_file(p)
         _fsync_dir(tmp)
@@ -933,6 +939,32 @@ def _write_segment(index_dir: Path, seg: Segment, previous: Snapshot | None = No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not stay full of our leftovers
         raise
+
+
+def _lines_left(final: Path) -> np.ndarray:
+    """The line anchors of a segment being rewritten from memory, which does not hold them."""
+    try:
+        return np.load(final / LINES_FILE, allow_pickle=False)
+    except (OSError, ValueError):
+        log.warning("%s: line anchors lost; the source view of this paper shows pages without highlights", final)
+        return np.zeros((0, 3), np.int32)
+
+
+def read_lines(index_dir: Path, manifest: dict, paper: PaperInfo) -> np.ndarray:
+    """A paper's line anchors (rows of paper offset, page, page-text offset), checked against the
+    manifest's checksum before numpy parses them. Read on demand: a query never needs them."""
+    seg_dir = index_dir / "segments" / paper.segment
+    expected = manifest.get("segments", {}).get(paper.segment, {})
+    if not isinstance(expected, dict) or LINES_FILE not in expected:
+        raise IndexLoadError(seg_dir, "no checksum for lines.npy in the manifest; rebuild with `culture-rag build`")
+    _verify_files(seg_dir, {LINES_FILE: expected[LINES_FILE]})
+    try:
+        lines = np.load(seg_dir / LINES_FILE, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(seg_dir / LINES_FILE, f"unreadable ({exc}); rebuild with `culture-rag build`") from None
+    if lines.ndim != 2 or lines.shape[1] != 3 or not np.issubdtype(lines.dtype, np.integer):
+        raise IndexLoadError(seg_dir / LINES_FILE, f"shape {lines.shape} {lines.dtype}, not rows of 3 integers; rebuild")
+    return lines
 
 
 def _segment_checksums(index_dir: Path, segment: str) -> dict[str, str]:

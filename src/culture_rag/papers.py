@@ -58,6 +58,8 @@ class Paper:
     url: str | None = None
     found: PaperMeta = PaperMeta()  # what the file itself says, before papers.toml
     ocr: tuple[OcrPage, ...] = ()  # pages whose text was read by OCR, with Tesseract's lines and word boxes
+    # PDF: per line of `text`, (offset, page, offset in PDFium's text of that page); sourcemap.py
+    line_anchors: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def ocr_pages(self) -> tuple[int, ...]:
@@ -69,7 +71,9 @@ def paper_from_dict(raw: dict) -> Paper:
     regions = tuple(Region(**{**r, "heading_path": tuple(r.get("heading_path", ()))}) for r in raw["regions"])
     found = PaperMeta.from_dict(raw.get("found", {}))
     ocr = tuple(ocr_page_from_dict(p) for p in raw.get("ocr", ()))
-    return Paper(**{**raw, "regions": regions, "authors": tuple(raw["authors"]), "found": found, "ocr": ocr})
+    anchors = tuple(tuple(a) for a in raw.get("line_anchors", ()))
+    fields = {"regions": regions, "authors": tuple(raw["authors"]), "found": found, "ocr": ocr, "line_anchors": anchors}
+    return Paper(**{**raw, **fields})
 
 
 def content_hash(data: bytes) -> str:
@@ -121,13 +125,15 @@ def parse_paper(
     meta = meta or PaperMeta()
     known = (meta.title or "", *meta.authors, *(meta.affiliation or "").split(";"))
     if suffix in PDF_SUFFIXES:
-        text, regions, pdf_meta, first_page, n_pages, scanned = _parse_pdf(where, data, password, known, ocr, announce_ocr)
+        text, regions, pdf_meta, first_page, n_pages, scanned, anchors = _parse_pdf(
+            where, data, password, known, ocr, announce_ocr
+        )
         kind = "pdf"
     else:
         if data.startswith(b"%PDF-"):
             raise IngestError(where, "mismatch", "the file is a PDF but is named as text; rename it to .pdf")
         text, regions = _parse_text(where, data, markdown=suffix != ".txt", known=known)
-        pdf_meta, first_page, n_pages = PaperMeta(), text[:FRONT_CHARS], None
+        pdf_meta, first_page, n_pages, anchors = PaperMeta(), text[:FRONT_CHARS], None, ()
         kind = "md" if suffix != ".txt" else "txt"
     if not has_real_text(text):
         raise IngestError(where, "no_text", "no extractable text (scanned or image-only?); OCR it first")
@@ -151,6 +157,7 @@ def parse_paper(
         url=final.url,
         found=found,
         ocr=scanned,
+        line_anchors=anchors,
     )
 
 
@@ -200,10 +207,25 @@ def clean_text(text: str, join_lines: bool) -> str:
 def _parse_pdf(where, data: bytes, password: str | None, known: tuple[str, ...] = (), ocr=None, announce_ocr=None):
     raw = _read_pdf(where, data, password)
     raw, scanned = _read_scans(where, data, password, raw, ocr, announce_ocr)
-    pages = _drop_running_lines([clean_text(p, join_lines=False) for p in raw.pages])
+    cleaned = [clean_text(p, join_lines=False) for p in raw.pages]
+    kept = _kept_lines(cleaned)
+    pages = ["\n".join(lines[i] for i in keep) for lines, keep in zip((p.split("\n") for p in cleaned), kept)]
     text, regions = _join_pages(pages, known)
     first_page = next((p for p in pages if p.strip()), "")
-    return text, regions, _pdf_meta(raw), first_page, len(raw.pages), scanned
+    anchors = _line_anchors(raw, cleaned, kept, text, {p.page for p in scanned})
+    return text, regions, _pdf_meta(raw), first_page, len(raw.pages), scanned, anchors
+
+
+def _line_anchors(
+    raw: PdfText, cleaned: list[str], kept: list[list[int]], text: str, ocr_pages: set[int]
+) -> tuple[tuple[int, int, int], ...]:
+    """What the source view needs to find each line's characters on its page (sourcemap.py):
+    only PDFium's text has characters to find again, so OCR'd pages get none."""
+    if raw.reader != "pdfium":
+        return ()
+    from . import sourcemap  # it mirrors this module's cleaning, so it imports this module
+
+    return tuple(a for a in sourcemap.line_anchors(raw.pages, cleaned, kept, text) if a[1] not in ocr_pages)
 
 
 def _read_scans(where, data: bytes, password, raw: PdfText, options: OcrOptions | None, announce):
@@ -238,8 +260,13 @@ def _pdf_meta(raw: PdfText) -> PaperMeta:
 
 def _drop_running_lines(pages: list[str]) -> list[str]:
     """Remove headers and footers: lines repeated, digits aside, at the top or bottom of most pages."""
+    return ["\n".join(lines[i] for i in keep) for lines, keep in zip((p.split("\n") for p in pages), _kept_lines(pages))]
+
+
+def _kept_lines(pages: list[str]) -> list[list[int]]:
+    """Per page, the indices of its lines that are not running headers or footers."""
     if len(pages) < 3:
-        return pages
+        return [list(range(len(p.split("\n")))) for p in pages]
 
     def key(line: str) -> str:
         return re.sub(r"\d+", "#", line.strip().lower())
@@ -261,13 +288,7 @@ def _drop_running_lines(pages: list[str]) -> list[str]:
         lines = page.split("\n")
         nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
         at_edge = set(edges(nonblank))
-        out.append(
-            "\n".join(
-                ln
-                for i, ln in enumerate(lines)
-                if not (i in at_edge and (key(ln) in running or page_numbers.match(key(ln))))
-            )
-        )
+        out.append([i for i, ln in enumerate(lines) if not (i in at_edge and (key(ln) in running or page_numbers.match(key(ln))))])
     return out
 
 

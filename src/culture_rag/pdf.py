@@ -24,6 +24,7 @@ class PdfText:
     pages: tuple[str, ...]
     title: str = ""
     author: str = ""
+    reader: str = ""  # "pdfium" when the pages are PDFium's text, whose characters the source view finds again
 
 
 def check_header(where: str | Path, data: bytes) -> None:
@@ -55,7 +56,8 @@ def pdfium_text(where: str | Path, data: bytes, password: str | None) -> PdfText
         raise IngestError(where, "corrupt", f"PDFium cannot open it ({error})")
     try:
         meta = doc.get_metadata_dict(skip_empty=True)
-        return PdfText(tuple(_pdfium_page(doc, i) for i in range(len(doc))), meta.get("Title", ""), meta.get("Author", ""))
+        pages = tuple(_pdfium_page(doc, i) for i in range(len(doc)))
+        return PdfText(pages, meta.get("Title", ""), meta.get("Author", ""), reader="pdfium")
     finally:
         doc.close()
 
@@ -151,3 +153,68 @@ def _pypdf_info(reader) -> tuple[str, str]:
         return (str(info.title or ""), str(info.author or "")) if info else ("", "")
     except Exception:  # noqa: BLE001  a damaged /Info dictionary costs the metadata, not the paper
         return "", ""
+
+
+# --- PDFium character indices (source view) ---------------------------------------------------
+
+# How far ahead a character of the bounded text is looked for in the page's character stream:
+# the stream also holds characters the bounded text leaves out (generated line breaks, NULs,
+# glyphs outside the crop box), a few at a time.
+_LOOKAHEAD = 16
+
+
+def page_char_trace(page) -> tuple[str, list[int]] | None:
+    """`_pdfium_page`'s text of an open page, with each character's PDFium char index (-1: none
+    found). The bounded text (what is indexed) is the character stream less a few characters
+    (generated line breaks, NULs, glyphs outside the crop box): equal stretches are matched whole,
+    and at a difference the next character is looked for a few characters ahead."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    try:
+        textpage = page.get_textpage()
+    except pdfium.PdfiumError:
+        return None
+    try:
+        bounded = textpage.get_text_bounded()
+        stream = [raw.FPDFText_GetUnicode(textpage, j) for j in range(textpage.count_chars())]
+    finally:
+        textpage.close()
+    found = _subsequence(bounded, "".join(map(chr, stream)))
+    # as _pdfium_page: \r\n and \r become \n, \x02 (a hyphen PDFium removed) goes
+    text, chars = [], []
+    for i, ch in enumerate(bounded):
+        if ch == "\x02" or (ch == "\r" and bounded[i + 1 : i + 2] == "\n"):
+            continue
+        text.append("\n" if ch == "\r" else ch)
+        chars.append(found[i])
+    return "".join(text), chars
+
+
+def _subsequence(short: str, long: str) -> list[int]:
+    """For each character of `short`, its index in `long`, which holds it with a few extra
+    characters here and there (-1 where a character is not found nearby)."""
+    out: list[int] = []
+    i = j = 0
+    while i < len(short):
+        n = _common_prefix(short, i, long, j)
+        out.extend(range(j, j + n))
+        i, j = i + n, j + n
+        if i >= len(short):
+            break
+        k = long.find(short[i], j, j + _LOOKAHEAD)
+        out.append(k)
+        i, j = i + 1, (k + 1 if k >= 0 else j)
+    return out
+
+
+def _common_prefix(a: str, i: int, b: str, j: int) -> int:
+    """Length of the common prefix of a[i:] and b[j:], by bisection on slice comparisons."""
+    lo, hi = 0, min(len(a) - i, len(b) - j)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[i : i + mid] == b[j : j + mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
