@@ -38,6 +38,7 @@ async def _session(index_dir, calls):
 @pytest.fixture(scope="module")
 def session(real_corpus_assistant):
     paper = real_corpus_assistant.papers()[0].paper_id
+    cited = real_corpus_assistant.ask(BELARUS).citations[0]  # the same engine and index as the server's
     calls = [
         ("ask", "ask", {"question": BELARUS}),
         ("declined", "ask", {"question": "What was China's GDP in 2023?", "k": 3}),
@@ -47,8 +48,10 @@ def session(real_corpus_assistant):
         ("bad_k", "search", {"question": "culture", "k": 0}),
         ("bad_paper", "ask", {"question": BELARUS, "papers": ["no-such-paper"]}),
         ("empty", "ask", {"question": "   "}),
+        ("source", "source", {"chunk_id": cited.chunk.chunk_id, "start": cited.start, "end": cited.end}),
+        ("bad_source", "source", {"chunk_id": "no-such-chunk"}),
     ]
-    return {"paper": paper, **anyio.run(_session, real_corpus_assistant.index_dir, calls)}
+    return {"paper": paper, "cited": cited, **anyio.run(_session, real_corpus_assistant.index_dir, calls)}
 
 
 def chunk_texts(assistant) -> dict[str, str]:
@@ -58,7 +61,8 @@ def chunk_texts(assistant) -> dict[str, str]:
 def test_the_tools_are_listed_with_their_arguments(session):
     assert session["init"].server_info.name == "culture-rag"
     tools = {t.name: t for t in session["tools"]}
-    assert set(tools) == {"ask", "search", "papers"}
+    assert set(tools) == {"ask", "search", "papers", "source"}
+    assert set(tools["source"].input_schema["properties"]) == {"chunk_id", "start", "end", "page", "image"}
     assert set(tools["ask"].input_schema["properties"]) == {"question", "papers", "k"}
     assert tools["ask"].input_schema["required"] == ["question"]
     assert "citations" in tools["ask"].output_schema["properties"]
@@ -98,6 +102,18 @@ def test_papers_lists_the_library(session, real_corpus_assistant):
     listed = session["papers"].structured_content["papers"]
     assert {p["paper_id"] for p in listed} == {p.paper_id for p in real_corpus_assistant.papers()}
     assert all(p["title"] and p["n_chunks"] > 0 for p in listed)
+
+
+def test_source_shows_a_citation_in_its_section(session, real_corpus_assistant):
+    """A text paper's citation opens on its section, the quote at the offsets given."""
+    cited = session["cited"]
+    view = session["source"].structured_content
+    assert not session["source"].is_error
+    assert view["paper_id"] == cited.paper.paper_id and view["quote"] == cited.quote
+    section = view["section_text"]
+    assert section[view["quote_start"] : view["quote_end"]] == cited.quote
+    assert view["png_base64"] is None and view["highlights"] == []
+    assert session["bad_source"].is_error and "no-such-chunk" in session["bad_source"].content[0].text
 
 
 def test_bad_arguments_come_back_as_tool_errors_with_the_reason(session):

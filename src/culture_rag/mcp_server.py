@@ -1,10 +1,11 @@
-"""The library for other tools: ask, search and papers as a Model Context Protocol server
+"""The library for other tools: ask, search, papers and source as a Model Context Protocol server
 (`culture-rag mcp --index DIR`), so that an assistant such as a desktop chat client can consult
 the papers. Standard input and output carry the protocol; with --http, streamable HTTP on
 loopback only (it has no logins)."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -38,6 +39,8 @@ class Citation:
     page: int | None
     quote: str
     chunk_id: str
+    start: int  # the quote's offsets in the paper's text: `source` shows it in its page
+    end: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,34 @@ class Library:
     papers: tuple[Paper, ...]
 
 
+@dataclass(frozen=True)
+class Highlight:
+    """A box of the quote on the page, as fractions of the page's width and height from its top left."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    paper_id: str
+    source: str
+    kind: str  # pdf, txt or md
+    quote: str
+    exact: bool  # every quoted character was found where it stands on the page
+    note: str
+    page: int | None
+    cited_page: int | None
+    n_pages: int | None
+    highlights: tuple[Highlight, ...]
+    section_text: str | None  # text and Markdown papers: the quote's section
+    quote_start: int | None  # the quote's offsets in section_text
+    quote_end: int | None
+    png_base64: str | None  # the page image, when asked for
+
+
 def build_server(assistant) -> MCPServer:
     """An MCP server over `assistant`; the model warms up once the session is open."""
 
@@ -122,6 +153,16 @@ def build_server(assistant) -> MCPServer:
         listing = await _call(assistant.papers)
         return Library(tuple(_paper(p) for p in listing))
 
+    @server.tool(title="Open a citation's source")
+    async def source(
+        chunk_id: str, start: int | None = None, end: int | None = None, page: int | None = None, image: bool = False
+    ) -> SourceResult:
+        """Where a citation stands in its paper: the page (PDF) with the quote's highlight boxes, or
+        the section (text, Markdown). Give a citation's chunk_id, start and end; `page` shows another
+        page; `image` adds the page as a base64 PNG."""
+        view = await _call(assistant.source_view, chunk_id, start=start, end=end, page=page, image=image)
+        return _source(view)
+
     return server
 
 
@@ -159,6 +200,27 @@ def _citation(c) -> Citation:
         page=c.page,
         quote=c.quote,
         chunk_id=c.chunk.chunk_id,
+        start=c.start,
+        end=c.end,
+    )
+
+
+def _source(view) -> SourceResult:
+    return SourceResult(
+        paper_id=view.paper_id,
+        source=view.source,
+        kind=view.kind,
+        quote=view.quote,
+        exact=view.exact,
+        note=view.note,
+        page=view.page,
+        cited_page=view.cited_page,
+        n_pages=view.n_pages,
+        highlights=tuple(Highlight(b.rel_left, b.rel_top, b.rel_right, b.rel_bottom) for b in view.boxes),
+        section_text=view.section_text,
+        quote_start=view.quote_start,
+        quote_end=view.quote_end,
+        png_base64=base64.b64encode(view.png).decode("ascii") if view.png else None,
     )
 
 
