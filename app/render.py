@@ -8,6 +8,7 @@ or a formula out of it. The only markup on the page is the markup written here.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from collections.abc import Iterable
@@ -166,6 +167,20 @@ VIEWER_EMPTY = '<div class="viewer empty" aria-hidden="true"></div>'
 
 def _pct(value: float) -> str:
     return f"{100 * max(0.0, min(1.0, float(value))):.3f}%"
+
+
+def source_json(view, title: str) -> dict:
+    """What the viewer draws from a SourceView: the page as a data URL and the boxes as fractions."""
+    image = f"data:image/png;base64,{base64.b64encode(view.png).decode('ascii')}" if view.png else None
+    boxes = [{"x0": b.rel_left, "y0": b.rel_top, "x1": b.rel_right, "y1": b.rel_bottom} for b in view.boxes]
+    return {
+        "title": title, "kind": view.kind, "image": image, "boxes": boxes, "page": view.page, "n_pages": view.n_pages,
+        "cited_page": view.cited_page, "on_cited_page": view.page == view.cited_page or view.section_text is not None,
+        "quote": view.quote, "note": view.note, "text": view.section_text or view.quote,
+        "quote_start": view.quote_start if view.section_text is not None else 0,
+        "quote_end": view.quote_end if view.section_text is not None else len(view.quote),
+        "section": view.section,
+    }
 
 
 def viewer_html(view: dict, zoom: float) -> str:

@@ -32,7 +32,7 @@ from culture_rag.settings import Settings
 from culture_rag.users import UsersFile
 
 from . import render
-from .assets import CSS, JS
+from .assets import CSS, JS, SOURCES_JS, VIEWER_JS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ QUERY_CONCURRENCY = 2
 # Waiting events across the app. Above this a request is refused at once ("queue is full,
 # try again") instead of waiting ever longer; 64 covers 40 busy users with room to spare.
 QUEUE_MAX = 64
-MAX_REMEMBERED_ANSWERS = 20  # per browser session, for re-showing an earlier answer's sources
+MAX_REMEMBERED_ANSWERS = 20
+VIEW_SCALE = 1.5  # pixels per PDF point at 100%: 108 dpi, a letter page 918 px wide
+MAX_VIEW_SCALE = 4.0  # per browser session, for re-showing an earlier answer's sources
 MODES = [
     ("Extractive: exact sentences from the papers, no model", "extractive"),
     ("Local model (Qwen2.5-Coder 1.5B), checked against the passages", "local"),
@@ -146,6 +148,44 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     def use_example(evt: gr.SelectData):
         value = evt.value if isinstance(evt.value, dict) else {}
         return value.get("text", "")
+
+    # -- the source viewer --
+
+    def open_source(evt: gr.EventData):
+        """A citation card's Open button: its page (PDF) or section (text) with the quote marked."""
+        data = getattr(evt, "_data", None) or {}
+        try:
+            where = {"chunk_id": str(data["chunk_id"]), "start": int(data["start"]), "end": int(data["end"])}
+        except (KeyError, TypeError, ValueError):
+            return gr.skip(), gr.skip()
+        return _show_source({**where, "page": None, "zoom": render.ZOOMS[0]})
+
+    def viewer_action(where, evt: gr.EventData):
+        action = (getattr(evt, "_data", None) or {}).get("action")
+        if not where or action == "close":
+            return render.VIEWER_EMPTY, {}
+        page, zoom = where.get("page") or 1, where.get("zoom", render.ZOOMS[0])
+        if action in ("prev", "next"):
+            page = min(max(1, page + (1 if action == "next" else -1)), where.get("n_pages") or page)
+        elif action in ("zoom-in", "zoom-out"):
+            steps = render.ZOOMS
+            i = steps.index(zoom) if zoom in steps else 0
+            zoom = steps[min(len(steps) - 1, i + 1)] if action == "zoom-in" else steps[max(0, i - 1)]
+        else:
+            return gr.skip(), gr.skip()
+        return _show_source({**where, "page": page, "zoom": zoom})
+
+    def _show_source(where: dict):
+        try:
+            view = assistant.source_view(
+                where["chunk_id"], start=where["start"], end=where["end"], page=where["page"],
+                scale=min(VIEW_SCALE * where["zoom"], MAX_VIEW_SCALE),
+            )
+        except CultureRagError as exc:
+            return render.message_html(str(exc), error=True), {}
+        titles = {p.paper_id: p.title for p in assistant.papers()}
+        shown = render.source_json(view, titles.get(view.paper_id, view.source))
+        return render.viewer_html(shown, where["zoom"]), {**where, "page": view.page, "n_pages": view.n_pages}
 
     # -- library --
 
@@ -255,6 +295,16 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         except CultureRagError as exc:
             raise gr.Error(str(exc)) from None
         return {"papers": [render.paper_json(p) for p in chosen]}
+
+    def source(chunk_id: str, start: int | None = None, end: int | None = None, page: int | None = None,
+               scale: float | None = None) -> dict:
+        """A citation's source: the PDF page as a base64 PNG with the quote's boxes (pixels, and
+        fractions of the page), or a text paper's section with the quote's offsets in it."""
+        try:
+            view = assistant.source_view(chunk_id, start=start, end=end, page=page, scale=scale)
+        except CultureRagError as exc:
+            raise gr.Error(str(exc)) from None
+        return view.to_dict(with_png=True)
 
     def export_markdown(answers: list[dict]) -> dict:
         """Answers as returned by /ask, exported: Markdown with one numbered reference list, and
@@ -381,7 +431,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                             send_verdict = gr.Button("Send feedback", size="sm", elem_id="feedback-send")
                             verdict_note = gr.HTML(elem_id="feedback-note", js_on_load=None)
                     with gr.Column(scale=2):
-                        sources = gr.HTML(render.sources_html(None, None, False), elem_id="sources", js_on_load=None)
+                        viewer = gr.HTML(render.VIEWER_EMPTY, elem_id="viewer", js_on_load=VIEWER_JS)
+                        where = gr.State({})
+                        sources = gr.HTML(
+                            render.sources_html(None, None, False), elem_id="sources", js_on_load=SOURCES_JS
+                        )
             with gr.Tab("Library", id="library") as library_tab:
                 with gr.Row(equal_height=True):
                     f_author = gr.Textbox(label="Author", placeholder="words of a name", elem_id="filter-author")
@@ -433,6 +487,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         for trigger in (filter_button.click, f_author.submit, f_year.submit, f_title.submit):
             trigger(**refilter)
         within.click(ask_within, selected, [scope, tabs], queue=False, api_visibility="private")
+        sources.click(open_source, None, [viewer, where], api_visibility="private", **query)
+        viewer.click(viewer_action, where, [viewer, where], api_visibility="private", **query)
         send_verdict.click(
             send_feedback, [state, verdict, comment], [verdict_note, comment], queue=False, api_visibility="private"
         )
@@ -457,6 +513,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         gr.api(search, api_name="search", **query)
         gr.api(papers, api_name="papers", queue=False)
         gr.api(export_markdown, api_name="export", queue=False)
+        gr.api(source, api_name="source", **query)
         gr.api(remove, api_name="remove", concurrency_id="library", concurrency_limit=1)
         gr.api(feedback, api_name="feedback", queue=False)
 

@@ -207,3 +207,209 @@ def test_main_journey(page, app_url, tmp_path):
 
     outside = [u for u in page.requested if not u.startswith((app_url, "data:", "blob:"))]
     assert outside == [], "the page fetched from outside the app"
+
+
+# --- the reading room: open a citation's page, ask within chosen papers, export ------------------
+
+
+@pytest.fixture
+def reading_room_url(tmp_path, monkeypatch, real_corpus_assistant):
+    """The app over the shipped papers and two real arXiv PDFs (BERT's pages are two-column)."""
+    from culture_rag import Assistant
+    from culture_rag.webapp.server import build_app, serve
+
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    for name in ("bert.pdf", "distilbert.pdf"):
+        shutil.copy(ARAGOG / name, tmp_path / "corpus" / name)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    settings = make_settings(tmp_path)
+    assistant = Assistant(settings, embedder=real_corpus_assistant.embedder)
+    assistant.build(tmp_path / "corpus")
+    demo = build_app(assistant)
+    _, url = serve(demo, settings, host="127.0.0.1", port=free_port(), block=False)
+    try:
+        yield url.rstrip("/") + "/", assistant
+    finally:
+        demo.close()
+        assistant.close()
+
+
+def _alnum_chars(textpage) -> tuple[str, list[int]]:
+    """The page's letters and digits, lower-cased, with the char index of each: a way to find a
+    quote on the page that shares nothing with the index's own mapping."""
+    text, where = [], []
+    for i in range(textpage.count_chars()):
+        ch = textpage.get_text_range(i, 1)
+        if ch.isalnum():
+            text.append(ch.lower())
+            where.append(i)
+    return "".join(text), where
+
+
+def pdfium_quote_rects(pdf_path: Path, page_number: int, quote: str) -> list[tuple[float, float, float, float]]:
+    """PDFium's own line rectangles (left, bottom, right, top in points) for the quote's characters."""
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(str(pdf_path))
+    try:
+        textpage = doc[page_number - 1].get_textpage()
+        letters, where = _alnum_chars(textpage)
+        wanted = "".join(ch.lower() for ch in quote if ch.isalnum())
+        at = letters.find(wanted)
+        assert at >= 0 and letters.find(wanted, at + 1) < 0, "the quote must stand once on its page"
+        first, last = where[at], where[at + len(wanted) - 1]
+        n = textpage.count_rects(first, last - first + 1)
+        return [textpage.get_rect(i) for i in range(n)]
+    finally:
+        doc.close()
+
+
+def covered_share(boxes_a, boxes_b, step: float = 0.5) -> float:
+    """Share of the area of boxes_a (left, bottom, right, top) that boxes_b also cover, on a grid."""
+    inside = total = 0
+    for left, bottom, right, top in boxes_a:
+        x = left + step / 2
+        while x < right:
+            y = bottom + step / 2
+            while y < top:
+                total += 1
+                inside += any(l <= x <= r and b <= y <= t for l, b, r, t in boxes_b)
+                y += step
+            x += step
+    return inside / total if total else 0.0
+
+
+def test_reading_room_journey(reading_room_url, tmp_path):
+    """Ask → open the cited page → the highlight covers PDFium's boxes of the quoted characters →
+    pick two papers → only they are cited → export holds the reference list."""
+    import pypdfium2 as pdfium
+    from playwright.sync_api import expect, sync_playwright
+
+    url, assistant = reading_room_url
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(WAIT_MS)
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url)
+        try:
+            _reading_room(page, assistant, pdfium, expect, tmp_path)
+        finally:
+            browser.close()
+    outside = [u for u in requested if not u.startswith((url, "data:", "blob:"))]
+    assert outside == [], "the page fetched from outside the app"
+
+
+def _reading_room(page, assistant, pdfium, expect, tmp_path):
+    titles = {p.paper_id: p.title for p in assistant.papers()}
+    bert = next(p for p in assistant.papers() if p.source == "bert.pdf")
+
+    # 1. A question about BERT; its first citation opens on its page, the quote highlighted.
+    ask(page, "What are the two pre-training tasks used by BERT?")
+    card = page.locator("#sources details.source").first
+    expect(card.locator(".title")).to_have_text(bert.title)
+    quote = " ".join(card.locator("mark").inner_text().split())
+    cited_page = int(re.search(r"p\. (\d+)", card.locator(".loc").inner_text()).group(1))
+    card.get_by_role("button", name=re.compile("^Open the source")).click()
+    viewer = page.locator("#viewer section.viewer")
+    expect(viewer.locator("img")).to_be_visible()
+    expect(viewer.locator(".where")).to_have_text(f"Page {cited_page} of {bert.n_pages}")
+    expect(viewer.locator(".hl").first).to_be_attached()
+    expect(viewer).to_be_focused()  # keyboard users land in the viewer
+    shot(page, "10-source-page")
+
+    # The highlight, read off the page in the browser and turned into PDF points, covers PDFium's
+    # own boxes of the quoted characters, and nothing much besides.
+    img = viewer.locator("img").bounding_box()
+    doc = pdfium.PdfDocument(str(assistant.corpus_dir / "bert.pdf"))
+    width, height = doc[cited_page - 1].get_size()
+    doc.close()
+    drawn = []
+    for i in range(viewer.locator(".hl").count()):
+        b = viewer.locator(".hl").nth(i).bounding_box()
+        left, right = (b["x"] - img["x"]) / img["width"] * width, (b["x"] + b["width"] - img["x"]) / img["width"] * width
+        top = height - (b["y"] - img["y"]) / img["height"] * height
+        bottom = height - (b["y"] + b["height"] - img["y"]) / img["height"] * height
+        drawn.append((left, bottom, right, top))
+    pdfium_rects = pdfium_quote_rects(assistant.corpus_dir / "bert.pdf", cited_page, quote)
+    assert covered_share(pdfium_rects, drawn) > 0.97
+    assert covered_share(drawn, pdfium_rects) > 0.97
+
+    # Next and previous page, by button and by keyboard; zoom keeps the boxes on the words.
+    viewer.get_by_role("button", name="Next page").click()
+    expect(page.locator("#viewer .where")).to_have_text(f"Page {cited_page + 1} of {bert.n_pages}")
+    expect(page.locator("#viewer .hl")).to_have_count(0)
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#viewer .where")).to_have_text(f"Page {cited_page} of {bert.n_pages}")
+    page.locator("#viewer").get_by_role("button", name="Zoom in").click()
+    expect(page.locator("#viewer .zoom")).to_have_text("150%")
+    zoomed = page.locator("#viewer img").bounding_box()
+    assert zoomed["width"] > 1.4 * img["width"]
+    shot(page, "11-source-zoomed")
+    page.locator("#viewer").get_by_role("button", name="Close the source viewer").click()
+    expect(page.locator("#viewer section.viewer")).to_have_count(0)
+
+    # 2. Two papers picked in the chat: only they are cited, though BERT answers best unscoped.
+    page.locator("#new-conversation").click()
+    chosen = [p for p in assistant.papers() if p.source != "bert.pdf"][:2]
+    assert any(p.source == "distilbert.pdf" for p in chosen) or len(chosen) == 2
+    picker = page.locator("#paper-scope input")
+    for paper in chosen:
+        picker.click()
+        picker.fill(paper.title[:25])
+        page.get_by_role("option", name=re.compile(re.escape(paper.title[:25]))).first.click()
+    page.keyboard.press("Escape")
+    ask(page, "What are the two pre-training tasks used by BERT?")
+    cited = {t.strip() for t in page.locator("#sources details.source .title").all_inner_texts()}
+    assert cited and cited <= {titles[p.paper_id] for p in chosen}, cited
+    ask(page, "What strengths does Belarus's cultural industry have?")
+    shot(page, "12-scoped-answer")
+
+    # A text paper's citation opens on its section, the quote marked in it.
+    text_card = page.locator("#sources details.source").first
+    text_quote = " ".join(text_card.locator("mark").inner_text().split())
+    text_card.get_by_role("button", name=re.compile("^Open the source")).click()
+    expect(page.locator("#viewer .section-text mark")).to_be_visible()
+    assert " ".join(page.locator("#viewer .section-text mark").inner_text().split()) == text_quote
+    page.keyboard.press("Escape")
+    expect(page.locator("#viewer section.viewer")).to_have_count(0)
+
+    # Feedback on the answer on show is stored beside the index, ready to become an eval question.
+    page.locator("#feedback").get_by_text("Feedback on the answer on show").click()
+    page.get_by_label("Citing the wrong passage").check()
+    page.locator("#feedback-comment textarea").fill("the second point cites the abstract")
+    page.locator("#feedback-send").click()
+    expect(page.locator("#feedback-note")).to_contain_text("recorded as wrong citation")
+    from culture_rag.feedback import read_feedback
+
+    entries = read_feedback(assistant.index_dir).entries
+    assert [(e.kind, e.comment, e.question) for e in entries] == [
+        ("wrong_citation", "the second point cites the abstract", "What strengths does Belarus's cultural industry have?")
+    ]
+
+    # 3. Export: the conversation as Markdown with a numbered reference list, and BibTeX.
+    page.locator("#export-conversation").click()
+    links = page.locator("#exported a")
+    expect(links).to_have_count(2)
+    files = {}
+    for i in range(2):
+        link = links.nth(i)
+        with page.expect_download() as download:
+            link.click()
+        target = tmp_path / download.value.suggested_filename
+        download.value.save_as(target)
+        files[target.suffix] = target.read_text(encoding="utf-8")
+    markdown, bib = files[".md"], files[".bib"]
+    assert "## References" in markdown
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", markdown.split("## References")[0])}
+    listed = {int(n) for n in re.findall(r"^(\d+)\. ", markdown.split("## References")[1], re.M)}
+    assert markers and markers == listed
+    assert any(titles[p.paper_id] in markdown for p in chosen)
+    assert bib.count("@") >= 1 and "title" in bib
+    shot(page, "13-exported")

@@ -86,6 +86,7 @@ class SourceView:
     height: int = 0
     boxes: tuple[Box, ...] = ()
     char_ranges: tuple[tuple[int, int], ...] = ()  # PDFium (first char index, count) highlighted on this page
+    section: str | None = None  # the heading the quote stands under
     section_text: str | None = None
     quote_start: int | None = None  # the quote's offsets inside section_text
     quote_end: int | None = None
@@ -130,7 +131,9 @@ def source_view(
     leaves out the PNG (boxes and the image's size stay), for a client that has the page already."""
     start, end = quote_span(chunk, start, end)
     quote = chunk.text[start - chunk.start : end - chunk.start]
-    base = SourceView(paper.paper_id, paper.source, paper.kind, chunk.chunk_id, quote, start, end, exact=False)
+    base = SourceView(
+        paper.paper_id, paper.source, paper.kind, chunk.chunk_id, quote, start, end, exact=False, section=chunk.section
+    )
     if paper.kind != "pdf":
         return _text_view(base, _checked_bytes(path, paper.paper_id, paper.content_hash), path, chunk)
     anchors = lines()
