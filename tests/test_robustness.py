@@ -132,7 +132,8 @@ def test_unreadable_pdfs_get_a_clear_reason(robustness_build):
         elif chars < 20:  # "Potato", "2021 3 31", blank scans: no text worth an entry, unless OCR reads one
             assert outcome.status in ("no_text", "indexed"), (name, outcome)
             if outcome.status == "no_text":
-                assert "no extractable text" in outcome.detail and "OCR" in outcome.detail
+                # Either too few letters to be worth an entry, or image pages OCR found no words on.
+                assert "fewer than 20 letters" in outcome.detail or "OCR found no words" in outcome.detail
             else:
                 assert ocr_pages(assistant, name), f"{name}: indexed only by what OCR read"
 

@@ -167,6 +167,10 @@ def read_scanned_pages(
             pages[page.page - 1] = page.text
             kept.append(page)
     failed = read.count(None)
+    if read and not failed and not _has_real_text("\n".join(pages)):
+        raise IngestError(
+            where, "no_text", f"no text layer, and OCR found no words on its {len(read)} image or drawn page(s)"
+        )
     if failed and not _has_real_text("\n".join(pages)):
         raise IngestError(
             where,

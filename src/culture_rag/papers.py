@@ -136,7 +136,9 @@ def parse_paper(
         pdf_meta, first_page, n_pages, anchors = PaperMeta(), text[:FRONT_CHARS], None, ()
         kind = "md" if suffix != ".txt" else "txt"
     if not has_real_text(text):
-        raise IngestError(where, "no_text", "no extractable text (scanned or image-only?); OCR it first")
+        raise IngestError(
+            where, "no_text", "no extractable text: fewer than 20 letters or digits (blank pages, a stamp or a label only)"
+        )
     found = _found_metadata(pdf_meta, first_page)
     final = meta.over(found)
     return Paper(
