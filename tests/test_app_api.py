@@ -5,6 +5,7 @@ of what the page renders and which routes the server answers."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -257,3 +258,35 @@ def test_server_binds_loopback_and_closes_unneeded_routes(served):
         if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == served["port"]
     ]
     assert listening == [f"0100007F:{served['port']:04X}"]  # 127.0.0.1 only
+
+
+@pytest.mark.slow
+def test_reading_room_endpoints_scope_open_and_export(client):
+    """/papers filters, /ask and /search within chosen papers, /source opens a citation's
+    section at its quote, /export turns the answers into Markdown with a reference list and BibTeX."""
+    papers = client.predict(api_name="/papers")["papers"]
+    mao = client.predict(author="mao", year="", title="", api_name="/papers")["papers"]
+    assert len(mao) == 1 and len(papers) == 2 and "Mao" in " ".join(mao[0]["authors"])
+    other = next(p for p in papers if p["paper_id"] != mao[0]["paper_id"])
+    question = "What strategies do the papers propose for China's cultural industry to go international?"
+    scoped = client.predict(question=question, papers=[other["paper_id"]], api_name="/ask")
+    assert scoped["answered"] and {c["paper_id"] for c in scoped["citations"]} == {other["paper_id"]}
+    hits = client.predict(question="cultural industry", k=4, papers=[mao[0]["paper_id"]], api_name="/search")["hits"]
+    assert len(hits) == 4 and {h["paper_id"] for h in hits} == {mao[0]["paper_id"]}
+
+    cited = scoped["citations"][0]
+    view = client.predict(chunk_id=cited["chunk_id"], start=cited["start"], end=cited["end"], api_name="/source")
+    assert view["paper_id"] == other["paper_id"] and view["quote"] == cited["quote"]
+    assert view["section_text"][view["quote_start"] : view["quote_end"]] == cited["quote"]
+
+    exported = client.predict(answers=[scoped], api_name="/export")
+    body, references = exported["markdown"].split("## References")
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", body)} == set(range(1, len(scoped["citations"]) + 1))
+    assert other["title"] in references and "@" in exported["bibtex"] and other["title"] in exported["bibtex"]
+
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="year"):
+        client.predict(author="", year="twenty", title="", api_name="/papers")
+    with pytest.raises(AppError, match="no-such-paper"):
+        client.predict(question=question, papers=["no-such-paper"], api_name="/ask")
