@@ -413,3 +413,28 @@ def _reading_room(page, assistant, pdfium, expect, tmp_path):
     assert any(titles[p.paper_id] in markdown for p in chosen)
     assert bib.count("@") >= 1 and "title" in bib
     shot(page, "13-exported")
+
+    # 4. The Library's filters, and asking within what they leave.
+    open_library(page)
+    years = {p.paper_id: p.year for p in assistant.papers()}
+    dated = [pid for pid, year in years.items() if year is not None]
+    assert dated, "the arXiv PDFs state their year"
+    span = f"{min(years[p] for p in dated)}-{max(years[p] for p in dated)}"
+    page.locator("#filter-year textarea").fill(span)
+    page.locator("#filter").click()
+    expect(page.locator("#library .library-summary")).to_contain_text(f"{len(dated)} of {len(years)} papers")
+    expect(page.locator("#library table.library tbody tr")).to_have_count(len(dated))
+    page.locator("#filter-year textarea").fill("twenty")
+    page.locator("#filter-year textarea").press("Enter")
+    expect(page.locator("#library")).to_contain_text("give a year")
+    page.locator("#filter-year textarea").fill(span)
+    page.locator("#filter").click()
+    expect(page.locator("#library table.library tbody tr")).to_have_count(len(dated))
+    shot(page, "14-library-filtered")
+    page.locator("#ask-within").click()
+    expect(page.get_by_role("tab", name="Chat")).to_have_attribute("aria-selected", "true")
+    for pid in dated:
+        expect(page.locator("#paper-scope")).to_contain_text(titles[pid][:30])
+    ask(page, "What is the model pre-trained on?")
+    cited = {t.strip() for t in page.locator("#sources details.source .title").all_inner_texts()}
+    assert cited and cited <= {titles[pid] for pid in dated}, cited
