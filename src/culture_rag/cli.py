@@ -1,4 +1,4 @@
-"""The `culture-rag` command: a thin layer over `Assistant`."""
+"""The `culture-rag` command: a thin layer over `Library` (writes) and `Assistant` (questions)."""
 
 from __future__ import annotations
 

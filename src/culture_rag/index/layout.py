@@ -32,8 +32,6 @@ from ..dense import dense_vector
 from ..lexical import KeywordIndex, TermCounts
 from ..metadata import PaperMeta
 
-
-
 # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else.
 # 3: segments keep their keyword term counts; a flat generation has no dense file of its own.
 # 4: a segment's term vocabulary is one string, read without a Python object per term.

@@ -21,10 +21,6 @@ from .writing import Stamp, write_generation, write_lock
 class Store(Protocol):
     """Generations of one index: read, verified, written whole and switched atomically."""
 
-    @property
-    def name(self) -> str:
-        """Where the index is, for messages."""
-
     def open(self) -> Snapshot:
         """The live generation, verified; IndexLoadError naming the index when there is none."""
 
@@ -54,9 +50,6 @@ class Store(Protocol):
     def lines(self, snapshot: Snapshot, paper: PaperInfo) -> np.ndarray:
         """A paper's line anchors (sourcemap.py), verified, read on demand."""
 
-    def place(self, name: str) -> Path:
-        """Where a file that belongs with this index (feedback.jsonl) is kept."""
-
 
 class LocalStore:
     """An index folder on this machine (index.layout describes its files)."""
@@ -64,10 +57,6 @@ class LocalStore:
     def __init__(self, index_dir: str | Path, fingerprint: str, dimension: int, keep: int = 2) -> None:
         self.index_dir = Path(index_dir)
         self.fingerprint, self.dimension, self.keep = fingerprint, dimension, keep
-
-    @property
-    def name(self) -> str:
-        return str(self.index_dir)
 
     def open(self) -> Snapshot:
         return load_snapshot(self.index_dir, self.fingerprint, self.dimension)
@@ -114,6 +103,3 @@ class LocalStore:
 
     def lines(self, snapshot: Snapshot, paper: PaperInfo) -> np.ndarray:
         return read_lines(self.index_dir, snapshot.manifest, paper)
-
-    def place(self, name: str) -> Path:
-        return self.index_dir / name
