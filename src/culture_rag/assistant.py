@@ -1,4 +1,5 @@
-"""The front object. The CLI, the web app and Python users all go through `Assistant`."""
+"""The front object for questions: search, ask, stream and source views over the live snapshot
+of a `Library`, which does all the writing (build, add and remove pass through to it)."""
 
 from __future__ import annotations
 
