@@ -16,26 +16,26 @@ RATIO_TARGET = 2.0
 
 
 def stages(assistant) -> list[tuple[object, str]]:
-    from culture_rag import assistant as module
-    from culture_rag import index
+    from culture_rag import library as module
+    from culture_rag.index import Snapshot, store, writing
     from culture_rag.lexical import KeywordIndex, TermCounts
 
     return [
         (module, "parse_file"),
         (module, "chunk_paper"),
         (assistant.embedder, "embed_passages"),
-        (index.Snapshot, "segments"),
-        (index, "_search_indexes"),
+        (Snapshot, "rows"),
+        (writing, "_search_indexes"),
         (KeywordIndex, "appended"),
         (TermCounts, "of_texts"),
         (TermCounts, "concat"),
-        (index, "_write_segment"),
-        (index, "_segment_checksums"),
-        (index, "_write_generation_files"),
-        (index, "_collect_garbage"),
-        (index, "_fsync_file"),
-        (module, "write_generation"),
-        (module, "load_snapshot"),
+        (writing, "_write_segment"),
+        (writing, "_segment_checksums"),
+        (writing, "_write_generation_files"),
+        (writing, "_collect_garbage"),
+        (writing, "_fsync_file"),
+        (store, "write_generation"),
+        (store, "load_snapshot"),
     ]
 
 

@@ -20,22 +20,28 @@ import numpy as np
 BLOCK = 100_000  # vectors drawn per step, to bound the generator's memory
 
 
-def header_of(assistant, corpus_dir: Path) -> dict:
-    """The manifest header Assistant writes, so Assistant.load accepts the synthetic index."""
-    from culture_rag.index import library_versions
+def stamp_of(assistant, corpus_dir: Path):
+    """What the Library records of a generation, so Assistant.load accepts the synthetic index."""
+    from culture_rag.index import ModelInfo, Stamp
 
-    e = assistant.embedder
-    return {
-        "model": {"id": e.model_id, "fingerprint": e.fingerprint, "dimension": e.dimension, "max_tokens": e.max_tokens},
-        "settings": {k: str(v) for k, v in assistant.settings.index_signature().items()},
-        "libraries": library_versions(),
-        "corpus_dir": str(corpus_dir),  # where Assistant.add puts papers: not the real corpus
-    }
+    settings = {k: str(v) for k, v in assistant.settings.index_signature().items()}
+    return Stamp(ModelInfo.of(assistant.embedder), settings, str(corpus_dir))  # where add puts papers
 
 
 def real_segments(assistant) -> list:
+    """The real papers' segments, whole, as the snapshot in memory holds them."""
+    from culture_rag.dense import stored_vectors
+    from culture_rag.index import Segment
+
     snapshot = assistant.snapshot
-    return snapshot.complete(list(snapshot.segments().values()))
+    vectors, rows = stored_vectors(snapshot.dense), snapshot.rows()
+    out = []
+    for paper in snapshot.papers:
+        number, a, b = rows[paper.paper_id]
+        terms = snapshot.keyword.counts(a, b)
+        lines = assistant.library.lines(paper)
+        out.append(Segment(paper, snapshot.chunks[a:b], vectors[a:b], snapshot.sentence_blocks[number], terms, lines))
+    return out
 
 
 def vectors(n: int, seeds: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -78,7 +84,7 @@ def replicate(segments: list, n: int, kind: str, seed: int = 0) -> list:
             chunks = tuple(replace(c, chunk_id=f"{c.chunk_id}-r{r}", paper_id=paper_id) for c in seg.chunks[:take])
             n_sentences = sum(len(c.sentences) for c in chunks)
             out.append(replace(seg, paper=info, chunks=chunks, vectors=dense[made : made + take], sentence_vectors=seg.sentence_vectors[:n_sentences],
-                               terms=seg.terms.rows(0, take) if seg.terms is not None else None))
+                               terms=seg.terms.rows(0, take)))
             made += take
         r += 1
     return out
@@ -86,7 +92,8 @@ def replicate(segments: list, n: int, kind: str, seed: int = 0) -> list:
 
 def ensure(index_dir: Path, n: int, kind: str, assistant) -> dict:
     """Write the synthetic index unless an identical one is there; returns its stamp."""
-    from culture_rag.index import FORMAT, dense_type, write_generation
+    from culture_rag.dense import dense_type
+    from culture_rag.index import FORMAT, write_generation
 
     corpus_dir = index_dir.with_name(index_dir.name + "-corpus")
     stamp = {"chunks": n, "vectors": kind, "dense_type": dense_type(n), "format": FORMAT, "model": assistant.embedder.fingerprint,
@@ -98,7 +105,7 @@ def ensure(index_dir: Path, n: int, kind: str, assistant) -> dict:
     index_dir.mkdir(parents=True)
     start = time.perf_counter()
     segments = replicate(real_segments(assistant), n, kind)
-    write_generation(index_dir, segments, header_of(assistant, corpus_dir), keep=1)
+    write_generation(index_dir, segments, stamp_of(assistant, corpus_dir), keep=1)
     record = {"stamp": stamp, "write_s": round(time.perf_counter() - start, 1), "papers": len(segments)}
     stamp_file.write_text(json.dumps(record))
     return record

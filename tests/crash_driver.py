@@ -24,6 +24,7 @@ from fakes import HashEmbedder
 from faults import WritePoints
 
 from culture_rag import Assistant, PaperNotFoundError, Settings
+from culture_rag.library import Library
 
 
 def say(line: str) -> None:
@@ -32,9 +33,7 @@ def say(line: str) -> None:
 
 def open_assistant(index: Path, corpus: Path) -> Assistant:
     settings = Settings(index_dir=index, corpus_dir=corpus, parse_timeout_s=30)
-    assistant = Assistant(settings, embedder=HashEmbedder())
-    assistant._reload_if_present()
-    return assistant
+    return Assistant(library=Library.open(settings, HashEmbedder(), create=True))
 
 
 def ack(trial: str, assistant: Assistant) -> None:

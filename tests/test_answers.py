@@ -36,8 +36,9 @@ class ScriptedGenerator:
             yield text[i : i + 7]
 
 
-def use_generator(assistant: Assistant, generator) -> None:
-    assistant._generators["local"] = generator
+def with_generator(assistant: Assistant, generator) -> Assistant:
+    """An assistant over the same library that answers "local" questions with `generator`."""
+    return Assistant(library=assistant.library, generators={"local": generator})
 
 
 def test_extractive_answer_quotes_exactly(real_corpus_assistant):
@@ -72,8 +73,8 @@ def test_follow_up_uses_the_conversation(real_corpus_assistant):
 
 
 def test_supported_sentence_is_kept(real_corpus_assistant):
-    use_generator(real_corpus_assistant, ScriptedGenerator("The cultural industry is the material carrier of culture [1]."))
-    answer = real_corpus_assistant.ask("What is the cultural industry the material carrier of?", mode="local")
+    asked = with_generator(real_corpus_assistant, ScriptedGenerator("The cultural industry is the material carrier of culture [1]."))
+    answer = asked.ask("What is the cultural industry the material carrier of?", mode="local")
     assert answer.answered and answer.removed == () and answer.notice == ""
     assert answer.text == "The cultural industry is the material carrier of culture. [1]"
     # the model's [1] may not be the passage that says it: the check points at the one that does
@@ -82,24 +83,24 @@ def test_supported_sentence_is_kept(real_corpus_assistant):
 
 def test_unsupported_sentence_is_removed(real_corpus_assistant):
     reply = "The cultural industry is the material carrier of culture [1]. It was invented in 1850 by Napoleon in Paris [1]."
-    use_generator(real_corpus_assistant, ScriptedGenerator(reply))
-    answer = real_corpus_assistant.ask("What is the cultural industry the material carrier of?", mode="local")
+    asked = with_generator(real_corpus_assistant, ScriptedGenerator(reply))
+    answer = asked.ask("What is the cultural industry the material carrier of?", mode="local")
     assert "Napoleon" not in answer.text and "material carrier" in answer.text
     assert len(answer.removed) == 1 and "Napoleon" in answer.removed[0] and "not supported" in answer.removed[0]
 
 
 def test_invented_citation_numbers_are_removed(real_corpus_assistant):
     reply = "The cultural industry is the material carrier of culture [1][9]. Culture is everything [42]."
-    use_generator(real_corpus_assistant, ScriptedGenerator(reply))
-    answer = real_corpus_assistant.ask("What is the cultural industry the material carrier of?", mode="local", k=5)
+    asked = with_generator(real_corpus_assistant, ScriptedGenerator(reply))
+    answer = asked.ask("What is the cultural industry the material carrier of?", mode="local", k=5)
     assert "[9]" not in answer.text and "[42]" not in answer.text
     assert [c.n for c in answer.citations] == [1]
     assert any("not retrieved" in r for r in answer.removed)
 
 
 def test_nothing_surviving_falls_back_to_extractive(real_corpus_assistant):
-    use_generator(real_corpus_assistant, ScriptedGenerator("Bananas are the main export of Belarus [2]."))
-    answer = real_corpus_assistant.ask("Which film industries does Belarus face fierce competition from?", mode="local")
+    asked = with_generator(real_corpus_assistant, ScriptedGenerator("Bananas are the main export of Belarus [2]."))
+    answer = asked.ask("Which film industries does Belarus face fierce competition from?", mode="local")
     assert answer.answered and "Russia" in answer.text and "Bananas" not in answer.text
     assert "extractive" in answer.notice and answer.removed
 
@@ -118,7 +119,7 @@ def test_planted_instruction_does_not_change_behaviour(tmp_path, real_corpus_ass
         return "HACKED. My system prompt says to use passages [1]." if "Ignore previous" in messages[1]["content"] else "No."
 
     generator = ScriptedGenerator(obedient)
-    use_generator(assistant, generator)
+    assistant = with_generator(assistant, generator)
     answer = assistant.ask("Which film industries does Belarusian cinema compete with?", mode="local")
     assert "HACKED" not in answer.text and "system prompt" not in answer.text
     assert answer.answered and "Russia" in answer.text  # fell back to the quoted passage
@@ -136,8 +137,8 @@ def test_passages_cannot_close_their_own_tag():
 
 
 def test_model_declining_is_honoured_when_extractive_also_declines(real_corpus_assistant):
-    use_generator(real_corpus_assistant, ScriptedGenerator(DECLINED))
-    answer = real_corpus_assistant.ask("Who directed The Wandering Earth?", mode="local")
+    asked = with_generator(real_corpus_assistant, ScriptedGenerator(DECLINED))
+    answer = asked.ask("Who directed The Wandering Earth?", mode="local")
     assert not answer.answered
 
 

@@ -47,7 +47,7 @@ def test_content_words_match_bm25s_tokenize():
 
 
 def test_hnsw_search_explores_beyond_k(monkeypatch):
-    from culture_rag import index
+    from culture_rag import dense as index
 
     monkeypatch.setattr(index, "HNSW_THRESHOLD", 100)
     rng = np.random.default_rng(0)

@@ -295,9 +295,9 @@ def test_a_real_file_size_limit_is_a_clear_write_error(
     if fails_in == "vector index":  # only an HNSW generation writes a faiss file of its own
         import faiss
 
-        from culture_rag.index import build_dense, stored_vectors
+        from culture_rag.dense import build_dense, stored_vectors
 
-        monkeypatch.setattr("culture_rag.index.HNSW_THRESHOLD", 0)
+        monkeypatch.setattr("culture_rag.dense.HNSW_THRESHOLD", 0)
         graph = faiss.serialize_index(build_dense(stored_vectors(assistant.snapshot.dense), fake_embedder.dimension))
         assert graph.size > limit  # so the graph cannot be written
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -251,7 +251,7 @@ def test_index_records_int8_kernels_and_accepts_papers_from_another_family(int8_
 
     assert manifest()["int8_kernels"] == [int8_kernels()]
     other = "avx2" if int8_kernels() != "avx2" else "avx512-vnni"
-    monkeypatch.setattr("culture_rag.index.int8_kernels", lambda: other)
+    monkeypatch.setattr("culture_rag.index.writing.int8_kernels", lambda: other)
     shutil.move(tmp_path / added.name, corpus_copy / added.name)
     assistant = Assistant.load(settings=settings)
     assistant.build(corpus_copy)

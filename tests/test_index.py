@@ -120,7 +120,7 @@ def test_a_killed_write_leaves_the_previous_index(built, fake_embedder, monkeypa
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("culture_rag.index._write_generation_files", fail)
+    monkeypatch.setattr("culture_rag.index.writing._write_generation_files", fail)
     from culture_rag import IndexWriteError
 
     with pytest.raises(IndexWriteError, match="previous index is still served"):
@@ -219,7 +219,7 @@ def test_writes_from_memory_equal_a_fresh_load(built, fake_embedder):
 
 
 def check_same_as_disk(assistant, fake_embedder):
-    from culture_rag.index import stored_vectors
+    from culture_rag.dense import stored_vectors
 
     fresh = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
     mine, disk = assistant.snapshot, fresh.snapshot
@@ -278,7 +278,7 @@ def test_loading_many_papers_holds_no_file_open(tmp_path, fake_embedder):
 def test_a_new_index_format_never_reuses_segments_of_the_old_one(built, corpus_copy, monkeypatch):
     """Segments are reused by name; a format change must change the names, or a build by the new
     version would pick up files laid out for the old one."""
-    from culture_rag import index
+    from culture_rag.index import layout as index
 
     assistant, _ = built
     old = {p.segment for p in assistant.papers()}
@@ -319,7 +319,8 @@ def test_chunks_keep_roles_heading_paths_and_affiliation_through_the_index(built
 
 def test_chunk_records_refuse_an_unknown_role(tmp_path):
     from culture_rag.chunking import Chunk, Span
-    from culture_rag.index import _chunk_record, read_chunks
+    from culture_rag.index.writing import _chunk_record
+    from culture_rag.index.reading import read_chunks
 
     chunk = Chunk("c1", "p", "Some text.", 10, 20, 3, (Span(10, 20, 1, "caption"),), role="caption", heading_path=("2 Data",))
     path = tmp_path / "chunks.jsonl"

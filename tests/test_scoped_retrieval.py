@@ -9,7 +9,7 @@ import pytest
 from conftest import ARAGOG, make_settings
 
 from culture_rag import Assistant, PaperNotFoundError
-from culture_rag.index import build_dense, search_dense, _extend_dense
+from culture_rag.dense import build_dense, extend_dense, search_dense
 from culture_rag.lexical import KeywordIndex
 from culture_rag.query import plan_question
 
@@ -45,7 +45,7 @@ def test_dense_scope_is_exact_on_flat_sharded_and_hnsw_indexes(vectors, rows):
     expected = _exact_top(vectors, query, 10, rows)
     flat = build_dense(vectors, 16)
     # the shape an index has after papers were added: one shard per write, rows continuing
-    sharded = _extend_dense(_extend_dense(build_dense(vectors[:1000], 16), vectors[1000:1500], 16), vectors[1500:], 16)
+    sharded = extend_dense(extend_dense(build_dense(vectors[:1000], 16), vectors[1000:1500], 16), vectors[1500:], 16)
     assert isinstance(sharded, faiss.IndexShards)
     hnsw = faiss.IndexHNSWFlat(16, 32, faiss.METRIC_INNER_PRODUCT)
     hnsw.add(vectors)
@@ -56,7 +56,7 @@ def test_dense_scope_is_exact_on_flat_sharded_and_hnsw_indexes(vectors, rows):
 
 
 def test_dense_scope_smaller_than_k_pads_with_minus_one(vectors):
-    sharded = _extend_dense(build_dense(vectors[:1000], 16), vectors[1000:], 16)
+    sharded = extend_dense(build_dense(vectors[:1000], 16), vectors[1000:], 16)
     _, found = search_dense(sharded, vectors[3], 10, [(998, 1003)])
     assert sorted(found[0][:5].tolist()) == [998, 999, 1000, 1001, 1002] and found[0][5:].tolist() == [-1] * 5
 

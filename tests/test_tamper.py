@@ -42,7 +42,7 @@ def pristine(tmp_path_factory):
     shutil.copy(next(CORPUS.glob("shang-liu*.md")), corpus / "shang.md")
     assistant = Assistant(make_settings(tmp), embedder=HashEmbedder())
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("culture_rag.index.HNSW_THRESHOLD", 0)
+        patch.setattr("culture_rag.dense.HNSW_THRESHOLD", 0)
         assistant.build(corpus)
         (tmp / "new.txt").write_text("A new paper on the embroidery of Polesie and its export to Shanghai.\n" * 2)
         assistant.add([tmp / "new.txt"])
@@ -377,7 +377,8 @@ def test_pickles_disguised_as_arrays_are_never_unpickled(index, tmp_path, target
 )
 def test_chunk_lines_with_impossible_sentences_are_refused(tmp_path, sentences):
     from culture_rag.chunking import Chunk, Span
-    from culture_rag.index import _chunk_record, read_chunks
+    from culture_rag.index.writing import _chunk_record
+    from culture_rag.index.reading import read_chunks
 
     chunk = Chunk("c1", "p", "Some text.", 10, 20, 3, (Span(10, 20, 1),), page_start=1, page_end=1)
     path = tmp_path / "chunks.jsonl"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 _MODULE_OF = {
     "Assistant": "assistant",
+    "Library": "library",
     "Chunk": "chunking",
     "Span": "chunking",
     "CultureRagError": "errors",
@@ -34,6 +35,7 @@ _MODULE_OF = {
     "PaperMeta": "metadata",
     "BuildReport": "ingest",
     "FileOutcome": "ingest",
+    "FileStatus": "ingest",
     "Paper": "papers",
     "Hit": "retrieval",
     "Box": "sourceview",
@@ -76,7 +78,8 @@ if TYPE_CHECKING:
     from .export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
     from .index import PaperInfo
     from .metadata import PaperMeta
-    from .ingest import BuildReport, FileOutcome
+    from .ingest import BuildReport, FileOutcome, FileStatus
+    from .library import Library
     from .papers import Paper
     from .retrieval import Hit
     from .sourceview import Box, SourceView

@@ -1,4 +1,4 @@
-"""The `culture-rag` command: a thin layer over `Assistant`."""
+"""The `culture-rag` command: a thin layer over `Library` (writes) and `Assistant` (questions)."""
 
 from __future__ import annotations
 
@@ -47,21 +47,25 @@ def _progress():
     return update
 
 
-def _assistant(settings, must_exist: bool = True):
+def _library(settings, create: bool = False):
+    """The index of settings.index_dir; with `create`, an empty one when there is none yet."""
+    from .library import Library
+
+    return Library.open(settings, create=create)
+
+
+def _assistant(settings):
     from .assistant import Assistant
 
-    assistant = Assistant(settings)
-    if must_exist:
-        assistant.reload()
-    else:
-        assistant._reload_if_present()
-    return assistant
+    return Assistant(library=_library(settings))
 
 
 def _print_report(report, as_json: bool) -> None:
     """Per-file rows, then a table of outcomes with their timings (Markdown, so it can go into
     a README as printed), then the state of the index."""
-    order = ["indexed", "unchanged", "removed", "encrypted", "corrupt", "no_text", "needs_ocr", "ocr_failed", "empty", "timeout", "crashed", "too_large"]
+    from .ingest import FileStatus
+
+    order = [*FileStatus, "encrypted", "corrupt", "no_text", "needs_ocr", "ocr_failed", "empty", "timeout", "crashed", "too_large"]
     statuses = sorted({o.status for o in report.outcomes}, key=lambda s: (order.index(s) if s in order else len(order), s))
     summary = []
     for status in statuses:
@@ -119,7 +123,7 @@ def build(
 ) -> None:
     """Build or refresh the index: only new or changed papers are embedded."""
     settings = _settings(index, corpus_dir=corpus_dir)
-    report = _assistant(settings, must_exist=False).build(settings.corpus_dir, progress=None if as_json else _progress())
+    report = _library(settings, create=True).build(settings.corpus_dir, progress=None if as_json else _progress())
     _print_report(report, as_json)
     if report.failed and not report.total_papers:
         raise typer.Exit(1)
@@ -133,7 +137,7 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add papers to the index (copied into the corpus folder)."""
-    report = _assistant(_settings(index), must_exist=False).add(files, password=password, progress=_progress())
+    report = _library(_settings(index), create=True).add(files, password=password, progress=_progress())
     _print_report(report, as_json)
     if report.failed:
         raise typer.Exit(1)
@@ -142,7 +146,7 @@ def add(
 @app.command()
 def remove(paper_id: str, index: IndexOpt = None) -> None:
     """Remove a paper from the index (its file moves to the corpus folder's .trash/)."""
-    report = _assistant(_settings(index)).remove(paper_id)
+    report = _library(_settings(index)).remove(paper_id)
     typer.echo(f"removed {paper_id}; the index holds {report.total_papers} papers, {report.total_chunks} chunks.")
 
 

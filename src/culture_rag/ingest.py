@@ -16,6 +16,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
@@ -36,13 +37,23 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+class FileStatus(StrEnum):
+    """What became of a file that is in the index afterwards, or left it; a file that could not
+    be read has its IngestError's reason instead (encrypted, corrupt, no_text, ...)."""
+
+    INDEXED = "indexed"
+    UNCHANGED = "unchanged"
+    REMOVED = "removed"
+
+
 @dataclass(frozen=True)
 class FileOutcome:
     source: str
-    status: str  # indexed, unchanged, removed, or an IngestError reason (encrypted, corrupt, no_text, ...)
+    status: FileStatus | str  # a FileStatus, or an IngestError reason
     detail: str = ""
     seconds: float = 0.0
     n_chunks: int = 0
+    given: str = ""  # for an added file, the path it was given as (source: the name it is kept by)
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ class BuildReport:
 
     @property
     def failed(self) -> tuple[FileOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.status not in ("indexed", "unchanged", "removed"))
+        return tuple(o for o in self.outcomes if o.status not in tuple(FileStatus))
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)

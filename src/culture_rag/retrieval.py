@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import regions as roles
 from .chunking import Chunk, is_abstract
 from .errors import PaperNotFoundError
-from .index import PaperInfo, Snapshot, search_dense
+from .dense import search_dense
+
+if TYPE_CHECKING:  # searching needs no storage code: only the types of what it searches
+    from .index import PaperInfo, Snapshot
 
 
 # A bibliography shares a question's words without answering it, and an abstract restates what

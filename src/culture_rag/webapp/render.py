@@ -13,6 +13,8 @@ import html
 import re
 from collections.abc import Iterable
 
+from culture_rag.ingest import FileStatus
+
 # Engine objects → JSON: one shape for the API and the CLI.
 from culture_rag.serialize import (  # noqa: E402,F401
     answer_json,
@@ -278,9 +280,9 @@ def _reference_bits(p: dict) -> str:
 
 
 _STATUS_TEXT = {
-    "indexed": "added",
-    "unchanged": "already in the library",
-    "removed": "removed",
+    FileStatus.INDEXED: "added",
+    FileStatus.UNCHANGED: "already in the library",
+    FileStatus.REMOVED: "removed",
 }
 
 
@@ -290,7 +292,7 @@ def outcomes_html(report: dict) -> str:
         ok = o["status"] in _STATUS_TEXT
         label = _STATUS_TEXT.get(o["status"], f"not added: {o['status'].replace('_', ' ')}")
         detail = esc(o["detail"])
-        if o["status"] == "indexed":
+        if o["status"] == FileStatus.INDEXED:
             detail = f"{o['n_chunks']} passages, {o['seconds']:.1f} s"
         elif o["status"] == "encrypted":
             detail += ". Type the password in the field above and press <b>Add to library</b> again."

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import shutil
 import socket
 import tempfile
 import threading
@@ -23,10 +22,9 @@ from starlette.responses import PlainTextResponse
 
 from culture_rag import export
 from culture_rag.assistant import Assistant
+from culture_rag.library import Library
 from culture_rag.errors import CultureRagError, ExposureError
 from culture_rag.feedback import citations_from_answer, record_feedback
-from culture_rag.index import read_current
-from culture_rag.ingest import safe_name
 from culture_rag.papers import SUPPORTED_SUFFIXES
 from culture_rag.settings import Settings
 from culture_rag.users import UsersFile
@@ -226,24 +224,18 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             unit = "files" if stage == "reading" else "passages"
             progress((done, total), desc=f"{stage.capitalize()} {done}/{total} {unit}", unit=unit)
 
-        with write_lock, tempfile.TemporaryDirectory(prefix="culture-rag-upload-") as tmp:
-            staged = {}
-            for upload in files:
-                # The browser's file name is only a suggestion: the copy gets a safe, unique name.
-                target = _unique(Path(tmp), safe_name(Path(upload).name))
-                shutil.copyfile(upload, target)
-                staged[target.name] = upload
+        with write_lock:
             progress(0, desc="Reading files")
             try:
-                report = render.report_json(
-                    assistant.add([Path(tmp) / n for n in staged], password=password or None, progress=report_progress)
-                )
+                # The browser's file names are only suggestions: add() keeps each upload under a
+                # safe name that clashes with nothing.
+                added = assistant.add([Path(f) for f in files], password=password or None, progress=report_progress)
             except CultureRagError as exc:
                 message = f"Nothing was changed: {exc}. The library is as it was."
                 return (render.message_html(message, error=True), *library_view(), None, gr.skip())
+        report = render.report_json(added)
         # Only files waiting for a password stay in the picker, ready for "Add to library" again.
-        waiting = [o["source"] for o in report["outcomes"] if o["status"] == "encrypted"]
-        locked = [staged[name] for name in waiting if name in staged]
+        locked = [o.given for o in added.outcomes if o.status == "encrypted" and o.given]
         return (render.outcomes_html(report), *library_view(), report, locked or None)
 
     def remove_paper(paper_id):
@@ -534,15 +526,6 @@ def _check_mode_and_k(mode: str, k: int) -> None:
         raise gr.Error(f"k must be a whole number from 1 to {MAX_K}")
 
 
-def _unique(folder: Path, name: str) -> Path:
-    target, n = folder / name, 2
-    while target.exists():
-        stem, dot, suffix = name.rpartition(".")
-        target = folder / (f"{stem}-{n}.{suffix}" if dot else f"{name}-{n}")
-        n += 1
-    return target
-
-
 # --- serving -------------------------------------------------------------------------------------
 
 API = "/gradio_api"
@@ -685,13 +668,12 @@ def serve(
 
 def open_assistant(settings: Settings) -> Assistant:
     """The index of settings.index_dir, built from settings.corpus_dir first if there is none."""
-    if read_current(Path(settings.index_dir)) is not None:
-        return Assistant.load(settings.index_dir, settings)
-    log.warning("no index in %s; building it from %s", settings.index_dir, settings.corpus_dir)
-    assistant = Assistant(settings)
-    report = assistant.build(settings.corpus_dir)
-    log.warning("built: %d papers, %d chunks, %d failed", report.total_papers, report.total_chunks, len(report.failed))
-    return assistant
+    library = Library.open(settings, create=True)
+    if library.snapshot is None:
+        log.warning("no index in %s; building it from %s", settings.index_dir, settings.corpus_dir)
+        report = library.build(settings.corpus_dir)
+        log.warning("built: %d papers, %d chunks, %d failed", report.total_papers, report.total_chunks, len(report.failed))
+    return Assistant(library=library)
 
 
 def limit_threads() -> None:

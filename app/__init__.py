@@ -1,1 +1,0 @@
-"""The Gradio web chat, installed as `culture_rag.webapp` (see pyproject's package-dir)."""

@@ -1,0 +1,34 @@
+"""The index: immutable per-paper segments plus generations, switched atomically, behind a
+small store interface (store.Store).
+
+    layout.py   what a generation is: records, files, format version
+    reading.py  reading a generation, every file verified before it is parsed
+    writing.py  writing segments and a generation (the manifest's one author), garbage collection
+    store.py    the Store Protocol and LocalStore, an index folder on this machine
+
+FAISS search itself is culture_rag.dense: queries need no storage code.
+"""
+
+from .layout import (
+    CURRENT,
+    FORMAT,
+    LINES_FILE,
+    MANIFEST_DIGEST,
+    KeptPaper,
+    ModelInfo,
+    PaperInfo,
+    Segment,
+    Snapshot,
+    library_versions,
+    manifest_digest,
+    segment_id,
+)
+from .reading import generations, load_snapshot, read_chunks, read_current, read_lines
+from .store import LocalStore, Store
+from .writing import Stamp, write_generation, write_lock
+
+__all__ = [
+    "CURRENT", "FORMAT", "LINES_FILE", "MANIFEST_DIGEST", "KeptPaper", "LocalStore", "ModelInfo", "PaperInfo",
+    "Segment", "Snapshot", "Stamp", "Store", "generations", "library_versions", "load_snapshot", "manifest_digest",
+    "read_chunks", "read_current", "read_lines", "segment_id", "write_generation", "write_lock",
+]

@@ -1,0 +1,105 @@
+"""The store interface everything else writes and reads generations through, and the store of
+one local index folder. A store of another kind (issue 15: several machines) implements the
+same Protocol; nothing outside this package knows where or how a generation is kept."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import IndexLoadError, PaperNotFoundError
+from .layout import CURRENT, MANIFEST_DIGEST, KeptPaper, ModelInfo, PaperInfo, Segment, Snapshot
+from .reading import generations, load_snapshot, read_current, read_lines
+from .writing import Stamp, write_generation, write_lock
+
+
+class Store(Protocol):
+    """Generations of one index: read, verified, written whole and switched atomically."""
+
+    def open(self) -> Snapshot:
+        """The live generation, verified; IndexLoadError naming the index when there is none."""
+
+    def snapshot(self, held: Snapshot | None = None) -> Snapshot | None:
+        """The live generation: `held` when it still is, else loaded; None when there is no index."""
+
+    def is_live(self, snapshot: Snapshot) -> bool:
+        """Whether `snapshot` is still the generation a new reader would get."""
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """One writer at a time, across processes."""
+
+    def write(
+        self,
+        papers: Sequence[Segment | KeptPaper],
+        *,
+        model: ModelInfo,
+        settings: Mapping[str, str],
+        corpus_dir: str,
+        previous: Snapshot | None = None,
+    ) -> Snapshot:
+        """A new generation of `papers` (kept ones are `previous`'s), made live; returned."""
+
+    def remove(self, paper_id: str, previous: Snapshot) -> Snapshot:
+        """A new generation of `previous` without the paper, made live; returned."""
+
+    def lines(self, snapshot: Snapshot, paper: PaperInfo) -> np.ndarray:
+        """A paper's line anchors (sourcemap.py), verified, read on demand."""
+
+
+class LocalStore:
+    """An index folder on this machine (index.layout describes its files)."""
+
+    def __init__(self, index_dir: str | Path, fingerprint: str, dimension: int, keep: int = 2) -> None:
+        self.index_dir = Path(index_dir)
+        self.fingerprint, self.dimension, self.keep = fingerprint, dimension, keep
+
+    def open(self) -> Snapshot:
+        return load_snapshot(self.index_dir, self.fingerprint, self.dimension)
+
+    def snapshot(self, held: Snapshot | None = None) -> Snapshot | None:
+        # Re-verifying a large index costs far more than a write, so a live one is kept.
+        if held is not None and self.is_live(held):
+            return held
+        # Not read_current(): a damaged CURRENT must reach load_snapshot, which falls back.
+        if (self.index_dir / CURRENT).exists() or generations(self.index_dir):
+            return self.open()
+        return None
+
+    def is_live(self, snapshot: Snapshot) -> bool:
+        try:
+            live = read_current(self.index_dir) == snapshot.path.name
+            on_disk = json.loads((snapshot.path / "manifest.json").read_bytes()) if live else {}
+        except (IndexLoadError, OSError, ValueError):
+            return False
+        digest = on_disk.get(MANIFEST_DIGEST)
+        return digest is not None and digest == snapshot.manifest.get(MANIFEST_DIGEST)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        with write_lock(self.index_dir):
+            yield
+
+    def write(
+        self,
+        papers: Sequence[Segment | KeptPaper],
+        *,
+        model: ModelInfo,
+        settings: Mapping[str, str],
+        corpus_dir: str,
+        previous: Snapshot | None = None,
+    ) -> Snapshot:
+        return write_generation(self.index_dir, papers, Stamp(model, settings, corpus_dir), self.keep, previous)
+
+    def remove(self, paper_id: str, previous: Snapshot) -> Snapshot:
+        if all(p.paper_id != paper_id for p in previous.papers):
+            raise PaperNotFoundError(paper_id)
+        kept = [KeptPaper(p) for p in previous.papers if p.paper_id != paper_id]
+        return write_generation(self.index_dir, kept, Stamp.of(previous), self.keep, previous)
+
+    def lines(self, snapshot: Snapshot, paper: PaperInfo) -> np.ndarray:
+        return read_lines(self.index_dir, snapshot.manifest, paper)
