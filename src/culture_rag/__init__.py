@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING
 
 _MODULE_OF = {
     "Assistant": "assistant",
-    "Chunk": "chunking",
-    "Span": "chunking",
+    "Answer": "types",
+    "AnswerEvent": "types",
+    "Chunk": "types",
+    "Citation": "types",
+    "Span": "types",
+    "Timings": "types",
     "CultureRagError": "errors",
     "EncryptedPdfError": "errors",
     "IndexLoadError": "errors",
@@ -24,18 +28,18 @@ _MODULE_OF = {
     "PaperNotFoundError": "errors",
     "QueryError": "errors",
     "SourceFileError": "errors",
-    "PaperInfo": "index",
+    "PaperInfo": "types",
     "select_papers": "catalog",
     "ExportedAnswer": "export",
     "answer_markdown": "export",
     "bibtex": "export",
     "cited_papers": "export",
     "conversation_markdown": "export",
-    "PaperMeta": "metadata",
+    "PaperMeta": "types",
     "BuildReport": "ingest",
     "FileOutcome": "ingest",
     "Paper": "papers",
-    "Hit": "retrieval",
+    "Hit": "types",
     "Box": "sourceview",
     "SourceView": "sourceview",
     "Settings": "settings",
@@ -59,7 +63,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .assistant import Assistant
-    from .chunking import Chunk, Span
     from .errors import (
         CultureRagError,
         EncryptedPdfError,
@@ -74,10 +77,8 @@ if TYPE_CHECKING:
     )
     from .catalog import select_papers
     from .export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
-    from .index import PaperInfo
-    from .metadata import PaperMeta
     from .ingest import BuildReport, FileOutcome
     from .papers import Paper
-    from .retrieval import Hit
     from .sourceview import Box, SourceView
     from .settings import Settings
+    from .types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, PaperMeta, Span, Timings

@@ -18,17 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from .answer import (
-    Answer,
-    AnswerEvent,
     Draft,
     ExtractiveConfig,
-    Timings,
     check_generated,
     extractive_answer,
 )
 from .catalog import select_papers
-from .citations import Citation
-from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
+from .chunking import chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .errors import (
     CultureRagError,
@@ -44,7 +40,6 @@ from .generation import EndpointGenerator, Generator, LocalGenerator
 from .index import (
     CURRENT,
     MANIFEST_DIGEST,
-    PaperInfo,
     Segment,
     Snapshot,
     generations,
@@ -68,13 +63,14 @@ from .ingest import (
     stored_path,
 )
 from .ocr import ocr_options
-from .papers import Paper, PaperMeta, read_metadata_file
+from .papers import Paper, read_metadata_file
 from .prompts import build_messages, select_evidence
 from .query import QueryPlan, plan_question, question_parts
-from .retrieval import Hit, RetrievalConfig, retrieve
+from .retrieval import RetrievalConfig, retrieve
 from .sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
 from .translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
 from .settings import Settings
+from .types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, PaperMeta, Timings
 
 log = logging.getLogger(__name__)
 

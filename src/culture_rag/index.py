@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import Chunk, Span
 from .embedding import file_sha256, int8_kernels
 from .regions import ROLE_CODES, ROLES
 from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from .lexical import KeywordIndex, TermCounts, TermFileError
-from .metadata import PaperMeta
+from .types import Chunk, PaperInfo, PaperMeta, Span
 
 log = logging.getLogger(__name__)
 
@@ -63,47 +62,6 @@ HNSW_EF_CONSTRUCTION = 40  # 80 built 1.7x slower (100k) for +0.004 recall@50
 # search: 100k 0.998 at 128; 1M 0.73 at 128, 0.90 at 512, 0.99 at 1024 (3 ms, exact: 87 ms).
 HNSW_EF_SEARCH = 1024
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".bin")
-
-
-@dataclass(frozen=True)
-class PaperInfo:
-    """A paper as the index records it (no text)."""
-
-    paper_id: str
-    source: str
-    title: str
-    authors: tuple[str, ...]
-    kind: str
-    n_pages: int | None
-    n_chunks: int
-    content_hash: str
-    added_at: str
-    segment: str
-    affiliation: str | None = None  # curated (papers.toml), else None
-    year: int | None = None
-    doi: str | None = None
-    arxiv_id: str | None = None
-    venue: str | None = None
-    url: str | None = None
-    found: PaperMeta | None = None  # what the file says, when papers.toml overrides some of it
-    ocr_pages: tuple[int, ...] = ()  # pages whose text was read by OCR (ocr.py): a citation of them can say so
-
-    @property
-    def metadata(self) -> PaperMeta:
-        return PaperMeta(
-            self.title, self.authors, self.affiliation, self.year, self.doi, self.arxiv_id, self.venue, self.url
-        )
-
-    def with_metadata(self, curated: PaperMeta | None) -> PaperInfo:
-        """This paper with papers.toml's entry over what its file says: an edit of papers.toml
-        changes the record only, and removing a key brings back the file's value."""
-        own = self.found or self.metadata
-        final = curated.over(own) if curated else own
-        return replace(self, **_meta_fields(final), found=own if final != own else None)
-
-
-def _meta_fields(meta: PaperMeta) -> dict:
-    return {f.name: getattr(meta, f.name) for f in fields(PaperMeta)}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from . import pdf, regions as roles
 from .errors import IngestError
-from .metadata import FRONT_CHARS, PaperMeta, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
+from .metadata import FRONT_CHARS, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
+from .types import PaperMeta
 from .ocr import OcrOptions, OcrPage, ocr_page_from_dict, read_scanned_pages
 from .pdf import PdfText
 

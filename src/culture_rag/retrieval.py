@@ -4,14 +4,15 @@ with near-duplicate passages suppressed."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import regions as roles
-from .chunking import Chunk, is_abstract
+from .chunking import is_abstract
 from .errors import PaperNotFoundError
-from .index import PaperInfo, Snapshot, search_dense
+from .index import Snapshot, search_dense
+from .types import Chunk, Hit
 
 
 # A bibliography shares a question's words without answering it, and an abstract restates what
@@ -26,17 +27,6 @@ def _prior(chunk: Chunk) -> float:
     if is_abstract(chunk):
         return ABSTRACT_PRIOR
     return ROLE_PRIOR.get(chunk.role, 1.0)
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk: Chunk
-    paper: PaperInfo
-    score: float  # fused RRF score
-    dense_rank: int | None  # 1-based rank in the dense list, None when absent
-    keyword_rank: int | None
-    dense_score: float | None = None  # cosine similarity with the question
-    sentence_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)  # per chunk sentence
 
 
 @dataclass(frozen=True)

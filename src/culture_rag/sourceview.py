@@ -31,8 +31,7 @@ from .errors import QueryError, SourceFileError
 from .papers import content_hash, parse_paper
 
 if TYPE_CHECKING:  # not imported at run time: the renderer's process needs neither FAISS nor scipy
-    from .chunking import Chunk
-    from .index import PaperInfo
+    from .types import Chunk, PaperInfo
 
 log = logging.getLogger(__name__)
 
