@@ -535,12 +535,9 @@ def _check_mode_and_k(mode: str, k: int) -> None:
 
 
 def _unique(folder: Path, name: str) -> Path:
-    target, n = folder / name, 2
-    while target.exists():
-        stem, dot, suffix = name.rpartition(".")
-        target = folder / (f"{stem}-{n}.{suffix}" if dot else f"{name}-{n}")
-        n += 1
-    return target
+    from culture_rag.files import unique_name  # here, not at the top: one hunk while app/ moves (issue 14)
+
+    return folder / unique_name(name, lambda candidate: (folder / candidate).exists())
 
 
 # --- serving -------------------------------------------------------------------------------------

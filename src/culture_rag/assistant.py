@@ -36,6 +36,7 @@ from .errors import (
     QueryError,
 )
 from .evidence import Pool, gather, structural_pool
+from .files import file_sha256 as file_hash
 from .generation import EndpointGenerator, Generator, LocalGenerator
 from .index import (
     CURRENT,
@@ -57,7 +58,6 @@ from .ingest import (
     PdfParser,
     ProgressFn,
     check_content_type,
-    file_hash,
     parse_file,
     scan_corpus,
     stored_path,

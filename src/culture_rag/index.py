@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import file_sha256, int8_kernels
+from .backend.quantize import int8_kernels
+from .files import file_sha256, replacing, write_text
 from .regions import ROLE_CODES, ROLES
 from .errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from .lexical import KeywordIndex, TermCounts, TermFileError
@@ -523,7 +524,7 @@ def write_generation(
     rebuilt: adding a paper costs about that paper, not the whole index."""
     segments = _with_terms(segments)
     known_checksums = previous.manifest.get("segments", {}) if previous is not None else {}
-    tmp = final = None
+    final = None
     try:
         checksums = {}
         for seg in segments:
@@ -536,20 +537,11 @@ def write_generation(
         dense, keyword = _search_indexes(segments, header["model"]["dimension"], previous)
         number = int(generations(index_dir)[0].split("-")[1]) + 1 if generations(index_dir) else 1
         final = index_dir / f"gen-{number:06d}"
-        tmp = index_dir / f"{final.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        manifest = _write_generation_files(tmp, segments, _with_int8_kernels(header, segments, previous), number, checksums, dense)
-        # File contents first, then the folder: a rename that outlives a power cut must not
-        # point at files whose data never reached the disk.
-        for path in sorted(tmp.rglob("*"), reverse=True):
-            _fsync_file(path) if path.is_file() else _fsync_dir(path)
-        _fsync_dir(tmp)
-        os.replace(tmp, final)
-        tmp = None
-        _atomic_write_text(index_dir / CURRENT, final.name + "\n")
+        with replacing(final, folder=True) as tmp:
+            manifest = _write_generation_files(tmp, segments, _with_int8_kernels(header, segments, previous), number, checksums, dense)
+        write_text(index_dir / CURRENT, final.name + "\n")
     except BaseException as exc:
-        live = _discard_failed_write(index_dir, tmp, final)
+        live = _discard_failed_write(index_dir, final)
         # faiss reports a full disk as RuntimeError; MemoryError while building is as harmless to the old index.
         if not isinstance(exc, (OSError, RuntimeError, MemoryError)):
             raise
@@ -641,12 +633,10 @@ def dense_vector(index, row: int) -> np.ndarray:
     raise IndexError(row)
 
 
-def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None) -> bool:
-    """Remove what a failed write left, so no half-written or unacknowledged generation is ever
-    served as a fallback. True when CURRENT already names the new generation (keep it then)."""
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    (index_dir / f"{CURRENT}.tmp-{os.getpid()}").unlink(missing_ok=True)
+def _discard_failed_write(index_dir: Path, final: Path | None) -> bool:
+    """Remove what a failed write left (its temporary files remove themselves), so no
+    unacknowledged generation is ever served as a fallback. True when CURRENT already names the
+    new generation (keep it then)."""
     if final is None:
         return False
     try:
@@ -659,7 +649,7 @@ def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None)
 
 
 def _with_int8_kernels(header: dict, segments: list[Segment], previous: Snapshot | None) -> dict:
-    """int8 passage vectors record the int8 kernel families (embedding.int8_kernels) of the CPUs
+    """int8 passage vectors record the int8 kernel families (backend.quantize.int8_kernels) of the CPUs
     that embedded them. The fingerprint's quantization scheme sums its int8 products exactly on
     every family (only fp32 rounding differs), so a machine of another family may add papers:
     its vectors are compatible, and its family joins the list. Kept papers keep their families; a rebuild that re-embeds everything drops them."""
@@ -694,7 +684,7 @@ def _write_generation_files(tmp: Path, segments: list[Segment], header: dict, nu
     }
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     # No indent: indenting falls back to the pure-Python encoder, 0.7 s per write at 13k papers.
-    _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False))
+    write_text(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False))
     return manifest
 
 
@@ -876,10 +866,7 @@ def _write_segment(index_dir: Path, seg: Segment, previous: Snapshot | None = No
     if seg.vectors is None:
         assert previous is not None, "a segment without vectors comes from the previous generation"
         seg = previous.complete([seg])[0]
-    tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
+    with replacing(final, folder=True) as tmp:
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for c in seg.chunks:
                 fh.write(json.dumps(_chunk_record(c), ensure_ascii=False) + "\n")
@@ -888,15 +875,7 @@ def _write_segment(index_dir: Path, seg: Segment, previous: Snapshot | None = No
         np.save(tmp / "sentences.npy", np.ascontiguousarray(seg.sentence_vectors, dtype=np.float16), allow_pickle=False)
         seg.terms.save(tmp / "terms.npz")
         np.save(tmp / LINES_FILE, np.ascontiguousarray(lines, dtype=np.int32).reshape(-1, 3), allow_pickle=False)
-        for p in tmp.iterdir():
-            _fsync_file(p)
-        _fsync_dir(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-        return True
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not stay full of our leftovers
-        raise
+    return True
 
 
 def _lines_left(final: Path) -> np.ndarray:
@@ -928,29 +907,6 @@ def read_lines(index_dir: Path, manifest: dict, paper: PaperInfo) -> np.ndarray:
 def _segment_checksums(index_dir: Path, segment: str) -> dict[str, str]:
     seg_dir = index_dir / "segments" / segment
     return {name: file_sha256(seg_dir / name) for name in SEGMENT_FILES}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _collect_garbage(index_dir: Path, keep: int) -> None:

@@ -13,23 +13,23 @@ import re
 import resource
 import signal
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Self
 
 from .errors import CultureRagError, IngestError
+from .files import ascii_fold, ascii_slug, file_sha256, unique_name
 from .ocr import OcrOptions
 from .papers import (
     PDF_SUFFIXES,
     SUPPORTED_SUFFIXES,
     Paper,
-    PaperMeta,
-    content_hash,
     paper_from_dict,
     read_paper,
 )
+
+from .types import PaperMeta
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +94,19 @@ def scan_corpus(corpus_dir: Path) -> list[Path]:
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
-def _ascii(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-
-
 def safe_name(name: str) -> str:
     """A file name safe to store: no folders, ASCII only (so no look-alike Unicode), no reserved
     device names, a short lower-case suffix. A safe name maps to itself."""
     base = re.split(r"[\\/]", name)[-1]
     # Fold look-alikes first, so the suffix is found where the stored name will have it
     # ("a\u2024pdf" becomes "a.pdf" either way) and a safe name maps to itself.
-    stem, dot, suffix = _ascii(base).rpartition(".")
+    stem, dot, suffix = ascii_fold(base).rpartition(".")
     if not dot:
         stem, suffix = suffix, ""
     # The suffix decides how the file is read, so it is cleaned on its own: a stem of only
     # non-Latin letters must not swallow it ("论文.pdf" used to become "pdf", an unsupported type).
     suffix = re.sub(r"[^a-z0-9]+", "", suffix.lower())[:10]
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_ ")[:100].strip(".-_")
+    clean = ascii_slug(stem, keep="A-Za-z0-9._-", limit=100, trim=".-_ ", lower=False)
     if not clean:
         # Distinct non-Latin names must stay distinct, so they get a digest rather than one shared name.
         digest = hashlib.sha256(base.encode("utf-8", "surrogatepass")).hexdigest()[:8]
@@ -346,19 +342,12 @@ def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperM
     return read_paper(path, password, meta)
 
 
-def file_hash(path: Path) -> str:
-    return content_hash(path.read_bytes())
-
-
 def stored_path(corpus_dir: Path, source: Path, taken: set[str] | frozenset[str] = frozenset()) -> Path:
     """Where an added file is kept: a safe name in the corpus folder, never overwriting a
     different file of the same name, nor one of `taken` (names already given in this batch:
     "paper.txt" and "ｐａｐｅｒ.txt" fold to the same name)."""
-    name = safe_name(source.name)
-    target = corpus_dir / name
-    stem, suffix = os.path.splitext(name)
-    n = 2
-    while target.name in taken or target.exists() and file_hash(target) != file_hash(source):
-        target = corpus_dir / f"{stem}-{n}{suffix}"
-        n += 1
-    return target
+    def clashes(name: str) -> bool:
+        target = corpus_dir / name
+        return name in taken or target.exists() and file_sha256(target) != file_sha256(source)
+
+    return corpus_dir / unique_name(safe_name(source.name), clashes)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import pdf, regions as roles
 from .errors import IngestError
+from .files import ascii_slug
 from .metadata import FRONT_CHARS, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
 from .types import PaperMeta
 from .ocr import OcrOptions, OcrPage, ocr_page_from_dict, read_scanned_pages
@@ -83,8 +84,7 @@ def content_hash(data: bytes) -> str:
 
 def paper_id_for(source: str) -> str:
     """A stable, typeable id from the file name: lowercase letters, digits and dashes."""
-    stem = unicodedata.normalize("NFKD", Path(source).stem).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:80].strip("-")
+    slug = ascii_slug(Path(source).stem)
     return slug or "paper-" + hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
