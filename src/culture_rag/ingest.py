@@ -21,9 +21,8 @@ from typing import Self
 from .errors import CultureRagError, IngestError
 from .files import ascii_fold, ascii_slug, file_sha256, unique_name
 from .ocr import OcrOptions
+from .checks import HEADER_BYTES, PDF_SUFFIXES, SUPPORTED_SUFFIXES, check_content_type
 from .papers import (
-    PDF_SUFFIXES,
-    SUPPORTED_SUFFIXES,
     Paper,
     paper_from_dict,
     read_paper,
@@ -117,21 +116,6 @@ def safe_name(name: str) -> str:
     if first.lower() in _RESERVED:
         clean = f"{first}-file" + (f".{rest}" if rest else "")
     return f"{clean}.{suffix}" if suffix else clean
-
-
-def check_content_type(path: Path, data: bytes) -> None:
-    """Accept by content, not only by name: a PDF must look like a PDF, text must not be binary."""
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise IngestError(path, "unsupported", f"unsupported file type {suffix!r}; use PDF, TXT or Markdown")
-    if not data:
-        raise IngestError(path, "empty", "the file is empty; check that it was copied or downloaded completely")
-    if suffix in PDF_SUFFIXES:
-        if b"%PDF" not in data[:1024]:
-            kind = "a ZIP archive" if data.startswith(b"PK\x03\x04") else "not a PDF"
-            raise IngestError(path, "corrupt", f"{kind} (no %PDF header) although named .pdf; check the file or its name")
-    elif data.startswith(b"%PDF-"):
-        raise IngestError(path, "mismatch", "the file is a PDF but named as text; rename it to .pdf")
 
 
 # --- contained PDF parsing -------------------------------------------------------------------
@@ -334,7 +318,7 @@ def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperM
     if path.suffix.lower() in PDF_SUFFIXES:
         try:
             with open(path, "rb") as fh:
-                data_head = fh.read(1024)  # the parent never holds a whole, possibly huge, PDF
+                data_head = fh.read(HEADER_BYTES)  # the parent never holds a whole, possibly huge, PDF
         except OSError as exc:
             raise IngestError(path, "unreadable", f"cannot read the file: {exc.strerror or exc}") from exc
         check_content_type(path, data_head)
