@@ -14,11 +14,7 @@ from .quantize import INT8_SCHEME, int8_graph
 log = logging.getLogger(__name__)
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
 QUERY_GRAPH = "query-fp32.onnx"  # fused fp32, outputs the pooled vector
-
-
 PASSAGE_GRAPH = f"passage-int8-{INT8_SCHEME}.onnx"  # outputs token embeddings and the pooled vector
 
 

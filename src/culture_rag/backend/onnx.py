@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .export import export_passage_graph, export_query_graph
-from .pooling import SpanList, TokenVectors, Pooled, pooled
+from .pooling import Pooled, SpanList, TokenVectors, pooled
 
 
 def onnx_session(path: Path, threads: int):

@@ -6,7 +6,6 @@ import contextlib
 import platform
 from pathlib import Path
 
-
 # int8 passages: u8 activations (dynamic, one scale per run) times s8 weights cut to 7 bits
 # (reduce_range), one scale per output channel. With 7-bit weights a pair of products fits int16,
 # so the AVX2 and AVX-512BW kernels (vpmaddubsw, which saturates pairs at int16) sum exactly
