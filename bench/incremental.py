@@ -17,7 +17,7 @@ RATIO_TARGET = 2.0
 
 def stages(assistant) -> list[tuple[object, str]]:
     from culture_rag import assistant as module
-    from culture_rag import index
+    from culture_rag import files, index
     from culture_rag.lexical import KeywordIndex, TermCounts
 
     return [
@@ -33,7 +33,7 @@ def stages(assistant) -> list[tuple[object, str]]:
         (index, "_segment_checksums"),
         (index, "_write_generation_files"),
         (index, "_collect_garbage"),
-        (index, "_fsync_file"),
+        (files, "fsync_file"),
         (module, "write_generation"),
         (module, "load_snapshot"),
     ]
