@@ -16,12 +16,7 @@ import common
 import numpy as np
 from common import ms, p50, row
 
-from culture_rag.embedding import (
-    export_onnx,
-    export_passage_graph,
-    fused_graph,
-    onnx_cache,
-)
+from culture_rag.backend.export import export_onnx, export_passage_graph, fused_graph, onnx_cache
 
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
 # The engine's defaults embed with its own ONNX encoders; here every backend goes through the

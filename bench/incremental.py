@@ -16,7 +16,7 @@ RATIO_TARGET = 2.0
 
 
 def stages(assistant) -> list[tuple[object, str]]:
-    from culture_rag import library as module
+    from culture_rag import files, library as module
     from culture_rag.index import Snapshot, store, writing
     from culture_rag.lexical import KeywordIndex, TermCounts
 
@@ -33,7 +33,7 @@ def stages(assistant) -> list[tuple[object, str]]:
         (writing, "_segment_checksums"),
         (writing, "_write_generation_files"),
         (writing, "_collect_garbage"),
-        (writing, "_fsync_file"),
+        (files, "fsync_file"),
         (store, "write_generation"),
         (store, "load_snapshot"),
     ]

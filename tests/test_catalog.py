@@ -8,7 +8,7 @@ from conftest import make_settings
 
 from culture_rag import Assistant, QueryError
 from culture_rag.catalog import parse_years, select_papers
-from culture_rag.index import PaperInfo
+from culture_rag.types import PaperInfo
 
 
 def paper(pid: str, title: str, authors: tuple[str, ...], year: int | None) -> PaperInfo:

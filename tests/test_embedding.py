@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from culture_rag import ModelError, Settings
-from culture_rag.embedding import PASSAGE_GRAPH, SentenceTransformerEmbedder
+from culture_rag.backend.export import PASSAGE_GRAPH
+from culture_rag.embedding import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.slow
 
@@ -193,7 +194,7 @@ def test_int8_export_is_cached_and_loading_needs_no_torch(int8_cache, monkeypatc
     def no_export(*args):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr("culture_rag.embedding._trace", no_export)
+    monkeypatch.setattr("culture_rag.backend.export._trace", no_export)
     again = SentenceTransformerEmbedder(Settings(cache_dir=int8_cache, passage_backend="onnx-int8"))
     assert again.embed_texts(["Belarus crafts"]).shape == (1, 384)
     after = graph.stat()
@@ -219,7 +220,7 @@ def test_int8_index_is_refused_with_torch_settings(int8_cache, tmp_path, corpus_
 
 
 def test_int8_kernel_family_from_cpu_flags():
-    from culture_rag.embedding import int8_kernels
+    from culture_rag.backend.quantize import int8_kernels
 
     assert int8_kernels(frozenset({"sse4_1", "avx2", "fma"})) == "avx2"  # the CPU of issue 11
     assert int8_kernels(frozenset({"avx2", "avx512bw", "avx512_vnni"})) == "avx512-vnni"  # Linux's spelling
@@ -238,7 +239,7 @@ def test_index_records_int8_kernels_and_accepts_papers_from_another_family(int8_
     from conftest import make_settings
 
     from culture_rag import Assistant
-    from culture_rag.embedding import int8_kernels
+    from culture_rag.backend.quantize import int8_kernels
 
     settings = make_settings(tmp_path, cache_dir=int8_cache, passage_backend="onnx-int8")
     added = sorted(corpus_copy.glob("*.[mt][dx]*"))[-1]

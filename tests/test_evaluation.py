@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from culture_rag.answer import Answer, AnswerEvent, Timings
+from culture_rag.types import Answer, AnswerEvent, Timings
 from culture_rag.errors import CultureRagError
 from culture_rag.evaluation import Outcome, Question, key_point_metrics, metrics, points_made, read_questions, run
 

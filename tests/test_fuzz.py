@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from culture_rag.chunking import chunk_paper, sentence_spans_in_embed_text
 from culture_rag.errors import CultureRagError, IngestError
-from culture_rag.ingest import _RESERVED, PdfParser, check_content_type, safe_name
+from culture_rag.checks import check_content_type
+from culture_rag.ingest import _RESERVED, PdfParser, safe_name
 from culture_rag.papers import _CONTROL, Paper, clean_text, has_real_text, parse_paper
 
 # FUZZ_SCALE=20 for a long hunt; the default keeps the suite fast.

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -318,7 +317,7 @@ def test_chunks_keep_roles_heading_paths_and_affiliation_through_the_index(built
 
 
 def test_chunk_records_refuse_an_unknown_role(tmp_path):
-    from culture_rag.chunking import Chunk, Span
+    from culture_rag.types import Chunk, Span
     from culture_rag.index.writing import _chunk_record
     from culture_rag.index.reading import read_chunks
 

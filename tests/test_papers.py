@@ -130,7 +130,8 @@ def test_a_paper_crosses_the_parser_pipe_unchanged():
     import json
     from dataclasses import asdict
 
-    from culture_rag.papers import PaperMeta, paper_from_dict
+    from culture_rag.papers import paper_from_dict
+    from culture_rag.types import PaperMeta
 
     paper = read_paper(ARAGOG / "distilbert.pdf", meta=PaperMeta("DistilBERT", ("Victor Sanh",), "Hugging Face"))
     assert paper_from_dict(json.loads(json.dumps(asdict(paper)))) == paper

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ARAGOG, CORPUS
 
-from culture_rag.index import PaperInfo
+from culture_rag.types import PaperInfo
 from culture_rag.papers import read_metadata_file, read_paper
 from culture_rag.query import (
     INTENTS,

@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING
 _MODULE_OF = {
     "Assistant": "assistant",
     "Library": "library",
-    "Chunk": "chunking",
-    "Span": "chunking",
+    "Answer": "types",
+    "AnswerEvent": "types",
+    "Chunk": "types",
+    "Citation": "types",
+    "Span": "types",
+    "Timings": "types",
     "CultureRagError": "errors",
     "EncryptedPdfError": "errors",
     "IndexLoadError": "errors",
@@ -25,19 +29,19 @@ _MODULE_OF = {
     "PaperNotFoundError": "errors",
     "QueryError": "errors",
     "SourceFileError": "errors",
-    "PaperInfo": "index",
+    "PaperInfo": "types",
     "select_papers": "catalog",
     "ExportedAnswer": "export",
     "answer_markdown": "export",
     "bibtex": "export",
     "cited_papers": "export",
     "conversation_markdown": "export",
-    "PaperMeta": "metadata",
+    "PaperMeta": "types",
     "BuildReport": "ingest",
     "FileOutcome": "ingest",
     "FileStatus": "ingest",
     "Paper": "papers",
-    "Hit": "retrieval",
+    "Hit": "types",
     "Box": "sourceview",
     "SourceView": "sourceview",
     "Settings": "settings",
@@ -61,7 +65,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .assistant import Assistant
-    from .chunking import Chunk, Span
     from .errors import (
         CultureRagError,
         EncryptedPdfError,
@@ -76,11 +79,9 @@ if TYPE_CHECKING:
     )
     from .catalog import select_papers
     from .export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
-    from .index import PaperInfo
-    from .metadata import PaperMeta
     from .ingest import BuildReport, FileOutcome, FileStatus
     from .library import Library
     from .papers import Paper
-    from .retrieval import Hit
     from .sourceview import Box, SourceView
     from .settings import Settings
+    from .types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, PaperMeta, Span, Timings

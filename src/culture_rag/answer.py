@@ -13,7 +13,6 @@ import numpy as np
 from . import regions as roles
 from .citations import (
     CheckedSentence,
-    Citation,
     IdfFn,
     check_claims,
     cite,
@@ -25,40 +24,9 @@ from .lexical import KeywordIndex, content_words
 from .prompts import DECLINED
 from .query import QueryPlan
 from .refusal import answers_question, topic_terms
-from .retrieval import Hit
+from .types import Citation, Hit
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class Timings:
-    search_ms: float
-    answer_ms: float
-    total_ms: float
-    translate_ms: float = 0.0  # a question not in English is translated before the search
-
-
-@dataclass(frozen=True)
-class Answer:
-    question: str
-    text: str  # with [n] markers
-    citations: tuple[Citation, ...]
-    passages: tuple[Hit, ...]
-    answered: bool
-    mode: str
-    timings: Timings
-    removed: tuple[str, ...] = ()  # generated sentences the citation checks removed
-    notice: str = ""
-    generation: int | None = None  # the index generation that answered, for audits under rebuilds
-    searched_as: str = ""  # the English question searched, when it was asked in another language
-    language: str = "en"  # the language it was asked in
-
-
-@dataclass(frozen=True)
-class AnswerEvent:
-    kind: str  # "token" (a piece of text as it is generated) or "answer" (the final, checked answer)
-    text: str = ""
-    answer: Answer | None = None
-
 
 @dataclass(frozen=True)
 class Draft:

@@ -15,30 +15,26 @@ from pathlib import Path
 import numpy as np
 
 from .answer import (
-    Answer,
-    AnswerEvent,
     Draft,
     ExtractiveConfig,
-    Timings,
     check_generated,
     extractive_answer,
 )
-from .chunking import Chunk
-from .citations import Citation
 from .dense import set_search_threads
 from .embedding import Embedder
 from .errors import CultureRagError, PaperNotFoundError, QueryError
 from .evidence import Pool, gather, structural_pool
 from .generation import EndpointGenerator, Generator, LocalGenerator
-from .index import PaperInfo, Snapshot
+from .index import Snapshot
 from .ingest import BuildReport, ProgressFn
 from .library import Library
 from .prompts import build_messages, select_evidence
 from .query import QueryPlan, plan_question, question_parts
-from .retrieval import Hit, RetrievalConfig, retrieve
+from .retrieval import RetrievalConfig, retrieve
 from .settings import Settings
 from .sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
 from .translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
+from .types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, Timings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import QueryError
-from .index import PaperInfo
+from .types import PaperInfo
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import sentencex
 
 from . import regions as roles
 from .papers import Locator, Paper, Region
+from .types import Chunk, Span
 
 
 class Tokenizer(Protocol):
@@ -25,46 +26,6 @@ class Tokenizer(Protocol):
 
     def windows(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
         """Character spans of consecutive pieces of `text` of at most `max_tokens` word pieces."""
-
-
-@dataclass(frozen=True, slots=True)  # slots: millions are made on an index load; no __dict__ each
-class Span:
-    start: int
-    end: int
-    page: int | None = None  # the page a sentence starts on (PDF)
-    role: str = roles.BODY  # what the sentence is: one of regions.ROLES, from the line it starts on
-
-
-@dataclass(frozen=True)
-class Chunk:
-    chunk_id: str
-    paper_id: str
-    text: str
-    start: int  # offsets into the paper's cleaned text
-    end: int
-    n_tokens: int
-    sentences: tuple[Span, ...]  # absolute offsets of the sentences inside the chunk
-    page_start: int | None = None
-    page_end: int | None = None
-    section: str | None = None
-    context: str = ""  # section heading (or title) embedded and keyword-indexed with the text
-    role: str = roles.BODY  # the role covering most of the chunk's sentences (headings aside)
-    heading_path: tuple[str, ...] = ()  # the headings over the chunk, outermost first; [-1] is `section`
-
-    @property
-    def embed_text(self) -> str:
-        return f"{self.context}\n{self.text}" if self.context else self.text
-
-    @property
-    def location(self) -> str:
-        if self.page_start is not None:
-            if self.page_end and self.page_end != self.page_start:
-                return f"pp. {self.page_start}–{self.page_end}"
-            return f"p. {self.page_start}"
-        return f"§ {self.section}" if self.section else "whole text"
-
-    def sentence_text(self, span: Span) -> str:
-        return self.text[span.start - self.start : span.end - self.start]
 
 
 def split_sentences(text: str, offset: int = 0) -> list[Span]:

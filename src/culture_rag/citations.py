@@ -14,29 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunking import Chunk, Span, split_sentences
-from .index import PaperInfo
+from .chunking import split_sentences
 from .lexical import content_words
-from .retrieval import Hit
+from .types import Citation, Hit, Span
 
 MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-
-
-@dataclass(frozen=True)
-class Citation:
-    n: int
-    chunk: Chunk
-    paper: PaperInfo
-    quote: str  # exact text of the cited sentence(s)
-    start: int  # offsets of the quote in the paper's cleaned text
-    end: int
-    page: int | None = None
-
-    @property
-    def location(self) -> str:
-        if self.page is not None:
-            return f"p. {self.page}"
-        return self.chunk.location
 
 
 @dataclass(frozen=True)

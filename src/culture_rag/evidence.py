@@ -16,11 +16,12 @@ from functools import lru_cache
 import numpy as np
 
 from . import regions as roles
-from .chunking import Chunk, Span, is_abstract, table_row_text
+from .chunking import is_abstract, table_row_text
 from .citations import is_instruction
 from .lexical import KeywordIndex, content_words, stem_in
 from .query import QueryPlan, match_headings, section_headings
-from .retrieval import Hit, paper_rows
+from .retrieval import paper_rows
+from .types import Chunk, Hit, Span
 
 # Roles (chunking.Span.role) whose text is never an answer: the reader wants the paper's
 # statements, not its headings, captions, bibliography or page furniture.

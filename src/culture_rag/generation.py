@@ -9,7 +9,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .embedding import file_sha256
+from .files import file_sha256, replacing
 from .errors import ModelError
 from .settings import PACKAGED_LLM, PACKAGED_LLM_SMALL, PACKAGED_LLM_TINY, Settings
 
@@ -89,30 +88,19 @@ def assemble(model: PackagedModel, parts: list[Path], target: Path) -> Path:
     """Concatenate the parts into `target` once, checking the whole file's sha256 before it gets
     its name: a killed or corrupted copy never looks like a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     digest = hashlib.sha256()
-    try:
+    with replacing(target) as tmp:
         with open(tmp, "wb") as out:
             for part in parts:
                 with open(part, "rb") as f:
                     while block := f.read(1 << 22):
                         digest.update(block)
                         out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
         if digest.hexdigest() != model.sha256:
             raise ModelError(
                 f"{parts[0].parent.parent}: the model parts concatenate to sha256 {digest.hexdigest()[:16]}…, "
                 f"not {model.sha256[:16]}…; reinstall them ({model.install})"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     log.info("assembled %s from %d parts", target, len(parts))
     return target
 

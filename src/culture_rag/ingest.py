@@ -7,30 +7,27 @@ import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import re
-import resource
-import signal
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
+from . import worker
 from .errors import CultureRagError, IngestError
+from .files import ascii_fold, ascii_slug, file_sha256, unique_name
 from .ocr import OcrOptions
+from .checks import HEADER_BYTES, PDF_SUFFIXES, SUPPORTED_SUFFIXES, check_content_type
 from .papers import (
-    PDF_SUFFIXES,
-    SUPPORTED_SUFFIXES,
     Paper,
-    PaperMeta,
-    content_hash,
     paper_from_dict,
     read_paper,
 )
+
+from .types import PaperMeta
 
 log = logging.getLogger(__name__)
 
@@ -105,23 +102,19 @@ def scan_corpus(corpus_dir: Path) -> list[Path]:
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
-def _ascii(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-
-
 def safe_name(name: str) -> str:
     """A file name safe to store: no folders, ASCII only (so no look-alike Unicode), no reserved
     device names, a short lower-case suffix. A safe name maps to itself."""
     base = re.split(r"[\\/]", name)[-1]
     # Fold look-alikes first, so the suffix is found where the stored name will have it
     # ("a\u2024pdf" becomes "a.pdf" either way) and a safe name maps to itself.
-    stem, dot, suffix = _ascii(base).rpartition(".")
+    stem, dot, suffix = ascii_fold(base).rpartition(".")
     if not dot:
         stem, suffix = suffix, ""
     # The suffix decides how the file is read, so it is cleaned on its own: a stem of only
     # non-Latin letters must not swallow it ("论文.pdf" used to become "pdf", an unsupported type).
     suffix = re.sub(r"[^a-z0-9]+", "", suffix.lower())[:10]
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_ ")[:100].strip(".-_")
+    clean = ascii_slug(stem, keep="A-Za-z0-9._-", limit=100, trim=".-_ ", lower=False)
     if not clean:
         # Distinct non-Latin names must stay distinct, so they get a digest rather than one shared name.
         digest = hashlib.sha256(base.encode("utf-8", "surrogatepass")).hexdigest()[:8]
@@ -134,50 +127,11 @@ def safe_name(name: str) -> str:
     return f"{clean}.{suffix}" if suffix else clean
 
 
-def check_content_type(path: Path, data: bytes) -> None:
-    """Accept by content, not only by name: a PDF must look like a PDF, text must not be binary."""
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise IngestError(path, "unsupported", f"unsupported file type {suffix!r}; use PDF, TXT or Markdown")
-    if not data:
-        raise IngestError(path, "empty", "the file is empty; check that it was copied or downloaded completely")
-    if suffix in PDF_SUFFIXES:
-        if b"%PDF" not in data[:1024]:
-            kind = "a ZIP archive" if data.startswith(b"PK\x03\x04") else "not a PDF"
-            raise IngestError(path, "corrupt", f"{kind} (no %PDF header) although named .pdf; check the file or its name")
-    elif data.startswith(b"%PDF-"):
-        raise IngestError(path, "mismatch", "the file is a PDF but named as text; rename it to .pdf")
-
-
 # --- contained PDF parsing -------------------------------------------------------------------
 
 
-STARTUP_TIMEOUT_S = 120.0  # a fresh interpreter importing the PDF readers on a busy machine; not part of the parse budget
-
-
-def _die_with_parent(parent_pid: int | None) -> None:
-    """Let Linux kill this process when its parent dies: a build killed with SIGKILL must not
-    leave an orphaned parser spinning on a hostile PDF."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent's kill() on timeout still applies
-        return
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(0)  # the parent died before prctl took effect
-
-
-def _limit_memory(memory_mb: int) -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = memory_mb * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)  # asking for more than the hard limit would kill the worker at start
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
 def _worker(conn, memory_mb: int, parent_pid: int | None = None, ocr: dict | None = None) -> None:  # runs in the child process
-    _die_with_parent(parent_pid)
+    worker.contain(parent_pid)
     with contextlib.suppress(OSError):
         os.setpgrp()  # its own process group, so a stopped parse also stops the tesseract it runs
     ocr_options = OcrOptions(**ocr) if ocr is not None else None
@@ -187,18 +141,12 @@ def _worker(conn, memory_mb: int, parent_pid: int | None = None, ocr: dict | Non
 
     def announce_ocr(n_pages: int) -> None:
         conn.send_bytes(json.dumps({"ocr_pages": n_pages}).encode())
-    logging.disable(logging.WARNING)  # the readers' warnings about odd files are noise here
     # imported before "ready" so the parse timeout measures parsing only; pypdf, the second
     # reader, is imported when a file first needs it (74 ms of every start otherwise)
     import pypdfium2  # noqa: F401
 
-    _limit_memory(memory_mb)
-    conn.send_bytes(b'{"ready": true}')
-    while True:
-        try:
-            request = json.loads(conn.recv_bytes())
-        except EOFError:
-            return
+    worker.ready(conn, memory_mb)
+    for request in worker.requests(conn):
         try:
             meta = PaperMeta.from_dict(request["meta"]) if request.get("meta") else None
             paper = read_paper(Path(request["path"]), request.get("password"), meta, ocr_options, announce_ocr)
@@ -232,9 +180,7 @@ class PdfParser:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.ocr = ocr
-        self._ctx = multiprocessing.get_context("spawn")
-        self._proc = None
-        self._conn = None
+        self._child = worker.Worker("the PDF parser process")
 
     def __enter__(self) -> Self:
         return self
@@ -244,72 +190,27 @@ class PdfParser:
 
     def start(self) -> None:
         """Start the child now, so that the first file does not wait for it (about 0.6 s)."""
-        if self._proc is None or not self._proc.is_alive():
-            self.close()
+        if not self._child.alive:
             self._start(Path("(parser start-up)"))
 
     def _start(self, path: Path) -> None:
-        parent, child = self._ctx.Pipe()
         ocr = asdict(self.ocr) if self.ocr is not None else None
-        proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb, os.getpid(), ocr), daemon=True)
-        try:
-            proc.start()
-        except OSError as exc:  # out of processes or memory: this file fails, the next one retries
-            parent.close()
-            raise IngestError(
-                path, "crashed", f"cannot start the PDF parser process ({exc.strerror or exc}); free memory and retry"
-            ) from exc
-        finally:
-            child.close()
-        self._proc, self._conn = proc, parent
-        try:
-            ready = parent.poll(STARTUP_TIMEOUT_S) and json.loads(parent.recv_bytes()).get("ready") is True
-        except (EOFError, OSError, ValueError):
-            ready = False
-        if not ready:
-            exit_info = self._exit_info()
-            self.close()
-            raise IngestError(
-                path, "crashed", f"the PDF parser process did not start ({exit_info}); check parse_memory_mb and retry"
-            )
-
-    def _exit_info(self) -> str:
-        proc = self._proc
-        if proc is None:
-            return "no process"
-        proc.join(2)  # the pipe closes a moment before the process is reaped
-        code = proc.exitcode
-        if code is None:
-            return "still running"
-        if code < 0:
-            with contextlib.suppress(ValueError):
-                return f"killed by signal {signal.Signals(-code).name}"
-        return f"exit code {code}"
+        self._child.start(_worker, (self.memory_mb, os.getpid(), ocr), lambda detail: IngestError(path, "crashed", detail))
 
     def close(self) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            if proc.pid is not None:
-                with contextlib.suppress(OSError):  # the group is the child's own once it has started
-                    os.killpg(proc.pid, signal.SIGKILL)
-            proc.kill()
-            proc.join(5)
+        self._child.stop()
 
     def parse(self, path: Path, password: str | None, meta: PaperMeta | None) -> Paper:
-        if self._proc is None or not self._proc.is_alive():
-            self.close()
+        if not self._child.alive:
             self._start(path)
         request = {"path": str(path), "password": password}
         if meta is not None:
             request["meta"] = meta.to_dict()
         try:
-            self._conn.send_bytes(json.dumps(request).encode())
+            self._child.send(request)
             reply = self._reply(path)
         except (EOFError, OSError):
-            exit_info = self._exit_info()
+            exit_info = self._child.exit_info()
             self.close()
             raise IngestError(
                 path, "crashed", f"the PDF parser died ({exit_info}) on this file; it may be corrupt or hostile"
@@ -323,10 +224,11 @@ class PdfParser:
         deadline = time.monotonic() + self.timeout_s
         ocr_pages = 0
         while True:
-            if not self._conn.poll(max(0.0, deadline - time.monotonic())):
+            message = self._child.receive(deadline - time.monotonic())
+            if message is None:
                 self.close()
                 raise IngestError(path, "timeout", self._timeout_detail(ocr_pages))
-            reply = json.loads(self._conn.recv_bytes())
+            reply = json.loads(message)
             if "ocr_pages" not in reply:
                 return reply
             ocr_pages = int(reply["ocr_pages"])
@@ -349,7 +251,7 @@ def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperM
     if path.suffix.lower() in PDF_SUFFIXES:
         try:
             with open(path, "rb") as fh:
-                data_head = fh.read(1024)  # the parent never holds a whole, possibly huge, PDF
+                data_head = fh.read(HEADER_BYTES)  # the parent never holds a whole, possibly huge, PDF
         except OSError as exc:
             raise IngestError(path, "unreadable", f"cannot read the file: {exc.strerror or exc}") from exc
         check_content_type(path, data_head)
@@ -357,19 +259,12 @@ def parse_file(parser: PdfParser, path: Path, password: str | None, meta: PaperM
     return read_paper(path, password, meta)
 
 
-def file_hash(path: Path) -> str:
-    return content_hash(path.read_bytes())
-
-
 def stored_path(corpus_dir: Path, source: Path, taken: set[str] | frozenset[str] = frozenset()) -> Path:
     """Where an added file is kept: a safe name in the corpus folder, never overwriting a
     different file of the same name, nor one of `taken` (names already given in this batch:
     "paper.txt" and "ｐａｐｅｒ.txt" fold to the same name)."""
-    name = safe_name(source.name)
-    target = corpus_dir / name
-    stem, suffix = os.path.splitext(name)
-    n = 2
-    while target.name in taken or target.exists() and file_hash(target) != file_hash(source):
-        target = corpus_dir / f"{stem}-{n}{suffix}"
-        n += 1
-    return target
+    def clashes(name: str) -> bool:
+        target = corpus_dir / name
+        return name in taken or target.exists() and file_sha256(target) != file_sha256(source)
+
+    return corpus_dir / unique_name(safe_name(source.name), clashes)

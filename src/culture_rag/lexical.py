@@ -34,9 +34,10 @@ _WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's token pattern
 
 @lru_cache(maxsize=1)
 def _stop_words() -> frozenset[str]:
-    from bm25s.tokenization import _infer_stopwords
+    """The words bm25s.tokenize(stopwords="en") drops."""
+    from bm25s.stopwords import STOPWORDS_EN
 
-    return frozenset(_infer_stopwords("en"))
+    return frozenset(STOPWORDS_EN)
 
 
 @lru_cache(maxsize=1 << 16)

@@ -12,41 +12,14 @@ from __future__ import annotations
 import re
 import time
 import tomllib
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import IngestError
+from .types import PaperMeta
 
 METADATA_FILE = "papers.toml"
 # papers.toml's keys; "arxiv" is PaperMeta.arxiv_id
 KEYS = ("title", "authors", "year", "doi", "affiliation", "venue", "url", "arxiv")
-
-
-@dataclass(frozen=True)
-class PaperMeta:
-    title: str | None = None
-    authors: tuple[str, ...] = ()
-    affiliation: str | None = None
-    year: int | None = None
-    doi: str | None = None  # bare, lower-case: 10.1234/abc
-    arxiv_id: str | None = None  # without version: 1810.04805
-    venue: str | None = None
-    url: str | None = None
-
-    def over(self, other: PaperMeta) -> PaperMeta:
-        """This metadata where it says something, `other` where it does not."""
-        return PaperMeta(**{f.name: getattr(self, f.name) or getattr(other, f.name) for f in fields(self)})
-
-    def to_dict(self) -> dict:
-        """The fields that are set, JSON-ready."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
-        if "authors" in out:
-            out["authors"] = list(out["authors"])
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> PaperMeta:
-        return cls(**{**raw, "authors": tuple(raw.get("authors", ()))})
 
 
 # --- papers.toml ---------------------------------------------------------------------------

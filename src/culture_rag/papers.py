@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import pdf, regions as roles
+from .checks import PDF_SUFFIXES, SUPPORTED_SUFFIXES, check_not_empty, check_not_pdf, check_pdf_header, check_supported  # noqa: F401  (SUPPORTED_SUFFIXES: the app's)
 from .errors import IngestError
-from .metadata import FRONT_CHARS, PaperMeta, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
+from .files import ascii_slug
+from .metadata import FRONT_CHARS, front_metadata, read_metadata_file  # noqa: F401  (read_metadata_file: re-exported)
+from .types import PaperMeta
 from .ocr import OcrOptions, OcrPage, ocr_page_from_dict, read_scanned_pages
 from .pdf import PdfText
 
-PDF_SUFFIXES = (".pdf",)
-TEXT_SUFFIXES = (".txt", ".md", ".markdown")
-SUPPORTED_SUFFIXES = PDF_SUFFIXES + TEXT_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,7 @@ def content_hash(data: bytes) -> str:
 
 def paper_id_for(source: str) -> str:
     """A stable, typeable id from the file name: lowercase letters, digits and dashes."""
-    stem = unicodedata.normalize("NFKD", Path(source).stem).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:80].strip("-")
+    slug = ascii_slug(Path(source).stem)
     return slug or "paper-" + hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
@@ -98,9 +97,7 @@ def read_paper(
     With `ocr`, PDF pages without a text layer are read by OCR (ocr.py); `announce_ocr(n)` is
     told how many before the first."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise IngestError(path, "unsupported", f"unsupported file type {suffix!r}; use PDF, TXT or Markdown")
+    check_supported(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -119,8 +116,7 @@ def parse_paper(
 ) -> Paper:
     where = display_path or source
     scanned: tuple[OcrPage, ...] = ()
-    if not data.strip():
-        raise IngestError(where, "empty", "the file is empty; check that it was copied or downloaded completely")
+    check_not_empty(where, data)
     suffix = Path(source).suffix.lower()
     meta = meta or PaperMeta()
     known = (meta.title or "", *meta.authors, *(meta.affiliation or "").split(";"))
@@ -130,8 +126,7 @@ def parse_paper(
         )
         kind = "pdf"
     else:
-        if data.startswith(b"%PDF-"):
-            raise IngestError(where, "mismatch", "the file is a PDF but is named as text; rename it to .pdf")
+        check_not_pdf(where, data)
         text, regions = _parse_text(where, data, markdown=suffix != ".txt", known=known)
         pdf_meta, first_page, n_pages, anchors = PaperMeta(), text[:FRONT_CHARS], None, ()
         kind = "md" if suffix != ".txt" else "txt"
@@ -240,7 +235,7 @@ def _read_pdf(where, data: bytes, password: str | None) -> PdfText:
     """PDFium's text, or pypdf's when PDFium cannot open the file or finds no text in it. pypdf
     names what is wrong when neither has text: damage (a fuzzed file PDFium opens as one blank
     page) or a password; a file both open without text is left to the no-text check."""
-    pdf.check_header(where, data)
+    check_pdf_header(where, data)
     try:
         first = pdf.pdfium_text(where, data, password)
     except IngestError:

@@ -27,11 +27,6 @@ class PdfText:
     reader: str = ""  # "pdfium" when the pages are PDFium's text, whose characters the source view finds again
 
 
-def check_header(where: str | Path, data: bytes) -> None:
-    if data.lstrip()[:1024].find(b"%PDF") < 0:
-        raise IngestError(where, "corrupt", "not a PDF file (no %PDF header); is it another format renamed .pdf?")
-
-
 def _passwords(password: str | None) -> list[str | None]:
     # An empty user password is common (r2-empty-password): try it before asking the user.
     return ([password] if password is not None else []) + [None]

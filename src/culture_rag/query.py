@@ -17,7 +17,7 @@ from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 
-from .index import PaperInfo
+from .types import PaperInfo
 from .lexical import content_words
 
 INTENTS = ("fact", "conclusion", "method", "contribution", "authors", "list", "summary", "comparison")

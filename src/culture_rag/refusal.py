@@ -16,7 +16,7 @@ import numpy as np
 from .evidence import Evidence, framing_words
 from .lexical import KeywordIndex, content_words, stem_in
 from .query import QueryPlan
-from .retrieval import Hit
+from .types import Hit
 
 # A capitalized word after the first, or a word with capitals inside it (ImageNet, GPUs): a name.
 _NAME = re.compile(r"(?<=\s)[A-Z][\w-]*|\b\w+[A-Z]\w*")

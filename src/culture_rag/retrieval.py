@@ -4,18 +4,19 @@ with near-duplicate passages suppressed."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import regions as roles
-from .chunking import Chunk, is_abstract
+from .chunking import is_abstract
 from .errors import PaperNotFoundError
 from .dense import search_dense
+from .types import Chunk, Hit
 
 if TYPE_CHECKING:  # searching needs no storage code: only the types of what it searches
-    from .index import PaperInfo, Snapshot
+    from .index import Snapshot
 
 
 # A bibliography shares a question's words without answering it, and an abstract restates what
@@ -30,17 +31,6 @@ def _prior(chunk: Chunk) -> float:
     if is_abstract(chunk):
         return ABSTRACT_PRIOR
     return ROLE_PRIOR.get(chunk.role, 1.0)
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk: Chunk
-    paper: PaperInfo
-    score: float  # fused RRF score
-    dense_rank: int | None  # 1-based rank in the dense list, None when absent
-    keyword_rank: int | None
-    dense_score: float | None = None  # cosine similarity with the question
-    sentence_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)  # per chunk sentence
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import math
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable
@@ -26,13 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import pdf, sourcemap
+from . import pdf, sourcemap, worker
 from .errors import QueryError, SourceFileError
 from .papers import content_hash, parse_paper
 
 if TYPE_CHECKING:  # not imported at run time: the renderer's process needs neither FAISS nor scipy
-    from .chunking import Chunk
-    from .index import PaperInfo
+    from .types import Chunk, PaperInfo
 
 log = logging.getLogger(__name__)
 
@@ -340,19 +338,11 @@ def _chunk_text_view(base: SourceView, chunk: Chunk, note: str) -> SourceView:
 
 
 def _render_worker(conn, memory_mb: int, parent_pid: int | None) -> None:  # runs in the child process
-    from .ingest import _die_with_parent, _limit_memory
-
-    _die_with_parent(parent_pid)
-    logging.disable(logging.WARNING)
+    worker.contain(parent_pid)
     import pypdfium2  # noqa: F401  imported before "ready": the timeout measures the view only
 
-    _limit_memory(memory_mb)
-    conn.send_bytes(b'{"ready": true}')
-    while True:
-        try:
-            request = json.loads(conn.recv_bytes())
-        except EOFError:
-            return
+    worker.ready(conn, memory_mb)
+    for request in worker.requests(conn):
         png = None
         try:
             reply, png = view_page(request)
@@ -379,61 +369,33 @@ class PageRenderer:
     def __init__(self, timeout_s: float, memory_mb: int) -> None:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
-        self._ctx = multiprocessing.get_context("spawn")
-        self._proc = None
-        self._conn = None
+        self._child = worker.Worker("the page renderer")
         self._lock = threading.Lock()
 
     def view(self, request: dict) -> tuple[dict, bytes | None]:
         path = request["path"]
         with self._lock:
-            if self._proc is None or not self._proc.is_alive():
-                self._start(path)
+            if not self._child.alive:
+                self._child.start(_render_worker, (self.memory_mb, os.getpid()), lambda detail: SourceFileError(path, detail))
             try:
-                self._conn.send_bytes(json.dumps(request).encode())
-                if not self._conn.poll(self.timeout_s):
-                    self._stop()
-                    raise SourceFileError(path, f"showing the page took longer than {self.timeout_s:g} s (parse_timeout_s) and was stopped; the PDF may be damaged or hostile")
-                reply = json.loads(self._conn.recv_bytes())
-                png = self._conn.recv_bytes() if reply.pop("png") else None
+                self._child.send(request)
+                reply = json.loads(self._receive(path))
+                png = self._receive(path) if reply.pop("png") else None
             except (EOFError, OSError):
-                self._stop()
+                self._child.stop()
                 raise SourceFileError(path, "PDFium died showing this page; the PDF may be corrupt or hostile") from None
         if "error" in reply:
             kind, where, detail = reply["error"]
             raise QueryError(detail) if kind == "query" else SourceFileError(where, detail)
         return reply, png
 
-    def _start(self, path: str) -> None:
-        from .ingest import STARTUP_TIMEOUT_S
-
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_render_worker, args=(child, self.memory_mb, os.getpid()), daemon=True)
-        try:
-            proc.start()
-        except OSError as exc:
-            parent.close()
-            raise SourceFileError(path, f"cannot start the page renderer ({exc.strerror or exc}); free memory and retry") from exc
-        finally:
-            child.close()
-        self._proc, self._conn = proc, parent
-        try:
-            ready = parent.poll(STARTUP_TIMEOUT_S) and json.loads(parent.recv_bytes()).get("ready") is True
-        except (EOFError, OSError, ValueError):
-            ready = False
-        if not ready:
-            self._stop()
-            raise SourceFileError(path, "the page renderer did not start; check parse_memory_mb and retry")
-
-    def _stop(self) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            proc.kill()
-            proc.join(5)
+    def _receive(self, path: str) -> bytes:
+        message = self._child.receive(self.timeout_s)
+        if message is None:
+            self._child.stop()
+            raise SourceFileError(path, f"showing the page took longer than {self.timeout_s:g} s (parse_timeout_s) and was stopped; the PDF may be damaged or hostile")
+        return message
 
     def close(self) -> None:
         with self._lock:
-            self._stop()
+            self._child.stop()

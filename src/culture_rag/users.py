@@ -14,9 +14,7 @@ by hand.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .errors import UsersFileError
+from .files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -160,17 +159,7 @@ def _write_private(path: Path, text: str) -> None:
     """Atomically, readable by the owner only: the hashes are not secrets, but slow to attack
     only while nobody can copy them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text, mode=0o600)
 
 
 class UsersFile:

@@ -21,16 +21,15 @@ import contextlib
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
-from ..chunking import Chunk
 from ..dense import dense_vector
 from ..lexical import KeywordIndex, TermCounts
-from ..metadata import PaperMeta
+from ..types import Chunk, PaperInfo
 
 # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else.
 # 3: segments keep their keyword term counts; a flat generation has no dense file of its own.
@@ -44,47 +43,6 @@ from ..metadata import PaperMeta
 FORMAT = 7
 CURRENT = "CURRENT"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".bin")
-
-
-@dataclass(frozen=True)
-class PaperInfo:
-    """A paper as the index records it (no text)."""
-
-    paper_id: str
-    source: str
-    title: str
-    authors: tuple[str, ...]
-    kind: str
-    n_pages: int | None
-    n_chunks: int
-    content_hash: str
-    added_at: str
-    segment: str
-    affiliation: str | None = None  # curated (papers.toml), else None
-    year: int | None = None
-    doi: str | None = None
-    arxiv_id: str | None = None
-    venue: str | None = None
-    url: str | None = None
-    found: PaperMeta | None = None  # what the file says, when papers.toml overrides some of it
-    ocr_pages: tuple[int, ...] = ()  # pages whose text was read by OCR (ocr.py): a citation of them can say so
-
-    @property
-    def metadata(self) -> PaperMeta:
-        return PaperMeta(
-            self.title, self.authors, self.affiliation, self.year, self.doi, self.arxiv_id, self.venue, self.url
-        )
-
-    def with_metadata(self, curated: PaperMeta | None) -> PaperInfo:
-        """This paper with papers.toml's entry over what its file says: an edit of papers.toml
-        changes the record only, and removing a key brings back the file's value."""
-        own = self.found or self.metadata
-        final = curated.over(own) if curated else own
-        return replace(self, **_meta_fields(final), found=own if final != own else None)
-
-
-def _meta_fields(meta: PaperMeta) -> dict:
-    return {f.name: getattr(meta, f.name) for f in fields(PaperMeta)}
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..chunking import Chunk, Span
 from ..dense import build_dense
-from ..embedding import file_sha256
+from ..files import file_sha256
 from ..errors import IndexLoadError, IndexModelMismatch
 from ..lexical import KeywordIndex, TermCounts, TermFileError
-from ..metadata import PaperMeta
 from ..regions import ROLE_CODES, ROLES
+from ..types import Chunk, PaperMeta, Span
 from . import layout
 from .layout import (
     _GEN_NAME,

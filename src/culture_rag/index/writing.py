@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..chunking import Chunk
+from ..types import Chunk
 from ..dense import build_dense, dense_type, extend_dense, stored_vectors
-from ..embedding import file_sha256, int8_kernels
+from ..backend.quantize import int8_kernels
+from ..files import file_sha256, replacing, write_text
 from ..errors import IndexLoadError, IndexWriteError
 from ..lexical import KeywordIndex, TermCounts
 from ..regions import ROLE_CODES
@@ -84,7 +85,7 @@ def write_generation(
     if any(isinstance(p, KeptPaper) and p.paper.paper_id not in rows for p in papers):
         raise ValueError("a kept paper must be a paper of the previous generation")
     known_checksums = previous.manifest.get("segments", {}) if previous is not None else {}
-    tmp = final = None
+    final = None
     try:
         checksums = {}
         for item in papers:
@@ -98,20 +99,11 @@ def write_generation(
         dense, keyword = _search_indexes(papers, stamp.model.dimension, previous, rows)
         number = int(generations(index_dir)[0].split("-")[1]) + 1 if generations(index_dir) else 1
         final = index_dir / f"gen-{number:06d}"
-        tmp = index_dir / f"{final.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        manifest = _write_generation_files(tmp, papers, stamp, number, checksums, dense, previous)
-        # File contents first, then the folder: a rename that outlives a power cut must not
-        # point at files whose data never reached the disk.
-        for path in sorted(tmp.rglob("*"), reverse=True):
-            _fsync_file(path) if path.is_file() else _fsync_dir(path)
-        _fsync_dir(tmp)
-        os.replace(tmp, final)
-        tmp = None
-        _atomic_write_text(index_dir / CURRENT, final.name + "\n")
+        with replacing(final, folder=True) as tmp:
+            manifest = _write_generation_files(tmp, papers, stamp, number, checksums, dense, previous)
+        write_text(index_dir / CURRENT, final.name + "\n")
     except BaseException as exc:
-        live = _discard_failed_write(index_dir, tmp, final)
+        live = _discard_failed_write(index_dir, final)
         # faiss reports a full disk as RuntimeError; MemoryError while building is as harmless to the old index.
         if not isinstance(exc, (OSError, RuntimeError, MemoryError)):
             raise
@@ -185,12 +177,10 @@ def _every_vector(papers: Sequence[Written], dim: int, previous: Snapshot | None
     return (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)), TermCounts.concat(terms) if terms else None
 
 
-def _discard_failed_write(index_dir: Path, tmp: Path | None, final: Path | None) -> bool:
-    """Remove what a failed write left, so no half-written or unacknowledged generation is ever
-    served as a fallback. True when CURRENT already names the new generation (keep it then)."""
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    (index_dir / f"{CURRENT}.tmp-{os.getpid()}").unlink(missing_ok=True)
+def _discard_failed_write(index_dir: Path, final: Path | None) -> bool:
+    """Remove what a failed write left (its temporary files remove themselves), so no
+    unacknowledged generation is ever served as a fallback. True when CURRENT already names the
+    new generation (keep it then)."""
     if final is None:
         return False
     try:
@@ -252,7 +242,7 @@ def _write_generation_files(
     }
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     # No indent: indenting falls back to the pure-Python encoder, 0.7 s per write at 13k papers.
-    _atomic_write_text(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False))
+    write_text(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False))
     return manifest
 
 
@@ -282,10 +272,7 @@ def _write_segment(index_dir: Path, seg: Segment) -> bool:
         # Half deleted by a garbage collection that was killed: reusing it would fail every
         # later write of this paper, so it is written again.
         shutil.rmtree(final)
-    tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
+    with replacing(final, folder=True) as tmp:
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for c in seg.chunks:
                 fh.write(json.dumps(_chunk_record(c), ensure_ascii=False) + "\n")
@@ -294,43 +281,12 @@ def _write_segment(index_dir: Path, seg: Segment) -> bool:
         np.save(tmp / "sentences.npy", np.ascontiguousarray(seg.sentence_vectors, dtype=np.float16), allow_pickle=False)
         seg.terms.save(tmp / "terms.npz")
         np.save(tmp / LINES_FILE, np.ascontiguousarray(seg.lines, dtype=np.int32).reshape(-1, 3), allow_pickle=False)
-        for p in tmp.iterdir():
-            _fsync_file(p)
-        _fsync_dir(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-        return True
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not stay full of our leftovers
-        raise
+    return True
 
 
 def _segment_checksums(index_dir: Path, segment: str) -> dict[str, str]:
     seg_dir = index_dir / "segments" / segment
     return {name: file_sha256(seg_dir / name) for name in SEGMENT_FILES}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _collect_garbage(index_dir: Path, keep: int) -> None:

@@ -526,6 +526,12 @@ def _check_mode_and_k(mode: str, k: int) -> None:
         raise gr.Error(f"k must be a whole number from 1 to {MAX_K}")
 
 
+def _unique(folder: Path, name: str) -> Path:
+    from culture_rag.files import unique_name  # here, not at the top: one hunk while app/ moves (issue 14)
+
+    return folder / unique_name(name, lambda candidate: (folder / candidate).exists())
+
+
 # --- serving -------------------------------------------------------------------------------------
 
 API = "/gradio_api"
