@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import select_papers
-from .chunking import Chunk, chunk_paper, sentence_spans_in_embed_text, table_row_text
+from .chunking import chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
+from .files import file_sha256
 from .errors import IndexModelMismatch, IndexWriteError, IngestError, PaperNotFoundError
 from .index import KeptPaper, LocalStore, ModelInfo, PaperInfo, Segment, Snapshot, Store, segment_id
 from .ingest import (
@@ -27,15 +28,15 @@ from .ingest import (
     PdfParser,
     ProgressFn,
     check_content_type,
-    file_hash,
     parse_file,
     scan_corpus,
     stored_path,
 )
 from .lexical import TermCounts
 from .ocr import ocr_options
-from .papers import Paper, PaperMeta, read_metadata_file
+from .papers import Paper, read_metadata_file
 from .settings import Settings
+from .types import Chunk, PaperMeta
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class Library:
         for path, password in files:
             source = path.name
             old = existing.get(source)
-            if old and old.content_hash == file_hash(path) and old.segment == segment_id(old.content_hash, signature):
+            if old and old.content_hash == file_sha256(path) and old.segment == segment_id(old.content_hash, signature):
                 kept[source] = old.with_metadata(metadata.get(source))
                 outcomes.append(FileOutcome(source, FileStatus.UNCHANGED, n_chunks=old.n_chunks))
             else:
