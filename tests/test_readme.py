@@ -37,7 +37,7 @@ def readme_folder(tmp_path, monkeypatch):
 
 def test_the_readme_python_examples_run(readme_folder, capsys):
     blocks = python_blocks("Python API")
-    assert len(blocks) == 2, "the Python API section's examples changed: update this test's files"
+    assert len(blocks) == 3, "the Python API section's examples changed: update this test's files"
     for block in blocks:
         exec(compile(block, str(README), "exec"), {"__name__": "__main__"})
     assert (readme_folder / "page.png").stat().st_size > 0
