@@ -18,7 +18,7 @@ import numpy as np
 from .catalog import select_papers
 from .chunking import chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
-from .files import file_sha256
+from .files import file_sha256, unique_name
 from .errors import IndexModelMismatch, IndexWriteError, IngestError, PaperNotFoundError
 from .index import KeptPaper, LocalStore, ModelInfo, PaperInfo, Segment, Snapshot, Store, segment_id
 from .ingest import (
@@ -412,7 +412,4 @@ def _size(path: Path) -> int:
 
 def _unique_id(wanted: str, source: str, papers: list[PaperInfo], new: dict[str, Segment]) -> str:
     taken = {p.paper_id for p in papers if p.source != source} | {s.paper.paper_id for s in new.values()}
-    candidate, n = wanted, 2
-    while candidate in taken:
-        candidate, n = f"{wanted}-{n}", n + 1
-    return candidate
+    return unique_name(wanted, taken.__contains__)  # ids are slugs without dots: no suffix to keep
