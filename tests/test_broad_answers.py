@@ -58,6 +58,16 @@ def test_a_conclusion_question_quotes_the_conclusion(seven):
                for c in answer.citations)
 
 
+def test_a_conclusion_leads_when_findings_also_count(seven):
+    """Mao's paper has "4. Findings and Analysis" before "5. Conclusion": both answer "what does it
+    conclude", but the section the question names comes first, whatever order the paper has."""
+    answer = seven.ask("What does Mao's paper conclude about China and Belarus?")
+    assert answer.answered and len(answer.citations) >= 2
+    paths = [" ".join(c.chunk.heading_path).lower() for c in answer.citations]
+    assert "conclusion" in paths[0], paths
+    assert answer.text.split("\n")[0].startswith("Conclusion")
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

@@ -22,7 +22,7 @@ from .chunking import is_abstract
 from .evidence import Evidence, Pool, Weights, gather, quote_span, tidy
 from .lexical import KeywordIndex, content_words
 from .prompts import DECLINED
-from .query import QueryPlan
+from .query import QueryPlan, section_rank
 from .refusal import answers_question, topic_terms
 from .types import Citation, Hit
 
@@ -191,8 +191,12 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
         side_words = set(content_words(side))
         _add(chosen, next((e for e in evidence if side_words & set(content_words(e.text))), None), config)
     ranked = [e for e in evidence if e.score >= floor]
+    rank = _section_ranks(plan, evidence, hits)
     if plan.intent in STRUCTURE_ANSWERS:  # where the paper says it first: its conclusion, its method
         focused = [e for e in evidence if e.in_focus and e.score >= config.focus_ratio * evidence[0].score]
+        # The section the intent names first (a "Conclusion") before those it also counts
+        # ("Findings", "Results"), each best first.
+        focused.sort(key=lambda e: rank.get(id(e), len(plan.sections)))
         ranked = focused + [e for e in ranked if not e.in_focus]
     close = config.keep_ratio * evidence[0].score
     for distinct in (True, False):  # a point from each passage before a second from any, unless it is as good
@@ -202,7 +206,21 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
             own_section = e.in_focus and plan.intent in STRUCTURE_ANSWERS  # the section the question points to
             if not distinct or own_section or e.score >= close or all(c.hit != e.hit for c in chosen):
                 _add(chosen, e, config)
-    return _in_paper_order(_within_words(chosen, config.max_words), hits)
+    points = _in_paper_order(_within_words(chosen, config.max_words), hits)
+    if plan.intent in SECTION_INTENTS:  # the named section leads; the rest as the paper has them
+        points.sort(key=lambda e: rank.get(id(e), len(plan.sections)))
+    return points
+
+
+def _section_ranks(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit]) -> dict[int, int]:
+    """For evidence under a heading the plan's sections name, the rank of the section named."""
+    ranks = {}
+    for e in evidence:
+        if e.in_focus:
+            found = section_rank(plan, hits[e.hit].chunk.heading_path)
+            if found is not None:
+                ranks[id(e)] = found
+    return ranks
 
 
 def _concise_best(candidates: list[Evidence], words: int = 30) -> Evidence | None:

@@ -516,13 +516,18 @@ def match_headings(plan: QueryPlan, headings: Sequence[str]) -> list[str]:
 def section_headings(plan: QueryPlan, headings: Sequence[str]) -> list[str]:
     """The headings that name one of the plan's sections ("4. Findings and Analysis" for
     "findings"), in the given order."""
-    wanted = [content_words(s) for s in plan.sections if s != FRONT_MATTER]
-    out = []
-    for heading in headings:
-        words = content_words(heading)
-        if any(want and all(any(_same_word(w, h) for h in words) for w in want) for want in wanted):
-            out.append(heading)
-    return out
+    return [h for h in headings if section_rank(plan, (h,)) is not None]
+
+
+def section_rank(plan: QueryPlan, heading_path: Sequence[str]) -> int | None:
+    """Which of the plan's sections (best first: "conclusion" before "findings") a heading on
+    the path names; None when none does."""
+    words = [content_words(h) for h in heading_path]
+    for rank, section in enumerate(s for s in plan.sections if s != FRONT_MATTER):
+        want = content_words(section)
+        if want and any(all(any(_same_word(w, h) for h in hw) for w in want) for hw in words):
+            return rank
+    return None
 
 
 def _ranked(words: Sequence[str], headings: Sequence[str]) -> list[str]:
