@@ -191,12 +191,11 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
         side_words = set(content_words(side))
         _add(chosen, next((e for e in evidence if side_words & set(content_words(e.text))), None), config)
     ranked = [e for e in evidence if e.score >= floor]
-    rank = _section_ranks(plan, evidence, hits)
     if plan.intent in STRUCTURE_ANSWERS:  # where the paper says it first: its conclusion, its method
         focused = [e for e in evidence if e.in_focus and e.score >= config.focus_ratio * evidence[0].score]
         # The section the intent names first (a "Conclusion") before those it also counts
         # ("Findings", "Results"), each best first.
-        focused.sort(key=lambda e: rank.get(id(e), len(plan.sections)))
+        focused.sort(key=_named_section_first(plan, hits))
         ranked = focused + [e for e in ranked if not e.in_focus]
     close = config.keep_ratio * evidence[0].score
     for distinct in (True, False):  # a point from each passage before a second from any, unless it is as good
@@ -208,19 +207,17 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
                 _add(chosen, e, config)
     points = _in_paper_order(_within_words(chosen, config.max_words), hits)
     if plan.intent in SECTION_INTENTS:  # the named section leads; the rest as the paper has them
-        points.sort(key=lambda e: rank.get(id(e), len(plan.sections)))
+        points.sort(key=_named_section_first(plan, hits))
     return points
 
 
-def _section_ranks(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit]) -> dict[int, int]:
-    """For evidence under a heading the plan's sections name, the rank of the section named."""
-    ranks = {}
-    for e in evidence:
-        if e.in_focus:
-            found = section_rank(plan, hits[e.hit].chunk.heading_path)
-            if found is not None:
-                ranks[id(e)] = found
-    return ranks
+def _named_section_first(plan: QueryPlan, hits: list[Hit]):
+    """Sort key: the rank of the plan's section a point stands under; points under none last."""
+    def key(e: Evidence) -> int:
+        found = section_rank(plan, hits[e.hit].chunk.heading_path) if e.in_focus else None
+        return len(plan.sections) if found is None else found
+
+    return key
 
 
 def _concise_best(candidates: list[Evidence], words: int = 30) -> Evidence | None:

@@ -516,16 +516,23 @@ def match_headings(plan: QueryPlan, headings: Sequence[str]) -> list[str]:
 def section_headings(plan: QueryPlan, headings: Sequence[str]) -> list[str]:
     """The headings that name one of the plan's sections ("4. Findings and Analysis" for
     "findings"), in the given order."""
-    return [h for h in headings if section_rank(plan, (h,)) is not None]
+    wanted = _section_words(plan)
+    return [h for h in headings if _named_rank(wanted, [content_words(h)]) is not None]
 
 
 def section_rank(plan: QueryPlan, heading_path: Sequence[str]) -> int | None:
     """Which of the plan's sections (best first: "conclusion" before "findings") a heading on
     the path names; None when none does."""
-    words = [content_words(h) for h in heading_path]
-    for rank, section in enumerate(s for s in plan.sections if s != FRONT_MATTER):
-        want = content_words(section)
-        if want and any(all(any(_same_word(w, h) for h in hw) for w in want) for hw in words):
+    return _named_rank(_section_words(plan), [content_words(h) for h in heading_path])
+
+
+def _section_words(plan: QueryPlan) -> list[list[str]]:
+    return [content_words(s) for s in plan.sections if s != FRONT_MATTER]
+
+
+def _named_rank(wanted: list[list[str]], headings: list[list[str]]) -> int | None:
+    for rank, want in enumerate(wanted):
+        if want and any(all(any(_same_word(w, h) for h in words) for w in want) for words in headings):
             return rank
     return None
 
