@@ -181,8 +181,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             )
         except CultureRagError as exc:
             return render.message_html(str(exc), error=True), {}
-        titles = {p.paper_id: p.title for p in assistant.papers()}
-        shown = render.source_json(view, titles.get(view.paper_id, view.source))
+        title = next((p.title for p in assistant.papers() if p.paper_id == view.paper_id), view.source)
+        shown = render.source_json(view, title)
         return render.viewer_html(shown, where["zoom"]), {**where, "page": view.page, "n_pages": view.n_pages}
 
     # -- library --
