@@ -45,23 +45,16 @@ def _nfkc(text: str, src: list[int]) -> tuple[str, list[int]]:
     """NFKC per base character and its combining marks, each output character traced to the base."""
     if unicodedata.is_normalized("NFKC", text):
         return text, src
-    out: list[str] = []
-    out_src: list[int] = []
-    last = 0
-    for m in _NON_ASCII.finditer(text):
-        out.append(text[last : m.start()])
-        out_src.extend(src[last : m.start()])
-        start = m.start()
-        for i in range(m.start() + 1, m.end() + 1):
-            if i == m.end() or not unicodedata.combining(text[i]):
-                piece = unicodedata.normalize("NFKC", text[start:i])
-                out.append(piece)
-                out_src.extend([src[start]] * len(piece))
-                start = i
-        last = m.end()
-    out.append(text[last:])
-    out_src.extend(src[last:])
-    return "".join(out), out_src
+    return _resub(text, src, _NON_ASCII, _nfkc_pieces)
+
+
+def _nfkc_pieces(m: re.Match) -> list[tuple[str, int]]:
+    text, out, start = m.string, [], m.start()
+    for i in range(m.start() + 1, m.end() + 1):
+        if i == m.end() or not unicodedata.combining(text[i]):
+            out.extend((ch, start) for ch in unicodedata.normalize("NFKC", text[start:i]))
+            start = i
+    return out
 
 
 def _resub(text: str, src: list[int], pattern: re.Pattern, pieces: Callable[[re.Match], list[tuple[str, int]]]):
