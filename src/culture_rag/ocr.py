@@ -167,11 +167,11 @@ def read_scanned_pages(
             pages[page.page - 1] = page.text
             kept.append(page)
     failed = read.count(None)
-    if read and not failed and not _has_real_text("\n".join(pages)):
-        raise IngestError(
-            where, "no_text", f"no text layer, and OCR found no words on its {len(read)} image or drawn page(s)"
-        )
-    if failed and not _has_real_text("\n".join(pages)):
+    if not _has_real_text("\n".join(pages)):
+        if not failed:
+            raise IngestError(
+                where, "no_text", f"no text layer, and OCR found no words on its {len(read)} image or drawn page(s)"
+            )
         raise IngestError(
             where,
             "ocr_failed",
