@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,20 @@ CORPUS = ROOT / "corpus"
 ARAGOG = SHARED / "pdfs" / "aragog"
 ROBUSTNESS = SHARED / "pdfs" / "robustness"
 EVAL = SHARED / "eval"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (make browser): Playwright cannot download browsers here
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_chromium(playwright):
+    """Debian's chromium, headless and calling nowhere (no component updates, no background fetches)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
 def load_questions(name: str) -> list[dict]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS
+from conftest import CORPUS, free_port
 
 # --- fast: rendering and routes, no server -------------------------------------------------------
 
@@ -98,11 +97,6 @@ def test_only_the_apps_routes_are_open():
 
 BELARUS = "What strengths does Belarus's cultural industry have?"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:

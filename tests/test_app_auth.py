@@ -4,10 +4,9 @@ Client(url, auth=...); a wrong password fails; the feedback endpoint records who
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
+from conftest import CHROMIUM, free_port, launch_chromium
 
 from culture_rag.feedback import read_feedback
 from culture_rag.users import UsersFile, add_user
@@ -16,11 +15,6 @@ pytestmark = pytest.mark.slow
 
 PASSWORD = "a long enough password"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +93,13 @@ def test_logout_is_open_and_ends_the_session(server):
         assert browser.get("config").status_code == 401
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason="needs Debian's chromium (make browser)")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make browser)")
 def test_a_browser_logs_in_through_the_route_guard_and_asks(server):
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=120_000)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             page.set_default_timeout(120_000)

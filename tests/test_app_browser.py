@@ -4,15 +4,14 @@ state go to test-output/screenshots/."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
-from conftest import ARAGOG, CORPUS, ROBUSTNESS, ROOT, make_settings
+from conftest import ARAGOG, CHROMIUM, CORPUS, ROBUSTNESS, ROOT, free_port, launch_chromium, make_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "test-output" / "screenshots"
 WAIT_MS = 120_000  # upper bound for one step on a busy 2-core machine; steps end as soon as they can
 
@@ -29,52 +28,64 @@ Zebra herd counts rose by a third <img src="http://tracker.example/i.png"> durin
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-@pytest.fixture
-def app_url(tmp_path, monkeypatch, real_corpus_assistant):
-    """The app in this process over a fresh copy of corpus/, with the real packaged model
-    (the session's already-loaded embedder, to spare a second model load)."""
+@contextlib.contextmanager
+def served_app(tmp_path, monkeypatch, embedder, pdfs: tuple[str, ...] = ()):
+    """The app in this process over a fresh copy of corpus/ (and these aragog PDFs), with the real
+    packaged model (the session's already-loaded embedder, to spare a second model load);
+    yields its URL and assistant."""
     from culture_rag import Assistant
     from culture_rag.webapp.server import build_app, serve
 
     shutil.copytree(CORPUS, tmp_path / "corpus")
+    for name in pdfs:
+        shutil.copy(ARAGOG / name, tmp_path / "corpus" / name)
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     settings = make_settings(tmp_path)
-    assistant = Assistant(settings, embedder=real_corpus_assistant.embedder)
+    assistant = Assistant(settings, embedder=embedder)
     assistant.build(tmp_path / "corpus")
     demo = build_app(assistant)
     _, url = serve(demo, settings, host="127.0.0.1", port=free_port(), block=False)
     try:
-        yield url.rstrip("/") + "/"
+        yield url.rstrip("/") + "/", assistant
     finally:
         demo.close()
+        assistant.close()
 
 
-@pytest.fixture
-def page(app_url):
+@contextlib.contextmanager
+def browser_page(url: str, height: int = 900, **options):
+    """A chromium page on `url`; `page.requested` collects every URL it fetched."""
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": height}, **options)
         page.set_default_timeout(WAIT_MS)
         page.requested = []
         page.on("request", lambda r: page.requested.append(r.url))
-        page.goto(app_url)
+        page.goto(url)
         try:
             yield page
         finally:
             browser.close()
+
+
+def fetched_outside(page, url: str) -> list[str]:
+    return [u for u in page.requested if not u.startswith((url, "data:", "blob:"))]
+
+
+@pytest.fixture
+def app_url(tmp_path, monkeypatch, real_corpus_assistant):
+    with served_app(tmp_path, monkeypatch, real_corpus_assistant.embedder) as (url, _):
+        yield url
+
+
+@pytest.fixture
+def page(app_url):
+    with browser_page(app_url) as page:
+        yield page
 
 
 def shot(page, name: str) -> None:
@@ -205,8 +216,7 @@ def test_main_journey(page, app_url, tmp_path):
     expect(answer.locator("a.cite").first).to_be_visible()
     shot(page, "08-still-answering")
 
-    outside = [u for u in page.requested if not u.startswith((app_url, "data:", "blob:"))]
-    assert outside == [], "the page fetched from outside the app"
+    assert fetched_outside(page, app_url) == [], "the page fetched from outside the app"
 
 
 # --- the reading room: open a citation's page, ask within chosen papers, export ------------------
@@ -215,23 +225,8 @@ def test_main_journey(page, app_url, tmp_path):
 @pytest.fixture
 def reading_room_url(tmp_path, monkeypatch, real_corpus_assistant):
     """The app over the shipped papers and two real arXiv PDFs (BERT's pages are two-column)."""
-    from culture_rag import Assistant
-    from culture_rag.webapp.server import build_app, serve
-
-    shutil.copytree(CORPUS, tmp_path / "corpus")
-    for name in ("bert.pdf", "distilbert.pdf"):
-        shutil.copy(ARAGOG / name, tmp_path / "corpus" / name)
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
-    settings = make_settings(tmp_path)
-    assistant = Assistant(settings, embedder=real_corpus_assistant.embedder)
-    assistant.build(tmp_path / "corpus")
-    demo = build_app(assistant)
-    _, url = serve(demo, settings, host="127.0.0.1", port=free_port(), block=False)
-    try:
-        yield url.rstrip("/") + "/", assistant
-    finally:
-        demo.close()
-        assistant.close()
+    with served_app(tmp_path, monkeypatch, real_corpus_assistant.embedder, ("bert.pdf", "distilbert.pdf")) as served:
+        yield served
 
 
 def _alnum_chars(textpage) -> tuple[str, list[int]]:
@@ -283,27 +278,12 @@ def test_reading_room_journey(reading_room_url, tmp_path):
     """Ask → open the cited page → the highlight covers PDFium's boxes of the quoted characters →
     pick two papers → only they are cited → export holds the reference list."""
     import pypdfium2 as pdfium
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, assistant = reading_room_url
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(WAIT_MS)
-        requested: list[str] = []
-        page.on("request", lambda r: requested.append(r.url))
-        page.goto(url)
-        try:
-            _reading_room(page, assistant, pdfium, expect, tmp_path)
-        finally:
-            browser.close()
-    outside = [u for u in requested if not u.startswith((url, "data:", "blob:"))]
-    assert outside == [], "the page fetched from outside the app"
+    with browser_page(url, height=1000, accept_downloads=True) as page:
+        _reading_room(page, assistant, pdfium, expect, tmp_path)
+        assert fetched_outside(page, url) == [], "the page fetched from outside the app"
 
 
 def _reading_room(page, assistant, pdfium, expect, tmp_path):

@@ -8,6 +8,7 @@ import sys
 
 import anyio
 import pytest
+from conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -130,9 +131,7 @@ def test_streamable_http_serves_the_same_tools_on_loopback_only(real_corpus_assi
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path / "mcp-http.log"
     cmd = [sys.executable, "-m", "culture_rag.cli", "mcp", "--index", str(real_corpus_assistant.index_dir), "--http", str(port)]
     with open(log, "w") as out:
