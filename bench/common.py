@@ -253,13 +253,15 @@ def real_index(pdfs: bool = True):
     return assistant
 
 
-def child(script: str, *args: str) -> list[Row]:
-    """Run a bench script in a fresh process (its own peak RSS and thread settings); its rows."""
+def child(script: str, *args: str, env: dict[str, str] | None = None) -> list[Row]:
+    """Run a bench script (a name beside this file, or a path) in a fresh process (its own peak
+    RSS and thread settings); its rows."""
     import subprocess
     import tempfile
 
+    path = Path(script) if Path(script).is_absolute() else Path(__file__).with_name(script)
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, str(Path(__file__).with_name(script)), *args, "--json", out.name], check=True)
+        subprocess.run([sys.executable, str(path), *args, "--json", out.name], check=True, env=env)
         return json.loads(Path(out.name).read_text())
 
 

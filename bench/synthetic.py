@@ -3,7 +3,7 @@ the real papers' chunks (texts, sentences, sentence vectors) replicated as new p
 fresh dense vectors instead of embedding a million texts.
 
 Vectors: "mixed" (default) draws each as a normalized blend of two real sentence vectors plus
-noise, so neighbourhoods look like real embeddings and HNSW recall means something; "random"
+noise, so neighbourhoods look like real embeddings and IVF recall means something; "random"
 draws uniform unit vectors, where every point is about as far as every other (a worst case
 for any approximate index, and meaningless for recall)."""
 
@@ -29,18 +29,15 @@ def stamp_of(assistant, corpus_dir: Path):
 
 
 def real_segments(assistant) -> list:
-    """The real papers' segments, whole, as the snapshot in memory holds them."""
-    from culture_rag.dense import stored_vectors
+    """The real papers' segments, whole, as the index holds them."""
     from culture_rag.index import Segment
 
     snapshot = assistant.snapshot
-    vectors, rows = stored_vectors(snapshot.dense), snapshot.rows()
     out = []
-    for paper in snapshot.papers:
-        number, a, b = rows[paper.paper_id]
-        terms = snapshot.keyword.counts(a, b)
-        lines = assistant.library.lines(paper)
-        out.append(Segment(paper, snapshot.chunks[a:b], vectors[a:b], snapshot.sentence_blocks[number], terms, lines))
+    for number, paper in enumerate(snapshot.papers):
+        data = snapshot.paper_data(number)
+        terms = snapshot.reader.terms(number)
+        out.append(Segment(paper, data.chunks, data.vectors, data.sentences, terms, assistant.library.lines(paper)))
     return out
 
 
@@ -59,14 +56,18 @@ def vectors(n: int, seeds: np.ndarray, kind: str, rng: np.random.Generator) -> n
     return out
 
 
-def replicate(segments: list, n: int, kind: str, seed: int = 0) -> list:
-    """Replicas of the real papers, as new papers, until there are `n` chunks."""
-    from culture_rag.index import segment_id
-
+def replicate(segments: list, n: int, kind: str, seed: int = 0) -> tuple[np.ndarray, list]:
+    """Replicas of the real papers, as new papers, until there are `n` chunks; and their vectors."""
     rng = np.random.default_rng(seed)
     seeds = np.concatenate([s.sentence_vectors for s in segments]).astype(np.float32)
     seeds /= np.linalg.norm(seeds, axis=1, keepdims=True)
     dense = vectors(n, seeds, kind, rng)
+    return dense, _papers(segments, n, kind, dense)
+
+
+def _papers(segments: list, n: int, kind: str, dense: np.ndarray) -> list:
+    from culture_rag.index import segment_id
+
     out, made, r = [], 0, 0
     while made < n:
         for seg in segments:
@@ -91,21 +92,33 @@ def replicate(segments: list, n: int, kind: str, seed: int = 0) -> list:
 
 
 def ensure(index_dir: Path, n: int, kind: str, assistant) -> dict:
-    """Write the synthetic index unless an identical one is there; returns its stamp."""
-    from culture_rag.dense import dense_type
+    """Write the synthetic index unless an identical one is there; returns its stamp, with the
+    dense recall of its parts against exact search on real questions."""
     from culture_rag.index import FORMAT, write_generation
 
     corpus_dir = index_dir.with_name(index_dir.name + "-corpus")
-    stamp = {"chunks": n, "vectors": kind, "dense_type": dense_type(n), "format": FORMAT, "model": assistant.embedder.fingerprint,
-             "keyword_counts": True}
+    stamp = {"chunks": n, "vectors": kind, "format": FORMAT, "model": assistant.embedder.fingerprint, "parts": 1}
     stamp_file = index_dir / "bench-stamp.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
         return json.loads(stamp_file.read_text())
     shutil.rmtree(index_dir, ignore_errors=True)
     index_dir.mkdir(parents=True)
     start = time.perf_counter()
-    segments = replicate(real_segments(assistant), n, kind)
-    write_generation(index_dir, segments, stamp_of(assistant, corpus_dir), keep=1)
+    dense, segments = replicate(real_segments(assistant), n, kind)
+    snapshot = write_generation(index_dir, segments, stamp_of(assistant, corpus_dir), keep=1)
     record = {"stamp": stamp, "write_s": round(time.perf_counter() - start, 1), "papers": len(segments)}
+    record["recall"] = dense_recall(snapshot, dense, assistant)
     stamp_file.write_text(json.dumps(record))
     return record
+
+
+def dense_recall(snapshot, dense: np.ndarray, assistant, k: int = 50) -> dict[str, float]:
+    """Overlap of the index's dense top-10 and top-k with exact inner-product search over the
+    same vectors, on the dev questions."""
+    import common
+
+    questions = [q["question"] for name in ("dev_seed", "dev_aragog") for q in common.eval_questions(name)]
+    queries = assistant.embedder.embed_texts(questions)
+    truth = [np.argsort(-(dense @ q), kind="stable")[:k] for q in queries]
+    got = [snapshot.dense_search(q, k)[0] for q in queries]
+    return {f"@{n}": round(float(np.mean([len(set(g[:n]) & set(t[:n].tolist())) / n for g, t in zip(got, truth)])), 3) for n in (10, k)}

@@ -16,13 +16,13 @@ def test_keyword_top_k_matches_bm25s():
     """The top-k shortcut (ranking only documents above a sampled floor) returns bm25s's top k."""
     import bm25s
 
-    from culture_rag.lexical import KeywordIndex, TermCounts, content_words, tokenize
+    from culture_rag.lexical import KeywordIndex, Postings, TermCounts, content_words, tokenize
 
     texts = [f"cultural industry trade number {i} " + "export " * (i % 5) + "belt road " * (i % 3) for i in range(300)]
     reference = bm25s.BM25()
     reference.index(tokenize(texts), show_progress=False)
     whole = KeywordIndex.build(texts)
-    parts = KeywordIndex.of_counts(TermCounts.of_texts(texts[:200])).appended(TermCounts.of_texts(texts[200:]))
+    parts = KeywordIndex([(Postings.of_counts(TermCounts.of_texts(texts[:200])), 0), (Postings.of_counts(TermCounts.of_texts(texts[200:])), 200)])
     for query in ("cultural export", "belt and road export trade", "export export road", "unknownword"):
         known = [t for t in content_words(query) if t in reference.vocab_dict]
         for index in (whole, parts):
@@ -46,18 +46,18 @@ def test_content_words_match_bm25s_tokenize():
         assert content_words(text) == expected
 
 
-def test_hnsw_search_explores_beyond_k(monkeypatch):
-    from culture_rag import dense as index
+def test_a_large_part_is_an_inverted_file_that_finds_exact_neighbours(monkeypatch):
+    from culture_rag import dense
 
-    monkeypatch.setattr(index, "HNSW_THRESHOLD", 100)
+    monkeypatch.setattr(dense, "IVF_THRESHOLD", 100)
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((500, 16)).astype(np.float32)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    dense = index.build_dense(vectors, 16)
-    assert index.dense_type(len(vectors)) == "hnsw" and type(dense).__name__ == "IndexHNSWFlat"
-    scores, rows = index.search_dense(dense, vectors[7], 10)
-    assert rows.shape == (1, 10) and rows[0][0] == 7
-    assert scores[0][0] == pytest.approx(1.0, abs=1e-5)
+    index = dense.build_dense(vectors, 16)
+    assert dense.part_type(len(vectors)) == "ivf" and type(index).__name__ == "IndexIVFFlat"
+    scores, rows = dense.search_parts([(index, 0)], vectors[7], 10)
+    assert rows.shape == (10,) and rows[0] == 7
+    assert scores[0] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_bench_helpers():

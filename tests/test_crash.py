@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import CORPUS, ROBUSTNESS, ROOT, make_settings
 from faults import WritePoints
@@ -281,7 +282,7 @@ def test_io_error_at_every_write_point_keeps_the_old_index_served(small_index, t
 
 @pytest.mark.parametrize(
     ("limit", "paper_words", "fails_in"),
-    [(6144, 20, "vector index"), (2048, 3000, "segment")],
+    [(4096, 20, "vector index"), (2048, 3000, "segment")],
 )
 def test_a_real_file_size_limit_is_a_clear_write_error(
     small_index, fake_embedder, monkeypatch, limit, paper_words, fails_in
@@ -292,14 +293,16 @@ def test_a_real_file_size_limit_is_a_clear_write_error(
     # Straight into the corpus and `build`: `add` would first copy it, and that copy would hit the limit.
     (corpus / "new.txt").write_text(" ".join(f"embroidery{i % 97}" for i in range(paper_words)) + "\n")
     before = assistant.snapshot.generation
-    if fails_in == "vector index":  # only an HNSW generation writes a faiss file of its own
+    if fails_in == "vector index":  # only a merge writes a faiss file: make this build merge every part
         import faiss
 
-        from culture_rag.dense import build_dense, stored_vectors
+        from culture_rag.dense import build_dense, part_vectors
 
-        monkeypatch.setattr("culture_rag.dense.HNSW_THRESHOLD", 0)
-        graph = faiss.serialize_index(build_dense(stored_vectors(assistant.snapshot.dense), fake_embedder.dimension))
-        assert graph.size > limit  # so the graph cannot be written
+        monkeypatch.setattr("culture_rag.index.writing.MAX_SEGMENT_PARTS", 0)
+        monkeypatch.setattr("culture_rag.index.writing.MAX_MERGED_PARTS", 1)
+        vectors = np.concatenate([part_vectors(p.dense) for p, _ in assistant.snapshot.parts])
+        graph = faiss.serialize_index(build_dense(vectors, fake_embedder.dimension))
+        assert graph.size > limit  # so the merged part cannot be written
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
@@ -311,7 +314,7 @@ def test_a_real_file_size_limit_is_a_clear_write_error(
         signal.signal(signal.SIGXFSZ, old_handler)
     assert "too large" in str(info.value).lower()
     cause = info.value.__cause__
-    assert (isinstance(cause, RuntimeError) if fails_in == "vector index" else isinstance(cause, OSError)), repr(cause)
+    assert isinstance(cause, OSError), repr(cause)
     assert read_current(assistant.index_dir) == f"gen-{before:06d}"
     assert not list(assistant.index_dir.rglob("*.tmp-*"))
     reloaded = Assistant.load(assistant.index_dir, assistant.settings, fake_embedder)

@@ -99,8 +99,10 @@ def test_damaged_file_is_refused_with_its_path(built, fake_embedder):
     data = bytearray(vectors.read_bytes())
     data[len(data) // 2] ^= 0xFF
     vectors.write_bytes(bytes(data))
-    with pytest.raises(IndexLoadError, match="vectors.npy.*checksum"):
-        Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    # The paper is read, and its files verified, when a query first touches it.
+    reloaded = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    with pytest.raises(IndexLoadError, match="vectors.npy.*checksum.*culture-rag build"):
+        reloaded.search("cultural industry", papers=[assistant.papers()[0].paper_id])
 
 
 def test_damaged_generation_falls_back_to_previous(built, fake_embedder):
@@ -119,7 +121,7 @@ def test_a_killed_write_leaves_the_previous_index(built, fake_embedder, monkeypa
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("culture_rag.index.writing._write_generation_files", fail)
+    monkeypatch.setattr("culture_rag.index.writing._write_manifest", fail)
     from culture_rag import IndexWriteError
 
     with pytest.raises(IndexWriteError, match="previous index is still served"):
@@ -177,7 +179,7 @@ def test_keyword_scores_match_bm25s_also_across_parts():
     """Query-time BM25 must give bm25s's own scores, for one part and for papers appended as parts."""
     import bm25s
 
-    from culture_rag.lexical import KeywordIndex, TermCounts, content_words, tokenize
+    from culture_rag.lexical import KeywordIndex, Postings, TermCounts, content_words, tokenize
 
     texts = [
         "Cultural trade along the Silk Road grew; cultural exports grew faster.",
@@ -190,9 +192,7 @@ def test_keyword_scores_match_bm25s_also_across_parts():
     reference = bm25s.BM25()
     reference.index(tokenize(texts), show_progress=False)
     whole = KeywordIndex.build(texts)
-    parts = KeywordIndex.of_counts(TermCounts.of_texts(texts[:2]))
-    for start in range(2, len(texts), 2):
-        parts = parts.appended(TermCounts.of_texts(texts[start : start + 2]))
+    parts = KeywordIndex([(Postings.of_counts(TermCounts.of_texts(texts[a : a + 2])), a) for a in range(0, len(texts), 2)])
     for query in ("cultural film", "Belarus film film", "exports of Kazakhstan", "industry", "nothing matches"):
         expected = reference.get_scores(content_words(query))
         rows = np.flatnonzero(expected > 0)
@@ -204,28 +204,55 @@ def test_keyword_scores_match_bm25s_also_across_parts():
     assert whole.idf(["film", "unknown"]) == parts.idf(["film", "unknown"])
 
 
-def test_writes_from_memory_equal_a_fresh_load(built, fake_embedder):
-    """After adds (appended in memory) and a remove (rebuilt), the snapshot assembled in memory
+def test_writes_from_memory_equal_a_fresh_load(built, fake_embedder, monkeypatch):
+    """After adds (parts of their own), a merge and a remove, the snapshot assembled in memory
     must be what loading the disk gives."""
     assistant, _ = built
     assistant.add([ARAGOG / "distilbert.pdf"])
     check_same_as_disk(assistant, fake_embedder)
     assistant.add([ARAGOG / "hellaswag.pdf"])
-    assert type(assistant.snapshot.dense).__name__ == "IndexShards"  # the appended path was taken
+    assert [p.kind for p, _ in assistant.snapshot.parts] == ["merged", "segment", "segment"]
     check_same_as_disk(assistant, fake_embedder)
-    assistant.remove(assistant.papers()[0].paper_id)
+    snapshot = assistant.snapshot
+    merged = min((p for n, p in enumerate(snapshot.papers) if snapshot.placement[n][0] == 0), key=lambda p: p.n_chunks)
+    assistant.remove(merged.paper_id)  # leaves unused rows in the merged part
+    assert sum(p.n_chunks for p in assistant.papers()) < assistant.snapshot.size
     check_same_as_disk(assistant, fake_embedder)
+    monkeypatch.setattr("culture_rag.index.writing.MAX_SEGMENT_PARTS", 1)
+    assistant.add([ARAGOG / "bert.pdf"])  # three segment parts now: merged into one part
+    assert [p.kind for p, _ in assistant.snapshot.parts] == ["merged", "merged"]
+    check_same_as_disk(assistant, fake_embedder)
+
+
+def test_parts_no_kept_generation_names_are_collected(built, fake_embedder, monkeypatch):
+    assistant, _ = built
+    parts = assistant.index_dir / "parts"
+    (first,) = [p.name for p in parts.iterdir()]
+    monkeypatch.setattr("culture_rag.index.writing.MIN_LIVE_FRACTION", 1.0)  # any removal merges its part
+    snapshot = assistant.snapshot
+    assistant.remove(snapshot.papers[0].paper_id)
+    assert {p.id for p, _ in assistant.snapshot.parts} != {first}  # merged anew, without the removed paper
+    assert (parts / first).is_dir()  # the previous generation, kept for fallback, still names it
+    assistant.add([ARAGOG / "distilbert.pdf"])
+    live = {p.id for p, _ in assistant.snapshot.parts if p.kind == "merged"}
+    assert {p.name for p in parts.iterdir()} == live  # two generations kept: the first part is gone
+    fresh = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    assert fresh.search("knowledge distillation", k=1)[0].paper.paper_id == "distilbert"
 
 
 def check_same_as_disk(assistant, fake_embedder):
-    from culture_rag.dense import stored_vectors
+    from culture_rag.dense import part_vectors
 
     fresh = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
     mine, disk = assistant.snapshot, fresh.snapshot
-    assert mine.generation == disk.generation and mine.papers == disk.papers and mine.chunks == disk.chunks
-    assert mine.chunk_papers == disk.chunk_papers
-    assert all(np.array_equal(mine.sentence_matrix(row), disk.sentence_matrix(row)) for row in range(mine.size))
-    assert np.array_equal(stored_vectors(mine.dense), stored_vectors(disk.dense))
+    assert mine.generation == disk.generation and mine.papers == disk.papers and list(mine.chunks) == list(disk.chunks)
+    assert mine.rows() == disk.rows() and mine.size == disk.size
+    used = [row for _, a, b in mine.rows().values() for row in range(a, b)]
+    assert all(np.array_equal(mine.sentence_matrix(row), disk.sentence_matrix(row)) for row in used)
+    assert all(np.array_equal(mine.chunk_vector(row), disk.chunk_vector(row)) for row in used)
+    assert [(p.kind, p.id, start) for p, start in mine.parts] == [(p.kind, p.id, start) for p, start in disk.parts]
+    for (ours, _), (theirs, _) in zip(mine.parts, disk.parts):
+        assert np.array_equal(part_vectors(ours.dense), part_vectors(theirs.dense))
     for question in ("knowledge distillation student teacher", "export value of Chinese media", "Belarus film"):
         ours, theirs = mine.keyword.search(question, 10), disk.keyword.search(question, 10)
         assert np.array_equal(ours.rows, theirs.rows) and np.allclose(ours.scores, theirs.scores)
@@ -282,9 +309,37 @@ def test_a_new_index_format_never_reuses_segments_of_the_old_one(built, corpus_c
     assistant, _ = built
     old = {p.segment for p in assistant.papers()}
     monkeypatch.setattr(index, "FORMAT", index.FORMAT + 1)
+    monkeypatch.setattr(index, "READABLE_FORMATS", (index.FORMAT,))
+    monkeypatch.setattr(index, "SEGMENT_FORMAT", index.SEGMENT_FORMAT + 1)
     report = assistant.build(corpus_copy)  # the old generation is another version's: all re-embedded
     assert report.embedded_chunks == report.total_chunks > 0
     assert old.isdisjoint(p.segment for p in assistant.papers())
+
+
+def test_a_format_7_index_is_read_and_upgraded_by_build_without_embedding(built, corpus_copy, fake_embedder):
+    """Format 7 kept every paper's segment and no parts: it is read as one segment part per
+    paper, answers as before, and the next build writes format 8 from the same segments."""
+    from culture_rag.index import MANIFEST_DIGEST, manifest_digest
+    from culture_rag.index.layout import FORMAT
+
+    assistant, _ = built
+    question = "export value of Chinese media"
+    before = [h.chunk.chunk_id for h in assistant.search(question)]
+    manifest = json.loads((assistant.snapshot.path / "manifest.json").read_text())
+    old = {k: v for k, v in manifest.items() if k not in ("placement", "parts", "part_files")}
+    old.update(format=7, generation=2, dense_type="flat")
+    old[MANIFEST_DIGEST] = manifest_digest(old)
+    (assistant.index_dir / "gen-000002").mkdir()
+    (assistant.index_dir / "gen-000002" / "manifest.json").write_text(json.dumps(old))
+    (assistant.index_dir / "CURRENT").write_text("gen-000002\n")
+    legacy = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    assert legacy.snapshot.outdated and [p.kind for p, _ in legacy.snapshot.parts] == ["segment", "segment"]
+    assert [h.chunk.chunk_id for h in legacy.search(question)] == before
+    report = legacy.build(corpus_copy)
+    assert report.embedded_chunks == 0 and report.generation == 3
+    upgraded = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
+    assert upgraded.snapshot.manifest["format"] == FORMAT and not upgraded.snapshot.outdated
+    assert [h.chunk.chunk_id for h in upgraded.search(question)] == before
 
 
 def test_a_warm_parser_is_kept_between_adds_and_stopped_by_close(built):

@@ -398,7 +398,8 @@ def test_identical_files_under_two_names_share_a_segment_safely(tmp_path, fake_e
     assistant.build(corpus)
     reloaded = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
     for paper in reloaded.papers():  # every chunk is its own paper's, though copy-b's were written as copy-a's
-        rows = [i for i, n in enumerate(reloaded.snapshot.chunk_papers) if reloaded.snapshot.papers[n] == paper]
+        _, start, stop = reloaded.snapshot.rows()[paper.paper_id]
+        rows = range(start, stop)
         assert {reloaded.snapshot.chunks[i].paper_id for i in rows} == {paper.paper_id}
     reloaded.remove("copy-a")
     again = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)

@@ -9,7 +9,8 @@ import pytest
 from conftest import ARAGOG, make_settings
 
 from culture_rag import Assistant, PaperNotFoundError
-from culture_rag.dense import build_dense, extend_dense, search_dense
+from culture_rag import dense
+from culture_rag.dense import build_dense, search_parts
 from culture_rag.lexical import KeywordIndex
 from culture_rag.query import plan_question
 
@@ -39,31 +40,42 @@ def vectors():
 SCOPES = [[(100, 140)], [(0, 5), (2990, 3000)], [(1200, 2600)], [(1495, 1510)]]
 
 
+def _ivf(vectors):
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(16), 16, 30, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    index.add(vectors)
+    return index
+
+
 @pytest.mark.parametrize("rows", SCOPES)
-def test_dense_scope_is_exact_on_flat_sharded_and_hnsw_indexes(vectors, rows):
+def test_dense_scope_is_exact_on_one_part_several_parts_and_an_inverted_file(vectors, rows):
     query = vectors[1500] + 0.1 * vectors[7]
     expected = _exact_top(vectors, query, 10, rows)
-    flat = build_dense(vectors, 16)
-    # the shape an index has after papers were added: one shard per write, rows continuing
-    sharded = extend_dense(extend_dense(build_dense(vectors[:1000], 16), vectors[1000:1500], 16), vectors[1500:], 16)
-    assert isinstance(sharded, faiss.IndexShards)
-    hnsw = faiss.IndexHNSWFlat(16, 32, faiss.METRIC_INNER_PRODUCT)
-    hnsw.add(vectors)
-    for index in (flat, sharded, hnsw):
-        scores, found = search_dense(index, query, 10, rows)
-        assert found[0].tolist() == expected, type(index).__name__
-        assert np.all(np.diff(scores[0]) <= 1e-6)
+    # the shape a generation has after papers were added: parts end to end, rows continuing
+    several = [(build_dense(vectors[:1000], 16), 0), (build_dense(vectors[1000:1500], 16), 1000), (_ivf(vectors[1500:]), 1500)]
+    for parts in ([(build_dense(vectors, 16), 0)], several, [(_ivf(vectors), 0)]):
+        scores, found = search_parts(parts, query, 10, rows)
+        assert found.tolist() == expected, [type(p).__name__ for p, _ in parts]
+        assert np.all(np.diff(scores) <= 1e-6)
+
+
+def test_many_ranges_become_a_bitmap_with_the_same_result(vectors):
+    rows = [(a, a + 3) for a in range(0, 3000, 50)]
+    assert len(rows) > dense.MAX_RANGES
+    query = vectors[10]
+    parts = [(build_dense(vectors[:1000], 16), 0), (_ivf(vectors[1000:]), 1000)]
+    assert search_parts(parts, query, 10, rows)[1].tolist() == _exact_top(vectors, query, 10, rows)
 
 
 def test_dense_scope_smaller_than_k_pads_with_minus_one(vectors):
-    sharded = extend_dense(build_dense(vectors[:1000], 16), vectors[1000:], 16)
-    _, found = search_dense(sharded, vectors[3], 10, [(998, 1003)])
-    assert sorted(found[0][:5].tolist()) == [998, 999, 1000, 1001, 1002] and found[0][5:].tolist() == [-1] * 5
+    parts = [(build_dense(vectors[:1000], 16), 0), (build_dense(vectors[1000:], 16), 1000)]
+    _, found = search_parts(parts, vectors[3], 10, [(998, 1003)])
+    assert sorted(found[:5].tolist()) == [998, 999, 1000, 1001, 1002] and found[5:].tolist() == [-1] * 5
 
 
-def test_unscoped_dense_search_is_unchanged(vectors):
+def test_unscoped_dense_search_of_one_flat_part_is_faiss_search(vectors):
     flat = build_dense(vectors, 16)
-    assert search_dense(flat, vectors[9], 10)[1].tolist() == flat.search(vectors[9:10], 10)[1].tolist()
+    assert search_parts([(flat, 0)], vectors[9], 10)[1].tolist() == flat.search(vectors[9:10], 10)[1][0].tolist()
 
 
 def test_keyword_scope_ranks_only_its_rows_with_whole_index_scores():
@@ -100,9 +112,9 @@ def test_scope_of_two_papers_and_each_search_alone(built):
 
 
 def test_scope_survives_an_added_paper(built, fake_embedder):
-    """After an add the dense index is sharded: the scope must still find the new paper's rows."""
+    """After an add the paper is a part of its own: the scope must still find its rows."""
     built.add([ARAGOG / "hellaswag.pdf"])
-    assert isinstance(built.snapshot.dense, faiss.IndexShards)
+    assert [p.kind for p, _ in built.snapshot.parts] == ["merged", "segment"]
     hits = built.search("commonsense sentence completion", k=7, papers=["hellaswag"])
     assert len(hits) == 7 and {h.paper.paper_id for h in hits} == {"hellaswag"}
     older = built.search("commonsense sentence completion", k=7, papers=["bert"])

@@ -29,9 +29,8 @@ SEED = 20261122  # fixed: these positions are a sample, and a failure must be re
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    """Two generations: gen 1 with three papers, gen 2 adding a fourth (its own segment). Both
-    with an HNSW graph, so that they carry a dense.faiss file (a flat index has none: it is
-    assembled from the segments' vectors)."""
+    """Two generations: gen 1 with three papers in one merged part, gen 2 adding a fourth as a
+    segment part of its own; the merged part (its dense.faiss and postings) serves both."""
     from fakes import HashEmbedder
 
     tmp = tmp_path_factory.mktemp("pristine")
@@ -41,12 +40,10 @@ def pristine(tmp_path_factory):
     (corpus / "notes.txt").write_text("Notes on music festivals in Vitebsk, Minsk and Xi'an, with dates.\n" * 2)
     shutil.copy(next(CORPUS.glob("shang-liu*.md")), corpus / "shang.md")
     assistant = Assistant(make_settings(tmp), embedder=HashEmbedder())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("culture_rag.dense.HNSW_THRESHOLD", 0)
-        assistant.build(corpus)
-        (tmp / "new.txt").write_text("A new paper on the embroidery of Polesie and its export to Shanghai.\n" * 2)
-        assistant.add([tmp / "new.txt"])
-    assert (assistant.snapshot.path / "dense.faiss").is_file()
+    assistant.build(corpus)
+    (tmp / "new.txt").write_text("A new paper on the embroidery of Polesie and its export to Shanghai.\n" * 2)
+    assistant.add([tmp / "new.txt"])
+    assert [p.kind for p, _ in assistant.snapshot.parts] == ["merged", "segment"]
     assert assistant.snapshot.generation == 2
     return tmp
 
@@ -74,8 +71,17 @@ class Index:
             manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
         (gen / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
 
+    @property
+    def part(self) -> Path:
+        """The merged part both generations search."""
+        (part,) = [p["id"] for p in self.manifest(self.gen2)["parts"] if p["kind"] == "merged"]
+        return self.dir / "parts" / part
+
     def load(self, fallback: bool = True):
-        return load_snapshot(self.dir, self.embedder.fingerprint, self.embedder.dimension, fallback=fallback)
+        """Open the live generation, then read every paper it holds (what queries read lazily)."""
+        snapshot = load_snapshot(self.dir, self.embedder.fingerprint, self.embedder.dimension, fallback=fallback)
+        read_all(snapshot)
+        return snapshot
 
     def reseal(self) -> None:
         """Forge every checksum to match the files as they are now: what an attacker (or a buggy
@@ -87,7 +93,20 @@ class Index:
                 seg: {name: _sha(self.dir / "segments" / seg / name) for name in files}
                 for seg, files in manifest["segments"].items()
             }
+            manifest["part_files"] = {
+                part: {name: _sha(self.dir / "parts" / part / name) for name in files}
+                for part, files in manifest["part_files"].items()
+            }
             self.save_manifest(gen, manifest)
+
+
+def read_all(snapshot) -> None:
+    from culture_rag.index import read_lines
+
+    for number, paper in enumerate(snapshot.papers):
+        snapshot.paper_data(number)
+        snapshot.reader.terms(number)
+        read_lines(snapshot.path.parent, snapshot.manifest, paper)
 
 
 def _sha(path: Path) -> str:
@@ -115,13 +134,17 @@ def apply(path: Path, mode: str, arg: int, rng: random.Random) -> None:
 
 
 def files_to_damage(ix: Index) -> list[tuple[Path, str]]:
-    """(file, who depends on it): gen2 only, or both generations (a shared segment)."""
-    gen2 = [(ix.gen2 / "manifest.json", "gen2"), (ix.gen2 / "dense.faiss", "gen2")]
-    new, shared = ix.segment("new"), ix.segment("anchor")
+    """(file, when it is read): on opening gen2 only (the manifest, the new paper's segment
+    part), on opening either generation (the merged part), or when a query first reads that
+    paper (a merged paper's segment, and line anchors, which only the source view reads)."""
+    from culture_rag.index.layout import PART_FILES
+
+    new, merged = ix.segment("new"), ix.segment("anchor")
     names = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz", "lines.npy")
-    gen2 += [(new / name, "gen2") for name in names]
-    both = [(shared / name, "both") for name in names]
-    return gen2 + both
+    gen2 = [(ix.gen2 / "manifest.json", "gen2")] + [(new / name, "gen2") for name in names[:4]]
+    both = [(ix.part / name, "both") for name in PART_FILES]
+    lazy = [(merged / name, "lazy") for name in names] + [(new / "lines.npy", "lazy")]
+    return gen2 + both + lazy
 
 
 def test_every_damaged_file_is_refused_or_skipped(pristine, tmp_path, fake_embedder):
@@ -132,7 +155,7 @@ def test_every_damaged_file_is_refused_or_skipped(pristine, tmp_path, fake_embed
         for path, who in files_to_damage(template)
         for mode, arg in damage_modes(path.stat().st_size, rng)
     ]
-    assert len(cases) > 70  # 10 files, 7-8 kinds of damage each
+    assert len(cases) > 120  # 19 files, 7-8 kinds of damage each
     for number, (rel, who, mode, arg) in enumerate(cases):
         work = tmp_path / str(number)
         shutil.copytree(pristine / "index", work / "index")
@@ -144,10 +167,14 @@ def test_every_damaged_file_is_refused_or_skipped(pristine, tmp_path, fake_embed
             assert [p.paper_id for p in snapshot.papers] == ["anchor", "notes", "shang"]
             with pytest.raises(IndexLoadError) as info:
                 ix.load(fallback=False)
-        else:
+        elif who == "both":
             with pytest.raises(IndexLoadError) as info:
                 ix.load()
             assert "no older generation is intact" in str(info.value)
+        else:  # opens, and refuses the paper when it is read
+            opened = load_snapshot(ix.dir, fake_embedder.fingerprint, fake_embedder.dimension, fallback=False)
+            with pytest.raises(IndexLoadError) as info:
+                read_all(opened)
         message = str(info.value)
         named = str(ix.dir / rel) in message or str((ix.dir / rel).parent) in message
         assert named, f"{rel} ({mode}): the message does not name the damaged file: {message}"
@@ -219,24 +246,24 @@ def test_missing_chunk_line_is_refused(index):
 def test_vector_index_with_fewer_vectors_than_chunks_is_refused(index):
     import faiss
 
-    dense = faiss.read_index(str(index.gen2 / "dense.faiss"))
+    dense = faiss.read_index(str(index.part / "dense.faiss"))
     smaller = faiss.IndexFlatIP(dense.d)
     smaller.add(dense.reconstruct_n(0, dense.ntotal - 1))
-    faiss.write_index(smaller, str(index.gen2 / "dense.faiss"))
+    faiss.write_index(smaller, str(index.part / "dense.faiss"))
     index.reseal()
-    with pytest.raises(IndexLoadError, match=r"dense\.faiss.*vectors for"):
-        index.load(fallback=False)
-    assert index.load().generation == 1
+    with pytest.raises(IndexLoadError, match=r"parts.*rows of dimension"):
+        index.load()
 
 
 def test_vector_index_of_another_dimension_is_refused(index):
     import faiss
 
     other = faiss.IndexFlatIP(32)
-    other.add(np.random.default_rng(0).random((index.load().size, 32), dtype=np.float32))
-    faiss.write_index(other, str(index.gen2 / "dense.faiss"))
+    rows = index.manifest(index.gen2)["parts"][0]["rows"]
+    other.add(np.random.default_rng(0).random((rows, 32), dtype=np.float32))
+    faiss.write_index(other, str(index.part / "dense.faiss"))
     index.reseal()
-    with pytest.raises(IndexLoadError, match=r"dense\.faiss.*dimension 32"):
+    with pytest.raises(IndexLoadError, match=r"parts.*rows of dimension"):
         index.load(fallback=False)
 
 
@@ -271,7 +298,7 @@ def test_chunk_text_that_is_not_its_slice_is_refused(index):
 @pytest.mark.parametrize(
     "edit",
     [
-        lambda m: m["files"].pop("dense.faiss"),
+        lambda m: next(iter(m["part_files"].values())).pop("dense.faiss"),
         lambda m: m["files"].update({"../../../etc/hostname": "0" * 64}),
         lambda m: m["papers"][0].update(segment="../../../tmp"),
         lambda m: m["papers"][0].pop("n_chunks"),
@@ -288,7 +315,7 @@ def test_malformed_manifests_are_refused_naming_the_manifest(index, edit):
     index.save_manifest(index.gen2, manifest)
     with pytest.raises(IndexLoadError) as info:
         index.load(fallback=False)
-    assert str(index.gen2) in str(info.value)
+    assert str(index.gen2) in str(info.value) or str(index.part) in str(info.value)
     assert index.load().generation == 1
 
 
@@ -298,7 +325,7 @@ def test_checksums_are_verified_before_faiss_reads_anything(index, monkeypatch):
     opened = []
     real_read_index = faiss.read_index
     monkeypatch.setattr(faiss, "read_index", lambda path, *a: opened.append(path) or real_read_index(path, *a))
-    dense = index.gen2 / "dense.faiss"
+    dense = index.part / "dense.faiss"
     data = bytearray(dense.read_bytes())
     data[-8] ^= 0x40
     dense.write_bytes(bytes(data))
@@ -306,7 +333,7 @@ def test_checksums_are_verified_before_faiss_reads_anything(index, monkeypatch):
         index.load(fallback=False)
     assert str(dense) not in opened
     manifest = index.manifest(index.gen2)
-    del manifest["files"]["dense.faiss"]  # no checksum at all is no excuse to read it unchecked
+    del manifest["part_files"][index.part.name]["dense.faiss"]  # no checksum at all is no excuse to read it unchecked
     index.save_manifest(index.gen2, manifest)
     with pytest.raises(IndexLoadError, match="no checksum"):
         index.load(fallback=False)
@@ -346,9 +373,9 @@ def test_stray_pickle_files_are_refused_and_never_unpickled(index, tmp_path, whe
     assert str(path) in str(info.value)
     if where.startswith("gen-000002"):  # the older generation has no such file and is served
         assert Assistant.load(index.dir, make_settings(index.root), index.embedder).snapshot.generation == 1
-    else:
+    else:  # a merged paper's segment: refused when a query reads the paper
         with pytest.raises(IndexLoadError, match="pickle"):
-            Assistant.load(index.dir, make_settings(index.root), index.embedder)
+            read_all(Assistant.load(index.dir, make_settings(index.root), index.embedder).snapshot)
     assert not marker.exists()
 
 
@@ -366,8 +393,8 @@ def test_pickles_disguised_as_arrays_are_never_unpickled(index, tmp_path, target
     with pytest.raises(IndexLoadError) as info:
         index.load(fallback=False)
     assert str(path) in str(info.value)
-    with pytest.raises(IndexLoadError):  # the segment is shared: no generation is intact
-        Assistant.load(index.dir, make_settings(index.root), index.embedder)
+    with pytest.raises(IndexLoadError):  # the segment is shared: no generation reads it
+        read_all(Assistant.load(index.dir, make_settings(index.root), index.embedder).snapshot)
     assert not marker.exists()
 
 

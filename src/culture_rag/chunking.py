@@ -230,6 +230,17 @@ def is_abstract(chunk: Chunk) -> bool:
     return chunk.role == roles.FRONT and any(h.lower().startswith(("abstract", "summary")) for h in chunk.heading_path)
 
 
+BODY_PASSAGE, ABSTRACT_PASSAGE, REFERENCE_PASSAGE = 0, 1, 2
+
+
+def passage_kind(chunk: Chunk) -> int:
+    """What retrieval weighs a passage by (retrieval.py), kept per row by the index so that
+    ranking candidates reads no chunk: an abstract, a bibliography entry, or anything else."""
+    if is_abstract(chunk):
+        return ABSTRACT_PASSAGE
+    return REFERENCE_PASSAGE if chunk.role == roles.REFERENCE else BODY_PASSAGE
+
+
 def sentence_spans_in_embed_text(chunk: Chunk) -> list[tuple[int, int]]:
     """The chunk's sentences as spans of `chunk.embed_text` (which starts with the context line)."""
     shift = len(chunk.context) + 1 - chunk.start if chunk.context else -chunk.start

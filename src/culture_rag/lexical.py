@@ -1,5 +1,6 @@
 """Keyword index: BM25 over English-stemmed word tokens (bm25s's tokenizer and stop words),
-scored at query time from per-chunk term counts, which each paper's segment stores."""
+scored at query time from term-major postings: one set per merged part of the index, read
+memory-mapped, and one per paper added since (from the term counts its segment stores)."""
 
 from __future__ import annotations
 
@@ -123,22 +124,11 @@ class TermCounts:
             np.savez(fh, vocab=np.array("\n".join(_terms_of(self.vocab))), data=m.data, indices=m.indices, indptr=m.indptr)
 
     @classmethod
-    def merge_files(cls, files: Iterable[tuple[Path, int]]) -> TermCounts:
-        """The saved counts of many segments ((path, chunks) in row order) as one matrix over
-        one vocabulary, built as it reads: a 1M-chunk index is 13k files, and a vocabulary per
-        file would cost gigabytes and minutes. A bad file raises TermFileError naming it."""
-        vocab: dict[str, int] = {}
-        data, indices, indptr, rows, nnz = [], [], [np.zeros(1, np.int64)], 0, 0
-        for path, n_docs in files:
-            terms, counts, local, pointers = _read_counts(path, n_docs)
-            data.append(counts)
-            indices.append(_ids_in(vocab, terms)[local])
-            indptr.append(pointers[1:].astype(np.int64) + nnz)
-            rows, nnz = rows + n_docs, nnz + int(pointers[-1])
-        matrix = sparse.csr_matrix(
-            (_joined(data, np.int32), _joined(indices, np.int32), np.concatenate(indptr)), shape=(rows, len(vocab))
-        )
-        return cls(vocab, matrix)
+    def load(cls, path: Path, n_docs: int) -> TermCounts:
+        """Counts saved by `save`, for `n_docs` chunks; a bad file raises TermFileError naming it."""
+        terms, counts, indices, pointers = _read_counts(path, n_docs)
+        matrix = sparse.csr_matrix((counts.astype(np.int32), indices.astype(np.int32), pointers.astype(np.int64)), shape=(n_docs, len(terms)))
+        return cls(dict(zip(terms, range(len(terms)))), matrix)
 
 
 class TermFileError(ValueError):
@@ -181,69 +171,101 @@ def _ids_in(union: dict[str, int], terms: list[str]) -> np.ndarray:
     return np.fromiter(map(union.__getitem__, terms), np.int32, count=len(terms))
 
 
-def _joined(arrays: list[np.ndarray], dtype) -> np.ndarray:
-    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
+@dataclass(frozen=True)
+class Postings:
+    """Term-major postings of a run of consecutive chunks: terms sorted (as UTF-8 bytes), each
+    term's rows (local to the run) and counts, and each row's length in terms. Saved as plain
+    .npy arrays that load memory-mapped: a query reads the postings of its own terms only."""
 
+    terms: np.ndarray  # dtype S, sorted
+    ptr: np.ndarray  # int64, len(terms) + 1
+    rows: np.ndarray  # int32
+    tf: np.ndarray  # int32
+    lengths: np.ndarray  # int32, one per row
 
-class _Part:
-    """Term-major postings of a run of consecutive chunks starting at row `start`."""
+    FILES = ("terms.npy", "ptr.npy", "rows.npy", "tf.npy", "lengths.npy")
 
-    def __init__(self, counts: TermCounts, start: int) -> None:
-        self.counts, self.start = counts, start
-        csc = counts.matrix.tocsc()
-        self.indptr = csc.indptr
-        self.rows = (csc.indices + start).astype(np.int32)
-        self.tf = csc.data.astype(np.float32)
-        self.lengths = np.asarray(counts.matrix.sum(axis=1), dtype=np.float32).ravel()
+    @classmethod
+    def of_counts(cls, counts: TermCounts) -> Postings:
+        order = _terms_of(counts.vocab)
+        encoded = [t.encode("utf-8") for t in order]
+        sort = np.argsort(np.array(encoded, dtype=object), kind="stable") if encoded else np.zeros(0, np.int64)
+        csc = counts.matrix.tocsc()[:, sort] if len(encoded) else sparse.csc_matrix(counts.matrix.shape, dtype=np.int32)
+        csc.sort_indices()
+        terms = np.array([encoded[i] for i in sort], dtype=f"S{max((len(t) for t in encoded), default=1)}")
+        lengths = np.asarray(counts.matrix.sum(axis=1), dtype=np.int64).ravel().astype(np.int32)
+        return cls(terms, csc.indptr.astype(np.int64), csc.indices.astype(np.int32), csc.data.astype(np.int32), lengths)
+
+    @property
+    def size(self) -> int:
+        return len(self.lengths)
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        col = self.counts.vocab.get(term)
-        if col is None or col >= len(self.indptr) - 1:
+        key = term.encode("utf-8")
+        i = int(np.searchsorted(self.terms, key))
+        if i >= len(self.terms) or self.terms[i] != key:
             return _EMPTY_ROWS, _EMPTY_TF
-        lo, hi = self.indptr[col], self.indptr[col + 1]
+        lo, hi = self.ptr[i], self.ptr[i + 1]
         return self.rows[lo:hi], self.tf[lo:hi]
 
+    def save(self, folder: Path) -> None:
+        for name, array in zip(self.FILES, (self.terms, self.ptr, self.rows, self.tf, self.lengths)):
+            np.save(folder / name, np.ascontiguousarray(array), allow_pickle=False)
 
-_EMPTY_ROWS, _EMPTY_TF = np.empty(0, np.int32), np.empty(0, np.float32)
+    @classmethod
+    def load(cls, folder: Path) -> Postings:
+        """The saved arrays, memory-mapped; their checksums are the caller's to verify first.
+        Shapes and ranges are checked here, so a damaged file is refused rather than misread."""
+        arrays = [np.load(folder / name, allow_pickle=False, mmap_mode="r") for name in cls.FILES]
+        terms, ptr, rows, tf, lengths = arrays
+        ok = (
+            terms.ndim == ptr.ndim == rows.ndim == tf.ndim == lengths.ndim == 1 and terms.dtype.kind == "S"
+            and len(ptr) == len(terms) + 1 and len(rows) == len(tf) and int(ptr[0]) == 0 and int(ptr[-1]) == len(rows)
+            and all(np.issubdtype(a.dtype, np.integer) for a in (ptr, rows, tf, lengths))
+            and (not len(rows) or (int(rows.min()) >= 0 and int(rows.max()) < len(lengths)))
+        )
+        if not ok:
+            raise TermFileError(folder, "keyword postings whose arrays do not fit together")
+        return cls(terms, ptr, rows, tf, lengths)
+
+
+_EMPTY_ROWS, _EMPTY_TF = np.empty(0, np.int32), np.empty(0, np.int32)
 K1, B = 1.5, 0.75  # bm25s's defaults (Lucene BM25); tests/test_index.py compares the scores with bm25s
-MAX_PARTS = 8  # papers appended as parts of their own, merged into one beyond this
 
 
 class KeywordIndex:
-    """BM25 scored at query time from term counts, over parts: one large run of chunks plus the
-    papers appended since. Corpus statistics (documents, lengths, document frequencies) are summed
-    over all parts, so scores are exactly BM25 over the whole index. bm25s precomputes every
-    chunk's scores instead, which bakes in those statistics: adding one paper re-scored every
-    chunk. Tokenizing and stop words are bm25s's."""
+    """BM25 scored at query time over parts: runs of consecutive rows, each with its postings
+    (`(postings, first row)` in row order). Corpus statistics (documents, lengths, document
+    frequencies) are summed over all parts, so scores are exactly BM25 over the whole index.
+    bm25s precomputes every chunk's scores instead, which bakes in those statistics: adding one
+    paper re-scored every chunk. Tokenizing and stop words are bm25s's."""
 
-    def __init__(self, parts: Sequence[_Part]) -> None:
+    def __init__(self, parts: Sequence[tuple[Postings, int]], live: Sequence[tuple[int, int]] | None = None) -> None:
         self._parts = tuple(parts)
-        self.size = sum(p.counts.size for p in self._parts)
-        lengths = np.concatenate([p.lengths for p in self._parts]) if self._parts else np.zeros(0, np.float32)
+        self.size = max((start + p.size for p, start in self._parts), default=0)
+        # Rows of removed papers stay in their part until it is merged: they are never ranked.
+        self._unused = None
+        if live is not None:
+            self._unused = np.ones(self.size, bool)
+            for a, b in live:
+                self._unused[a:b] = False
+        lengths = np.zeros(self.size, np.float32)
+        for postings, start in self._parts:
+            lengths[start : start + postings.size] = postings.lengths
         average = float(lengths.mean()) if self.size else 1.0
         self._norm = (K1 * (1 - B + B * lengths / (average or 1.0))).astype(np.float32)
 
     @classmethod
-    def of_counts(cls, counts: TermCounts) -> KeywordIndex:
-        return cls([_Part(counts, 0)])
-
-    @classmethod
     def build(cls, texts: list[str]) -> KeywordIndex:
-        return cls.of_counts(TermCounts.of_texts(texts))
-
-    def appended(self, counts: TermCounts) -> KeywordIndex:
-        """This index with new chunks after its last row: O(new chunks) until MAX_PARTS parts."""
-        if len(self._parts) < MAX_PARTS:
-            return KeywordIndex([*self._parts, _Part(counts, self.size)])
-        return KeywordIndex.of_counts(TermCounts.concat([*(p.counts for p in self._parts), counts]))
-
-    def counts(self, start: int, stop: int) -> TermCounts:
-        """Term counts of rows start..stop, which lie in one part (a paper is never split)."""
-        part = next(p for p in self._parts if p.start <= start and stop <= p.start + p.counts.size)
-        return part.counts.rows(start - part.start, stop - part.start)
+        return cls([(Postings.of_counts(TermCounts.of_texts(texts)), 0)])
 
     def _postings(self, term: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [p.postings(term) for p in self._parts]
+        out = []
+        for postings, start in self._parts:
+            rows, tf = postings.postings(term)
+            if len(rows):
+                out.append((rows.astype(np.int64) + start, tf))
+        return out
 
     def _idf(self, postings: list[tuple[np.ndarray, np.ndarray]]) -> float:
         df = sum(len(rows) for rows, _ in postings)
@@ -269,15 +291,18 @@ class KeywordIndex:
         the whole index's, so a scoped row scores as it does unscoped."""
         scores = None
         for term in content_words(query):
-            postings = [(rows, tf) for rows, tf in self._postings(term) if len(rows)]
+            postings = self._postings(term)
             if not postings:
                 continue
             idf = np.float32(self._idf(postings))
             scores = np.zeros(self.size, np.float32) if scores is None else scores
             for rows, tf in postings:  # rows are unique within one term's postings, so += is safe
+                tf = tf.astype(np.float32)
                 scores[rows] += idf * tf / (self._norm[rows] + tf)
         if scores is None:
             return KeywordHits(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+        if self._unused is not None:
+            scores[self._unused] = 0.0
         if within is not None:
             return _top_k_of(scores, k, within)
         return _top_k(scores, k)

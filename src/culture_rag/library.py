@@ -224,7 +224,7 @@ class Library:
             elif source not in names:
                 outcomes.append(FileOutcome(source, FileStatus.REMOVED))
         changed = bool(new_segments) or len(kept) != len(existing) or any(kept[s] != existing[s] for s in kept)
-        if changed or self._snapshot is None:
+        if changed or self._snapshot is None or self._snapshot.outdated:
             # Kept papers first, in the order they have, then the new ones: the indexes in memory
             # then only need the new papers appended (index.writing.write_generation).
             order = [p.source for p in self.papers() if p.source in kept] + sorted(new_segments)

@@ -9,11 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import regions as roles
-from .chunking import is_abstract
+from .chunking import ABSTRACT_PASSAGE, REFERENCE_PASSAGE
 from .errors import PaperNotFoundError
-from .dense import search_dense
-from .types import Chunk, Hit
+from .types import Hit
 
 if TYPE_CHECKING:  # searching needs no storage code: only the types of what it searches
     from .index import Snapshot
@@ -23,14 +21,10 @@ if TYPE_CHECKING:  # searching needs no storage code: only the types of what it 
 # the body says in full: the body's own passage ranks first when both match as well (a paper's
 # structure brings its abstract back for the questions it answers). Figure text and page
 # furniture are left alone: in a PDF of tables or a numbered transcript they are what it holds.
-ROLE_PRIOR = {roles.REFERENCE: 0.5}
-ABSTRACT_PRIOR = 0.9
-
-
-def _prior(chunk: Chunk) -> float:
-    if is_abstract(chunk):
-        return ABSTRACT_PRIOR
-    return ROLE_PRIOR.get(chunk.role, 1.0)
+# Weights by chunking.passage_kind, which the index keeps per row: ranking reads no chunk.
+PRIORS = np.ones(256, np.float64)
+PRIORS[REFERENCE_PASSAGE] = 0.5
+PRIORS[ABSTRACT_PASSAGE] = 0.9
 
 
 @dataclass(frozen=True)
@@ -52,14 +46,21 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
     if size == 0:
         return []
     n = min(max(config.candidates, config.k), size)
-    dense_rows, dense_scores = _dense(snapshot, query_vector, n, rows) if config.use_dense else ([], {})
-    keyword_rows = _keyword(snapshot, query, n, rows) if config.use_keyword else []
-    fused: dict[int, float] = {}
-    for ranked in (dense_rows, keyword_rows):
-        for rank, row in enumerate(ranked, start=1):
-            fused[row] = fused.get(row, 0.0) + 1.0 / (config.rrf_k + rank)
-    for row in fused:
-        fused[row] *= _prior(snapshot.chunks[row])
+    hybrid = getattr(snapshot, "hybrid_search", None)
+    if hybrid is not None and config.use_dense and config.use_keyword:  # a store that fuses on its side
+        fused = dict(hybrid(query, query_vector, n, config.rrf_k, rows))
+        dense_rows, dense_scores, keyword_rows = [], {}, []
+    else:
+        dense_rows, dense_scores = _dense(snapshot, query_vector, n, rows) if config.use_dense else ([], {})
+        keyword_rows = _keyword(snapshot, query, n, rows) if config.use_keyword else []
+        fused = {}
+        for ranked in (dense_rows, keyword_rows):
+            for rank, row in enumerate(ranked, start=1):
+                fused[row] = fused.get(row, 0.0) + 1.0 / (config.rrf_k + rank)
+    if fused:
+        candidates = list(fused)
+        for row, prior in zip(candidates, PRIORS[snapshot.kinds(candidates)]):
+            fused[row] *= float(prior)
     order = sorted(fused, key=lambda r: (-fused[r], r))
     dense_rank = {row: i for i, row in enumerate(dense_rows, start=1)}
     keyword_rank = {row: i for i, row in enumerate(keyword_rows, start=1)}
@@ -67,7 +68,7 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
     return [
         Hit(
             chunk=snapshot.chunks[row],
-            paper=snapshot.papers[snapshot.chunk_papers[row]],
+            paper=snapshot.paper_of(row),
             score=fused[row],
             dense_rank=dense_rank.get(row),
             keyword_rank=keyword_rank.get(row),
@@ -82,21 +83,16 @@ def paper_rows(snapshot: Snapshot, papers: Iterable[str]) -> list[tuple[int, int
     """The [start, stop) chunk rows of each paper in `papers`, in index order. An id that is
     not in the index raises PaperNotFoundError naming it."""
     wanted = set(papers)
-    rows, start = [], 0
-    for paper in snapshot.papers:
-        if paper.paper_id in wanted:
-            rows.append((start, start + paper.n_chunks))
-            wanted.discard(paper.paper_id)
-        start += paper.n_chunks
-    if wanted:
-        raise PaperNotFoundError(sorted(wanted)[0])
-    return rows
+    where = snapshot.rows()
+    missing = sorted(wanted - where.keys())
+    if missing:
+        raise PaperNotFoundError(missing[0])
+    return sorted((where[p][1], where[p][2]) for p in wanted)
 
 
 def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int, rows=None) -> tuple[list[int], dict[int, float]]:
-    scores, found = search_dense(snapshot.dense, query_vector, n, rows)
-    pairs = [(int(r), float(s)) for r, s in zip(found[0], scores[0]) if r >= 0]
-    return [r for r, _ in pairs], dict(pairs)
+    found, scores = snapshot.dense_search(query_vector, n, rows)
+    return found, dict(zip(found, scores))
 
 
 def _keyword(snapshot: Snapshot, query: str, n: int, rows=None) -> list[int]:

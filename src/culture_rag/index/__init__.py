@@ -1,10 +1,12 @@
-"""The index: immutable per-paper segments plus generations, switched atomically, behind a
-small store interface (store.Store).
+"""The index: immutable per-paper segments and merged parts, plus generations switched
+atomically, behind a small store interface (store.Store).
 
-    layout.py   what a generation is: records, files, format version
-    reading.py  reading a generation, every file verified before it is parsed
-    writing.py  writing segments and a generation (the manifest's one author), garbage collection
-    store.py    the Store Protocol and LocalStore, an index folder on this machine
+    layout.py    what a generation is: records, files, format version, the Snapshot Protocol
+    snapshot.py  a local generation opened on demand (parts mapped, papers read when touched)
+    reading.py   opening a generation, every file verified before it is parsed
+    writing.py   writing segments, parts and a generation (the manifest's one author), the
+                 merge policy, garbage collection
+    store.py     the Store Protocol and LocalStore, an index folder on this machine
 
 FAISS search itself is culture_rag.dense: queries need no storage code.
 """
@@ -15,6 +17,7 @@ from .layout import (
     LINES_FILE,
     MANIFEST_DIGEST,
     KeptPaper,
+    KeywordSearch,
     ModelInfo,
     PaperInfo,
     Segment,
@@ -24,11 +27,12 @@ from .layout import (
     segment_id,
 )
 from .reading import generations, load_snapshot, read_chunks, read_current, read_lines
+from .snapshot import LocalSnapshot
 from .store import LocalStore, Store
 from .writing import Stamp, write_generation, write_lock
 
 __all__ = [
-    "CURRENT", "FORMAT", "LINES_FILE", "MANIFEST_DIGEST", "KeptPaper", "LocalStore", "ModelInfo", "PaperInfo",
+    "CURRENT", "FORMAT", "LINES_FILE", "MANIFEST_DIGEST", "KeptPaper", "KeywordSearch", "LocalSnapshot", "LocalStore", "ModelInfo", "PaperInfo",
     "Segment", "Snapshot", "Stamp", "Store", "generations", "library_versions", "load_snapshot", "manifest_digest",
     "read_chunks", "read_current", "read_lines", "segment_id", "write_generation", "write_lock",
 ]

@@ -1,18 +1,26 @@
-"""What a generation is: its records (papers, segments, snapshot), its layout on disk and its
-format's version. The layout of a local index:
+"""What a generation is: its records (papers, segments, parts, snapshot), its layout on disk
+and its format's version. The layout of a local index:
 
     index/
       CURRENT                 name of the live generation, replaced atomically
-      segments/<id>/          one paper's chunks.jsonl, vectors.npy, sentences.npy and terms.npz
-                              (keyword term counts), never modified
-      gen-000007/             manifest.json (papers, checksums of every file), and dense.faiss
-                              when the dense index is an HNSW graph
+      segments/<id>/          one paper's chunks.jsonl, vectors.npy, sentences.npy, terms.npz
+                              (keyword term counts) and lines.npy, never modified
+      parts/<id>/             a merged part: many papers' vectors as one FAISS index
+                              (dense.faiss: exact up to 200k rows, an inverted file above), their
+                              keyword postings (terms/ptr/rows/tf/lengths.npy), each row's passage
+                              kind (kinds.npy) and chunk-id hash (hashes.npy), never modified
+      gen-000007/manifest.json  papers, where each paper's rows lie (placement), the parts, and
+                              the sha256 of every file of every segment and part
 
+A generation's rows are its parts' rows end to end. A part is either merged or one paper's
+segment (a paper added since the last merge): adding a paper writes its segment and a
+manifest, and a merge policy (writing.py) folds small parts together now and then, as an LSM
+tree does. Opening a generation verifies and maps its parts, and reads no chunk: a paper's
+segment files are verified (sha256) and parsed when a query first touches that paper.
 A build writes a new generation beside the old one and only then points CURRENT at it, so a
-killed build leaves the previous generation live. Exact (flat) search and BM25 are assembled on
-load from the segments, so adding a paper writes that paper and a manifest, not the whole index.
-Nothing is pickled: JSON, .npy/.npz (loaded with allow_pickle=False) and FAISS files only, each
-checked against the manifest's sha256 before it is parsed.
+killed build leaves the previous generation live. Nothing is pickled: JSON, .npy/.npz (loaded
+with allow_pickle=False) and FAISS files only, each checked against the manifest's sha256
+before it is parsed.
 """
 
 from __future__ import annotations
@@ -21,14 +29,14 @@ import contextlib
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from ..dense import dense_vector
-from ..lexical import KeywordIndex, TermCounts
+from ..lexical import KeywordHits, TermCounts
 from ..types import Chunk, PaperInfo
 
 # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else.
@@ -40,7 +48,12 @@ from ..types import Chunk, PaperInfo
 #    papers.toml overrides it (found), so that editing papers.toml needs no re-parsing; segments
 #    keep lines.npy, where each line of a PDF's text stands in PDFium's text of its page
 #    (sourcemap.py), for the source view.
-FORMAT = 7
+# 8: generations of parts (merged parts plus single-segment parts), opened without reading
+#    chunks; a format-7 generation is read as one segment part per paper, and `build` rewrites it
+#    in format 8 without embedding anything again (its segments are format-8 segments too).
+FORMAT = 8
+READABLE_FORMATS = (7, 8)
+SEGMENT_FORMAT = 7  # what segment ids are named by: a segment's files last changed in format 7
 CURRENT = "CURRENT"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".bin")
 
@@ -85,55 +98,68 @@ class KeptPaper:
     paper: PaperInfo
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """One loaded generation. Queries hold a reference to a snapshot, so a rebuild switching
-    generations never mixes passages from two of them."""
+class KeywordSearch(Protocol):
+    """The keyword side of a generation (lexical.KeywordIndex for a local one)."""
 
-    path: Path
+    def search(self, query: str, k: int, within: Sequence[tuple[int, int]] | None = None) -> KeywordHits: ...
+
+    def idf(self, words: list[str]) -> dict[str, float]: ...
+
+    def used_within(self, words: list[str], within: Sequence[tuple[int, int]]) -> set[str]: ...
+
+
+class Snapshot(Protocol):
+    """One loaded generation, as questions read it. Queries hold a reference to a snapshot, so a
+    rebuild switching generations never mixes passages from two of them. Rows: each paper's
+    chunks are consecutive rows, `rows()` says where; a removed paper may leave unused rows."""
+
     generation: int
     manifest: dict
     papers: tuple[PaperInfo, ...]
-    chunks: tuple[Chunk, ...]
-    dense: object  # faiss.Index
-    keyword: KeywordIndex | None
-    chunk_papers: tuple[int, ...] = field(repr=False, default=())  # row -> index into papers
-    # One float16 block per paper: at 1M chunks they are gigabytes that a copy into one matrix
-    # would hold twice while loading, and that an add would copy again.
-    sentence_blocks: tuple[np.ndarray, ...] = field(repr=False, default=())
-    sentence_starts: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))  # in its block
-
-    @property
-    def corpus_dir(self) -> str | None:
-        """The corpus folder the generation was written from."""
-        return self.manifest.get("corpus_dir")
-
-    def rows(self) -> dict[str, tuple[int, int, int]]:
-        """Each paper's (number, first row, end row), by paper id."""
-        out, start = {}, 0
-        for number, paper in enumerate(self.papers):
-            out[paper.paper_id] = (number, start, start + paper.n_chunks)
-            start += paper.n_chunks
-        return out
-
-    def chunk_vector(self, row: int) -> np.ndarray:
-        return dense_vector(self.dense, row)
-
-    def sentence_matrix(self, row: int) -> np.ndarray:
-        """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""
-        start = self.sentence_starts[row]
-        block = self.sentence_blocks[self.chunk_papers[row]]
-        return block[start : start + len(self.chunks[row].sentences)].astype(np.float32)
 
     @property
     def size(self) -> int:
-        return len(self.chunks)
+        """The number of rows."""
+
+    @property
+    def chunks(self) -> Sequence[Chunk]:
+        """chunks[row] and chunks[start:stop], read when asked for."""
+
+    @property
+    def keyword(self) -> KeywordSearch | None: ...
+
+    @property
+    def corpus_dir(self) -> str | None: ...
+
+    @property
+    def outdated(self) -> bool:
+        """Written in an older format that the next write upgrades."""
+
+    def rows(self) -> dict[str, tuple[int, int, int]]:
+        """Each paper's (number, first row, end row), by paper id."""
+
+    def paper_of(self, row: int) -> PaperInfo: ...
+
+    def kinds(self, rows: Sequence[int]) -> np.ndarray:
+        """Each row's passage kind (chunking.passage_kind), as uint8."""
+
+    def chunk_vector(self, row: int) -> np.ndarray: ...
+
+    def sentence_matrix(self, row: int) -> np.ndarray:
+        """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""
+
+    def dense_search(
+        self, vector: np.ndarray, k: int, rows: Sequence[tuple[int, int]] | None = None
+    ) -> tuple[list[int], list[float]]:
+        """The k nearest rows and their inner products, best first; within `rows` when given."""
+
+    def chunk_row(self, chunk_id: str) -> int | None: ...
 
 
 def segment_id(content_hash: str, signature: dict) -> str:
     """Named by content, settings and format: a segment on disk is reused only when it holds
     exactly what this version would write (a segment of another format never is)."""
-    payload = json.dumps({"content": content_hash, **signature, "format": FORMAT}, sort_keys=True)
+    payload = json.dumps({"content": content_hash, **signature, "format": SEGMENT_FORMAT}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -146,9 +172,10 @@ def library_versions() -> dict[str, str]:
 
 
 _GEN_NAME = re.compile(r"gen-\d{6}")
-_SEGMENT_NAME = re.compile(r"[0-9a-f]{24}")
+_SEGMENT_NAME = re.compile(r"[0-9a-f]{24}")  # segment and part ids
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 SEGMENT_FILES = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz", "lines.npy")
+PART_FILES = ("dense.faiss", "terms.npy", "ptr.npy", "rows.npy", "tf.npy", "lengths.npy", "kinds.npy", "hashes.npy")
 LINES_FILE = "lines.npy"
 MANIFEST_DIGEST = "manifest_sha256"
 
@@ -158,25 +185,3 @@ def manifest_digest(manifest: dict) -> str:
     body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def assemble(gen_dir: Path, manifest: dict, papers, chunks, dense, keyword, sentence_blocks) -> Snapshot:
-    starts, row = np.zeros(len(chunks), np.int64), 0
-    for paper in papers:
-        counts = [len(c.sentences) for c in chunks[row : row + paper.n_chunks]]
-        starts[row : row + paper.n_chunks] = np.cumsum([0] + counts[:-1]) if counts else []
-        row += paper.n_chunks
-    return Snapshot(
-        path=gen_dir,
-        generation=int(gen_dir.name.split("-")[1]),
-        manifest=manifest,
-        papers=tuple(papers),
-        chunks=tuple(chunks),
-        dense=dense,
-        keyword=keyword,
-        chunk_papers=tuple(i for i, paper in enumerate(papers) for _ in range(paper.n_chunks)),
-        sentence_blocks=tuple(sentence_blocks),
-        sentence_starts=starts,
-    )
-
-

@@ -3,17 +3,16 @@ its sha256 before it is parsed, and the fallback to an older intact generation."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..dense import build_dense
 from ..files import file_sha256
 from ..errors import IndexLoadError, IndexModelMismatch
-from ..lexical import KeywordIndex, TermCounts, TermFileError
+from ..lexical import Postings, TermCounts, TermFileError
 from ..regions import ROLE_CODES, ROLES
 from ..types import Chunk, PaperMeta, Span
 from . import layout
@@ -25,12 +24,12 @@ from .layout import (
     FORBIDDEN_SUFFIXES,
     LINES_FILE,
     MANIFEST_DIGEST,
+    PART_FILES,
     SEGMENT_FILES,
     PaperInfo,
-    Snapshot,
-    assemble,
     manifest_digest,
 )
+from .snapshot import LocalSnapshot, Part, PaperData, chunk_hashes, paper_data, unreadable, with_paper_id
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def generations(index_dir: Path) -> list[str]:
     return sorted((p.name for p in index_dir.iterdir() if _GEN_NAME.fullmatch(p.name) and p.is_dir()), reverse=True)
 
 
-def load_snapshot(index_dir: Path, fingerprint: str, dimension: int, fallback: bool = True) -> Snapshot:
+def load_snapshot(index_dir: Path, fingerprint: str, dimension: int, fallback: bool = True) -> LocalSnapshot:
     """Load the live generation, verified. With `fallback`, a damaged generation is skipped for
     the newest older one that verifies, with a warning; a model mismatch is never skipped."""
     index_dir = Path(index_dir)
@@ -125,12 +124,12 @@ def _read_manifest(manifest_path: Path) -> dict:
         raise IndexLoadError(manifest_path, "damaged manifest (not a JSON object)")
     recorded = manifest.get(MANIFEST_DIGEST)
     intact = recorded is not None and recorded == manifest_digest(manifest)
-    if manifest.get("format") == 1 or (intact and manifest.get("format") != layout.FORMAT):
+    if manifest.get("format") == 1 or (intact and manifest.get("format") not in layout.READABLE_FORMATS):
         # An intact manifest of another format (format 1 had no digest) is another version's
         # index, not damage: `build` re-embeds it.
         raise IndexModelMismatch(
-            manifest_path, f"written in index format {manifest.get('format')!r}, this version reads {layout.FORMAT}; "
-            "run `culture-rag build` to index the papers again"
+            manifest_path, f"written in index format {manifest.get('format')!r}, this version reads "
+            f"{' and '.join(map(str, layout.READABLE_FORMATS))}; run `culture-rag build` to index the papers again"
         )
     if recorded is None:
         raise IndexLoadError(manifest_path, "the manifest's own checksum is missing: it is damaged or was changed")
@@ -150,7 +149,7 @@ def _field(manifest_path: Path, manifest: dict, name: str, kind: type):
 _LEGACY_INT8 = " (int8 vectors with 8-bit weights, which come out differently on CPUs with and without VNNI)"
 
 
-def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension: int) -> Snapshot:
+def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension: int) -> LocalSnapshot:
     manifest_path = gen_dir / "manifest.json"
     manifest = _read_manifest(manifest_path)
     model = _field(manifest_path, manifest, "model", dict)
@@ -165,31 +164,173 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
         raise IndexModelMismatch(manifest_path, f"dimension {model.get('dimension')} does not match the model's {dimension}")
     _refuse_pickles(gen_dir)
     files = _field(manifest_path, manifest, "files", dict)
-    hnsw = manifest.get("dense_type") == "hnsw"
-    # Every file the loader parses must be covered by a checksum, checked before any parser
-    # (faiss.read_index, numpy) sees a byte of it.
+    # Every file in the generation's folder must be covered by a checksum, checked before any
+    # parser sees a byte of it (a format-7 HNSW graph is checked and left unread).
     on_disk = {str(p.relative_to(gen_dir)) for p in gen_dir.rglob("*") if p.is_file()} - {"manifest.json"}
-    unlisted = sorted(on_disk - set(files)) + ([] if "dense.faiss" in files or not hnsw else ["dense.faiss"])
+    unlisted = sorted(on_disk - set(files))
     if unlisted:
         raise IndexLoadError(gen_dir / unlisted[0], "has no checksum in the manifest; the generation was tampered with")
     _verify_files(gen_dir, files)
-    loaded = _load_segments(index_dir, manifest, dimension, manifest_path, keep_vectors=not hnsw)
-    chunks = loaded.chunks
-    if manifest.get("n_chunks", len(chunks)) != len(chunks):
-        raise IndexLoadError(manifest_path, f"n_chunks is {manifest.get('n_chunks')!r} but the segments hold {len(chunks)}")
-    if hnsw:
-        dense = _read_faiss(gen_dir / "dense.faiss")
-        if dense.d != dimension:
-            raise IndexLoadError(gen_dir / "dense.faiss", f"vectors of dimension {dense.d}, the model's is {dimension}; rebuild")
-        if dense.ntotal != len(chunks):
-            raise IndexLoadError(gen_dir / "dense.faiss", f"{dense.ntotal} vectors for {len(chunks)} chunks; rebuild")
-    else:  # exact search over the segments' own vectors, verified above
-        dense = build_dense(np.concatenate(loaded.vectors) if loaded.vectors else np.zeros((0, dimension), np.float32), dimension)
+    papers = _paper_records(manifest, manifest_path)
+    segments = _field(manifest_path, manifest, "segments", dict)
+    for paper in papers:
+        expected = segments.get(paper.segment)
+        if not isinstance(expected, dict) or sorted(expected) != sorted(SEGMENT_FILES):
+            raise IndexLoadError(manifest_path, f"damaged manifest: no checksums for segment {paper.segment}")
+    reader = _PaperReader(index_dir, segments, papers, dimension)
+    if manifest.get("format") == 7:  # every paper a segment part of its own, end to end
+        layout_parts = [{"kind": "segment", "id": p.segment, "rows": p.n_chunks} for p in papers]
+        placement = [[i, 0] for i in range(len(papers))]
+    else:
+        layout_parts = _field(manifest_path, manifest, "parts", list)
+        placement = _field(manifest_path, manifest, "placement", list)
+    parts, seeded = _load_parts(index_dir, manifest, manifest_path, layout_parts, placement, papers, reader, dimension)
+    starts = _starts(manifest_path, placement, parts, papers)
+    offsets = np.cumsum([0] + [p.size for p in parts])
+    if manifest.get("n_chunks", sum(p.n_chunks for p in papers)) != sum(p.n_chunks for p in papers):
+        raise IndexLoadError(manifest_path, f"n_chunks is {manifest.get('n_chunks')!r} but the papers hold {sum(p.n_chunks for p in papers)}")
+    return LocalSnapshot(gen_dir, manifest, papers, starts, [tuple(p) for p in placement],
+                         [(part, int(offsets[i])) for i, part in enumerate(parts)], reader, seeded)
+
+
+def _paper_records(manifest: dict, manifest_path: Path) -> list[PaperInfo]:
+    records = manifest.get("papers", [])
+    if not isinstance(records, list):
+        raise IndexLoadError(manifest_path, "damaged manifest: 'papers' has the wrong type")
+    out = []
+    for number, record in enumerate(records):
+        try:
+            found = PaperMeta.from_dict(record["found"]) if record.get("found") is not None else None
+            ocr_pages = tuple(record.get("ocr_pages", ()))
+            info = PaperInfo(**{**record, "authors": tuple(record["authors"]), "found": found, "ocr_pages": ocr_pages})
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise IndexLoadError(manifest_path, f"damaged manifest: paper record {number} is malformed ({exc})") from None
+        if not (isinstance(info.segment, str) and _SEGMENT_NAME.fullmatch(info.segment)):
+            raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} names segment {info.segment!r}")
+        if not isinstance(info.n_chunks, int) or isinstance(info.n_chunks, bool) or info.n_chunks < 0:
+            raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} has n_chunks {info.n_chunks!r}")
+        out.append(info)
+    return out
+
+
+def _load_parts(index_dir, manifest, manifest_path, layout_parts, placement, papers, reader, dimension):
+    """Each part, verified and opened: a merged part's files mapped, a segment part's paper read."""
+    if len(placement) != len(papers):
+        raise IndexLoadError(manifest_path, "damaged manifest: 'placement' does not list every paper")
+    owner = {}
+    for number, place in enumerate(placement):
+        if not (isinstance(place, list) and len(place) == 2 and all(type(v) is int for v in place)):
+            raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} has placement {place!r}")
+        owner.setdefault(place[0], number)
+    part_files = manifest.get("part_files", {})
+    parts, seeded = [], {}
+    for index, record in enumerate(layout_parts):
+        if not (isinstance(record, dict) and record.get("kind") in ("merged", "segment") and isinstance(record.get("id"), str)
+                and _SEGMENT_NAME.fullmatch(record["id"]) and type(record.get("rows")) is int):
+            raise IndexLoadError(manifest_path, f"damaged manifest: part {index} is malformed")
+        if record["kind"] == "merged":
+            part = _merged_part(index_dir / "parts" / record["id"], part_files.get(record["id"]), record, dimension)
+        else:
+            if index not in owner:
+                raise IndexLoadError(manifest_path, f"damaged manifest: segment part {index} holds no paper")
+            data, terms = reader.read_with_terms(owner[index])
+            seeded[owner[index]] = data
+            part = segment_part(record["id"], data, terms, dimension)
+        if part.size != record["rows"]:
+            raise IndexLoadError(index_dir / "parts" / record["id"], f"{part.size} rows but the manifest says {record['rows']}")
+        parts.append(part)
+    return parts, seeded
+
+
+def segment_part(segment: str, data: PaperData, terms: TermCounts, dimension: int) -> Part:
+    """A paper added since the last merge, searched on its own."""
+    from ..chunking import passage_kind
+    from ..dense import build_dense
+
+    kinds = np.fromiter((passage_kind(c) for c in data.chunks), np.uint8, count=len(data.chunks))
+    return Part("segment", segment, build_dense(data.vectors, dimension), Postings.of_counts(terms), kinds,
+                chunk_hashes(data.chunks), terms)
+
+
+def _merged_part(folder: Path, checksums, record: dict, dimension: int) -> Part:
+    import faiss
+
+    if not isinstance(checksums, dict) or sorted(checksums) != sorted(PART_FILES):
+        raise IndexLoadError(folder, "damaged manifest: no checksums for this part")
+    _refuse_pickles(folder)
+    _verify_files(folder, checksums)
     try:
-        keyword = KeywordIndex.of_counts(TermCounts.merge_files(loaded.terms)) if chunks else None
+        dense = faiss.read_index(str(folder / "dense.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC)
+        postings = Postings.load(folder)
+        kinds = np.load(folder / "kinds.npy", allow_pickle=False, mmap_mode="r")
+        hashes = np.load(folder / "hashes.npy", allow_pickle=False, mmap_mode="r")
     except TermFileError as exc:
         raise IndexLoadError(exc.path, exc.detail) from None
-    return assemble(gen_dir, manifest, loaded.papers, chunks, dense, keyword, loaded.sentences)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise unreadable(folder, exc) from None
+    rows = record["rows"]
+    if dense.d != dimension or dense.ntotal != rows or kinds.shape != (rows,) or hashes.shape != (rows,) or postings.size != rows:
+        raise IndexLoadError(folder, f"files that do not hold {rows} rows of dimension {dimension}; rebuild with `culture-rag build`")
+    if kinds.dtype != np.uint8 or hashes.dtype != np.uint64:
+        raise IndexLoadError(folder, "kinds.npy or hashes.npy of the wrong type; rebuild with `culture-rag build`")
+    return Part("merged", record["id"], dense, postings, kinds, hashes)
+
+
+def _starts(manifest_path: Path, placement: list, parts: list[Part], papers: list[PaperInfo]) -> np.ndarray:
+    offsets = np.cumsum([0] + [p.size for p in parts])
+    starts = np.zeros(len(papers), np.int64)
+    for number, ((index, local), paper) in enumerate(zip(placement, papers)):
+        if not (0 <= index < len(parts) and 0 <= local and local + paper.n_chunks <= parts[index].size):
+            raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} lies outside its part")
+        starts[number] = offsets[index] + local
+    return starts
+
+
+class _PaperReader:
+    """A paper's segment files, verified against the manifest and parsed, on demand."""
+
+    def __init__(self, index_dir: Path, segments: dict, papers: list[PaperInfo], dimension: int) -> None:
+        self.index_dir, self.segments, self.papers, self.dimension = index_dir, segments, papers, dimension
+
+    def _files(self, number: int, names: tuple[str, ...]) -> tuple[PaperInfo, Path]:
+        paper = self.papers[number]
+        seg_dir = self.index_dir / "segments" / paper.segment
+        expected = self.segments[paper.segment]
+        _refuse_pickles(seg_dir)
+        _verify_files(seg_dir, {name: expected[name] for name in names})
+        return paper, seg_dir
+
+    def read(self, number: int) -> PaperData:
+        with _rebuild_advice():
+            paper, seg_dir = self._files(number, ("chunks.jsonl", "vectors.npy", "sentences.npy"))
+            chunks = read_chunks(seg_dir / "chunks.jsonl")
+            if len(chunks) != paper.n_chunks:
+                raise IndexLoadError(seg_dir, f"{len(chunks)} chunks but the manifest says {paper.n_chunks}")
+            vectors = _load_array(seg_dir / "vectors.npy", len(chunks), self.dimension)
+            sentences = _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in chunks), self.dimension)
+            return paper_data(with_paper_id(chunks, paper.paper_id), vectors, sentences)
+
+    def terms(self, number: int) -> TermCounts:
+        with _rebuild_advice():
+            paper, seg_dir = self._files(number, ("terms.npz",))
+            try:
+                return TermCounts.load(seg_dir / "terms.npz", paper.n_chunks)
+            except TermFileError as exc:
+                raise IndexLoadError(exc.path, exc.detail) from None
+
+    def read_with_terms(self, number: int) -> tuple[PaperData, TermCounts]:
+        return self.read(number), self.terms(number)
+
+
+@contextlib.contextmanager
+def _rebuild_advice():
+    """A file read after opening fails a query rather than the load, so its error says what to do."""
+    try:
+        yield
+    except IndexLoadError as exc:
+        if "culture-rag build" in exc.detail:
+            raise
+        raise IndexLoadError(exc.path, f"{exc.detail}; rebuild the index with `culture-rag build`") from None
 
 
 def _refuse_pickles(folder: Path) -> None:
@@ -214,15 +355,6 @@ def _verify_files(base: Path, checksums: dict[str, str]) -> None:
             raise IndexLoadError(path, "checksum mismatch: the file is damaged or was changed")
 
 
-def _read_faiss(path: Path):
-    import faiss
-
-    try:
-        return faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise IndexLoadError(path, f"cannot read the vector index: {str(exc).splitlines()[0]}") from None
-
-
 def _load_array(path: Path, rows: int, dimension: int, mmap: bool = False) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
@@ -233,57 +365,6 @@ def _load_array(path: Path, rows: int, dimension: int, mmap: bool = False) -> np
     if array.shape != (rows, dimension):
         raise IndexLoadError(path, f"shape {array.shape} does not match {rows} rows of dimension {dimension}")
     return array
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    papers: list[PaperInfo]
-    chunks: list[Chunk]
-    vectors: list[np.ndarray]
-    sentences: list[np.ndarray]
-    terms: list[tuple[Path, int]]  # each segment's saved term counts and its number of chunks
-
-
-def _load_segments(index_dir: Path, manifest: dict, dimension: int, manifest_path: Path, keep_vectors: bool) -> _Loaded:
-    records = manifest.get("papers", [])
-    checksums = manifest.get("segments", {})
-    if not isinstance(records, list) or not isinstance(checksums, dict):
-        raise IndexLoadError(manifest_path, "damaged manifest: 'papers' or 'segments' has the wrong type")
-    out = _Loaded([], [], [], [], [])
-    for number, record in enumerate(records):
-        try:
-            found = PaperMeta.from_dict(record["found"]) if record.get("found") is not None else None
-            ocr_pages = tuple(record.get("ocr_pages", ()))
-            info = PaperInfo(**{**record, "authors": tuple(record["authors"]), "found": found, "ocr_pages": ocr_pages})
-        except (TypeError, KeyError, AttributeError) as exc:
-            raise IndexLoadError(manifest_path, f"damaged manifest: paper record {number} is malformed ({exc})") from None
-        if not (isinstance(info.segment, str) and _SEGMENT_NAME.fullmatch(info.segment)):
-            raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} names segment {info.segment!r}")
-        if not isinstance(info.n_chunks, int) or isinstance(info.n_chunks, bool):
-            raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} has n_chunks {info.n_chunks!r}")
-        seg_dir = index_dir / "segments" / info.segment
-        expected = checksums.get(info.segment)
-        if not isinstance(expected, dict) or sorted(expected) != sorted(SEGMENT_FILES):
-            raise IndexLoadError(manifest_path, f"damaged manifest: no checksums for segment {info.segment}")
-        _refuse_pickles(seg_dir)
-        _verify_files(seg_dir, expected)
-        seg_chunks = read_chunks(seg_dir / "chunks.jsonl")
-        if len(seg_chunks) != info.n_chunks:
-            raise IndexLoadError(seg_dir, f"{len(seg_chunks)} chunks but the manifest says {info.n_chunks}")
-        # Segments are named by content, so two files with the same bytes share one, written with
-        # the first one's paper id; the manifest's record says whose chunks these are here.
-        seg_chunks = [c if c.paper_id == info.paper_id else replace(c, paper_id=info.paper_id) for c in seg_chunks]
-        # An HNSW generation has its own copy of the vectors: check their shape only. Nothing
-        # stays memory-mapped: each map holds a file descriptor, and 1M chunks are 13k segments.
-        if keep_vectors:
-            out.vectors.append(_load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension))
-        else:
-            _load_array(seg_dir / "vectors.npy", len(seg_chunks), dimension, mmap=True)
-        out.sentences.append(_load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in seg_chunks), dimension))
-        out.terms.append((seg_dir / "terms.npz", len(seg_chunks)))
-        out.papers.append(info)
-        out.chunks.extend(seg_chunks)
-    return out
 
 
 _CHUNK_TYPES = {
@@ -348,7 +429,8 @@ def read_lines(index_dir: Path, manifest: dict, paper: PaperInfo) -> np.ndarray:
     expected = manifest.get("segments", {}).get(paper.segment, {})
     if not isinstance(expected, dict) or LINES_FILE not in expected:
         raise IndexLoadError(seg_dir, "no checksum for lines.npy in the manifest; rebuild with `culture-rag build`")
-    _verify_files(seg_dir, {LINES_FILE: expected[LINES_FILE]})
+    with _rebuild_advice():
+        _verify_files(seg_dir, {LINES_FILE: expected[LINES_FILE]})
     try:
         lines = np.load(seg_dir / LINES_FILE, allow_pickle=False)
     except (OSError, ValueError) as exc:
