@@ -97,7 +97,7 @@ def ensure(index_dir: Path, n: int, kind: str, assistant) -> dict:
     from culture_rag.index import FORMAT, write_generation
 
     corpus_dir = index_dir.with_name(index_dir.name + "-corpus")
-    stamp = {"chunks": n, "vectors": kind, "format": FORMAT, "model": assistant.embedder.fingerprint, "parts": 1}
+    stamp = {"chunks": n, "vectors": kind, "format": FORMAT, "model": assistant.embedder.fingerprint, "parts": 2}
     stamp_file = index_dir / "bench-stamp.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
         return json.loads(stamp_file.read_text())

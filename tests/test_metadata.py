@@ -148,8 +148,12 @@ def test_editing_papers_toml_updates_the_library_without_embedding(tmp_path, cor
     assert bare.title == read_paper(corpus_copy / MAO).found.title
 
 
-def test_an_index_of_the_previous_format_is_refused_then_rebuilt(tmp_path, corpus_copy, fake_embedder):
-    from culture_rag.index import FORMAT, MANIFEST_DIGEST, manifest_digest, read_current
+def test_an_index_of_a_format_before_7_is_refused_then_rebuilt(tmp_path, corpus_copy, fake_embedder):
+    """Format 6 papers had no year, DOI or venue: such an index is refused, and built again."""
+    from culture_rag.index import MANIFEST_DIGEST, manifest_digest, read_current
+    from culture_rag.index.layout import READABLE_FORMATS
+
+    FORMAT = min(READABLE_FORMATS)  # noqa: N806  the oldest readable; one less is refused
 
     assistant = Assistant(make_settings(tmp_path), embedder=fake_embedder)
     assistant.build(corpus_copy)

@@ -104,7 +104,7 @@ def read_all(snapshot) -> None:
     from culture_rag.index import read_lines
 
     for number, paper in enumerate(snapshot.papers):
-        snapshot.paper_data(number)
+        list(snapshot.paper_data(number).chunks)
         snapshot.reader.terms(number)
         read_lines(snapshot.path.parent, snapshot.manifest, paper)
 

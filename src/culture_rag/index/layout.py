@@ -8,7 +8,8 @@ and its format's version. The layout of a local index:
       parts/<id>/             a merged part: many papers' vectors as one FAISS index
                               (dense.faiss: exact up to 200k rows, an inverted file above), their
                               keyword postings (terms/ptr/rows/tf/lengths.npy), each row's passage
-                              kind (kinds.npy) and chunk-id hash (hashes.npy), never modified
+                              kind (kinds.npy), chunk-id hash (hashes.npy) and first sentence in
+                              its paper's sentences.npy (sentence_starts.npy), never modified
       gen-000007/manifest.json  papers, where each paper's rows lie (placement), the parts, and
                               the sha256 of every file of every segment and part
 
@@ -175,7 +176,9 @@ _GEN_NAME = re.compile(r"gen-\d{6}")
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{24}")  # segment and part ids
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 SEGMENT_FILES = ("chunks.jsonl", "vectors.npy", "sentences.npy", "terms.npz", "lines.npy")
-PART_FILES = ("dense.faiss", "terms.npy", "ptr.npy", "rows.npy", "tf.npy", "lengths.npy", "kinds.npy", "hashes.npy")
+PART_FILES = (
+    "dense.faiss", "terms.npy", "ptr.npy", "rows.npy", "tf.npy", "lengths.npy", "kinds.npy", "hashes.npy", "sentence_starts.npy",
+)
 LINES_FILE = "lines.npy"
 MANIFEST_DIGEST = "manifest_sha256"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from .layout import (
     PaperInfo,
     manifest_digest,
 )
-from .snapshot import LocalSnapshot, Part, PaperData, chunk_hashes, paper_data, unreadable, with_paper_id
+from .snapshot import LazyChunks, LocalSnapshot, Part, PaperData, chunk_hashes, sentence_starts, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def segment_part(segment: str, data: PaperData, terms: TermCounts, dimension: in
 
     kinds = np.fromiter((passage_kind(c) for c in data.chunks), np.uint8, count=len(data.chunks))
     return Part("segment", segment, build_dense(data.vectors, dimension), Postings.of_counts(terms), kinds,
-                chunk_hashes(data.chunks), terms)
+                chunk_hashes(data.chunks), sentence_starts(data.chunks), terms)
 
 
 def _merged_part(folder: Path, checksums, record: dict, dimension: int) -> Part:
@@ -264,16 +265,18 @@ def _merged_part(folder: Path, checksums, record: dict, dimension: int) -> Part:
         postings = Postings.load(folder)
         kinds = np.load(folder / "kinds.npy", allow_pickle=False, mmap_mode="r")
         hashes = np.load(folder / "hashes.npy", allow_pickle=False, mmap_mode="r")
+        starts = np.load(folder / "sentence_starts.npy", allow_pickle=False, mmap_mode="r")
     except TermFileError as exc:
         raise IndexLoadError(exc.path, exc.detail) from None
     except (RuntimeError, ValueError, OSError) as exc:
         raise unreadable(folder, exc) from None
     rows = record["rows"]
-    if dense.d != dimension or dense.ntotal != rows or kinds.shape != (rows,) or hashes.shape != (rows,) or postings.size != rows:
+    shapes = {kinds.shape, hashes.shape, starts.shape}
+    if dense.d != dimension or dense.ntotal != rows or shapes != {(rows,)} or postings.size != rows:
         raise IndexLoadError(folder, f"files that do not hold {rows} rows of dimension {dimension}; rebuild with `culture-rag build`")
-    if kinds.dtype != np.uint8 or hashes.dtype != np.uint64:
-        raise IndexLoadError(folder, "kinds.npy or hashes.npy of the wrong type; rebuild with `culture-rag build`")
-    return Part("merged", record["id"], dense, postings, kinds, hashes)
+    if kinds.dtype != np.uint8 or hashes.dtype != np.uint64 or starts.dtype != np.uint32:
+        raise IndexLoadError(folder, "kinds, hashes or sentence_starts of the wrong type; rebuild with `culture-rag build`")
+    return Part("merged", record["id"], dense, postings, kinds, hashes, starts)
 
 
 def _starts(manifest_path: Path, placement: list, parts: list[Part], papers: list[PaperInfo]) -> np.ndarray:
@@ -303,12 +306,18 @@ class _PaperReader:
     def read(self, number: int) -> PaperData:
         with _rebuild_advice():
             paper, seg_dir = self._files(number, ("chunks.jsonl", "vectors.npy", "sentences.npy"))
-            chunks = read_chunks(seg_dir / "chunks.jsonl")
-            if len(chunks) != paper.n_chunks:
-                raise IndexLoadError(seg_dir, f"{len(chunks)} chunks but the manifest says {paper.n_chunks}")
-            vectors = _load_array(seg_dir / "vectors.npy", len(chunks), self.dimension)
-            sentences = _load_array(seg_dir / "sentences.npy", sum(len(c.sentences) for c in chunks), self.dimension)
-            return paper_data(with_paper_id(chunks, paper.paper_id), vectors, sentences)
+            path = seg_dir / "chunks.jsonl"
+            records = chunk_records(path)
+            if len(records) != paper.n_chunks:
+                raise IndexLoadError(seg_dir, f"{len(records)} chunks but the manifest says {paper.n_chunks}")
+            vectors = _load_array(seg_dir / "vectors.npy", len(records), self.dimension)
+            sentences = _load_array(seg_dir / "sentences.npy", None, self.dimension)  # sentence_matrix checks its rows
+
+            def parse(i: int, raw: dict) -> Chunk:
+                chunk = chunk_of(raw, path, i + 1)
+                return chunk if chunk.paper_id == paper.paper_id else replace(chunk, paper_id=paper.paper_id)
+
+            return PaperData(LazyChunks(records, parse), vectors, sentences.astype(np.float16, copy=False))
 
     def terms(self, number: int) -> TermCounts:
         with _rebuild_advice():
@@ -355,15 +364,15 @@ def _verify_files(base: Path, checksums: dict[str, str]) -> None:
             raise IndexLoadError(path, "checksum mismatch: the file is damaged or was changed")
 
 
-def _load_array(path: Path, rows: int, dimension: int, mmap: bool = False) -> np.ndarray:
+def _load_array(path: Path, rows: int | None, dimension: int, mmap: bool = False) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as exc:  # object arrays (pickles) end here too
         raise IndexLoadError(path, f"not a plain numeric array ({exc})") from None
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
         raise IndexLoadError(path, "not an array of floating-point vectors")
-    if array.shape != (rows, dimension):
-        raise IndexLoadError(path, f"shape {array.shape} does not match {rows} rows of dimension {dimension}")
+    if array.ndim != 2 or array.shape[1] != dimension or (rows is not None and array.shape[0] != rows):
+        raise IndexLoadError(path, f"shape {array.shape} does not match {rows if rows is not None else 'rows'} of dimension {dimension}")
     return array
 
 
@@ -398,28 +407,38 @@ def _roles_fit(codes, sentences: list) -> bool:
 
 
 def read_chunks(path: Path) -> list[Chunk]:
-    out = []
-    number = 0
+    return [chunk_of(raw, path, number) for number, raw in enumerate(chunk_records(path), start=1)]
+
+
+def chunk_records(path: Path) -> list[bytes]:
+    """The chunk records of a chunks.jsonl, one line each, unparsed: a query makes Chunks of only
+    the records it uses (chunk_of)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                raw = json.loads(line)
-                sentences = raw.pop("sentences")
-                codes = raw.pop("sentence_roles")
-                wrong = [k for k, kind in _CHUNK_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
-                # The text must be the slice it claims to be, and its sentences inside it: answers quote by offset.
-                if wrong or raw["end"] - raw["start"] != len(raw["text"]) or not _sentences_fit(sentences, raw["start"], raw["end"]):
-                    raise ValueError(f"inconsistent fields {wrong or ['start', 'end', 'sentences']}")
-                # join refuses a heading that is not a string, in C: a load checks millions
-                if raw["role"] not in _ROLE_NAMES or not _roles_fit(codes, sentences) or "".join(raw["heading_path"]) is None:
-                    raise ValueError("inconsistent fields ['role', 'sentence_roles', 'heading_path']")
-                raw["role"] = _ROLE_NAMES[raw["role"]]
-                raw["heading_path"] = tuple(raw["heading_path"])
-                spans = tuple([Span(a, b, p, _ROLE_OF_CODE[c]) for (a, b, p), c in zip(sentences, codes)])
-                out.append(Chunk(**raw, sentences=spans))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
-        raise IndexLoadError(path, f"malformed chunk on line {number} ({exc})") from None
-    return out
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IndexLoadError(path, f"cannot read it ({exc.strerror or exc})") from None
+    return data.splitlines() if data else []
+
+
+def chunk_of(record: bytes, path: Path, number: int) -> Chunk:
+    """A chunk record parsed and checked field by field, as a Chunk (`number`: its line)."""
+    try:
+        raw = json.loads(record)
+        sentences = raw.pop("sentences")
+        codes = raw.pop("sentence_roles")
+        wrong = [k for k, kind in _CHUNK_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
+        # The text must be the slice it claims to be, and its sentences inside it: answers quote by offset.
+        if wrong or raw["end"] - raw["start"] != len(raw["text"]) or not _sentences_fit(sentences, raw["start"], raw["end"]):
+            raise ValueError(f"inconsistent fields {wrong or ['start', 'end', 'sentences']}")
+        # join refuses a heading that is not a string, in C: a load checks millions
+        if raw["role"] not in _ROLE_NAMES or not _roles_fit(codes, sentences) or "".join(raw["heading_path"]) is None:
+            raise ValueError("inconsistent fields ['role', 'sentence_roles', 'heading_path']")
+        raw["role"] = _ROLE_NAMES[raw["role"]]
+        raw["heading_path"] = tuple(raw["heading_path"])
+        spans = tuple([Span(a, b, p, _ROLE_OF_CODE[c]) for (a, b, p), c in zip(sentences, codes)])
+        return Chunk(**raw, sentences=spans)
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise IndexLoadError(path, f"malformed chunk on line {number} ({exc}); rebuild with `culture-rag build`") from None
 
 
 def read_lines(index_dir: Path, manifest: dict, paper: PaperInfo) -> np.ndarray:

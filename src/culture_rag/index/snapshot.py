@@ -8,7 +8,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class Part:
     postings: Postings
     kinds: np.ndarray  # uint8 per row (chunking.passage_kind)
     hashes: np.ndarray  # uint64 per row (chunk_hash)
+    sentence_starts: np.ndarray  # uint32 per row: its first sentence's row in its paper's sentences.npy
     terms: TermCounts | None = None
 
     @property
@@ -63,16 +64,40 @@ class Part:
 class PaperData:
     """One paper's chunks and vectors as its segment holds them."""
 
-    chunks: tuple[Chunk, ...]
+    chunks: Sequence[Chunk]
     vectors: np.ndarray
     sentences: np.ndarray  # float16, one row per sentence, chunk by chunk
-    sentence_starts: np.ndarray
 
 
 def paper_data(chunks: Sequence[Chunk], vectors: np.ndarray, sentences: np.ndarray) -> PaperData:
+    return PaperData(tuple(chunks), vectors, sentences.astype(np.float16, copy=False))
+
+
+def sentence_starts(chunks: Sequence[Chunk]) -> np.ndarray:
+    """Each chunk's first sentence in its paper's sentence vectors (one row per sentence, chunk by chunk)."""
     counts = [len(c.sentences) for c in chunks]
-    starts = np.cumsum([0] + counts[:-1]).astype(np.int64) if counts else np.zeros(0, np.int64)
-    return PaperData(tuple(chunks), vectors, sentences.astype(np.float16, copy=False), starts)
+    return np.cumsum([0] + counts[:-1]).astype(np.uint32) if counts else np.zeros(0, np.uint32)
+
+
+class LazyChunks(Sequence):
+    """A paper's chunk records, each made a Chunk (checked field by field) when first asked for:
+    a search uses a few chunks of each paper it touches, and parsing all of them cost 6 ms a paper
+    (the records are read as lines, each parsed when first asked for)."""
+
+    def __init__(self, records: list, parse) -> None:
+        self._items, self._parse = list(records), parse
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        item = self._items[i]
+        if not isinstance(item, Chunk):
+            # Two threads may parse the same record at once; both get equal chunks.
+            item = self._items[i] = self._parse(i % len(self._items), item)
+        return item
 
 
 class _PaperCache:
@@ -147,6 +172,7 @@ class LocalSnapshot:
         live = sum(p.n_chunks for p in self.papers)
         self._live = None if live == self.size else _ranges(self.starts, self._ends)
         self._kinds = np.concatenate([p.kinds for p, _ in self.parts]) if self.parts else np.zeros(0, np.uint8)
+        self._sentence_starts = np.concatenate([p.sentence_starts for p, _ in self.parts]) if self.parts else np.zeros(0, np.uint32)
 
     @property
     def corpus_dir(self) -> str | None:
@@ -195,8 +221,11 @@ class LocalSnapshot:
     def sentence_matrix(self, row: int) -> np.ndarray:
         number, local = self.locate(row)
         data = self.paper_data(number)
-        start = data.sentence_starts[local]
-        return data.sentences[start : start + len(data.chunks[local].sentences)].astype(np.float32)
+        start = int(self._sentence_starts[row])
+        stop = start + len(data.chunks[local].sentences)
+        if stop > len(data.sentences):
+            raise IndexLoadError(self.papers[number].segment, "sentence vectors that do not fit its chunks; rebuild with `culture-rag build`")
+        return data.sentences[start:stop].astype(np.float32)
 
     def dense_search(self, vector: np.ndarray, k: int, rows: Sequence[tuple[int, int]] | None = None):
         within = rows if rows is not None else self._live  # rows of removed papers are never candidates
@@ -228,12 +257,6 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
         else:
             out.append((a, b))
     return out
-
-
-def with_paper_id(chunks: Sequence[Chunk], paper_id: str) -> tuple[Chunk, ...]:
-    """Segments are named by content, so two files with the same bytes share one, written with
-    the first one's paper id; the manifest's record says whose chunks these are here."""
-    return tuple(c if c.paper_id == paper_id else replace(c, paper_id=paper_id) for c in chunks)
 
 
 def unreadable(path: Path, exc: Exception) -> IndexLoadError:

@@ -48,7 +48,7 @@ from .layout import (
     manifest_digest,
 )
 from .reading import _PaperReader, generations, read_current, segment_part
-from .snapshot import LocalSnapshot, Part, chunk_hashes, paper_data
+from .snapshot import LocalSnapshot, Part, chunk_hashes, paper_data, sentence_starts
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,7 @@ class _Material:
     terms: TermCounts
     kinds: np.ndarray
     hashes: np.ndarray
+    sentence_starts: np.ndarray
 
 
 def _single(segment: Segment, dim: int) -> Part:
@@ -224,15 +225,16 @@ def _material(item: Written, previous: LocalSnapshot | None, numbers: dict[str, 
     paper's from memory, a kept one's from its part, or its segment's files (verified)."""
     if isinstance(item, Segment):
         kinds = np.fromiter((passage_kind(c) for c in item.chunks), np.uint8, count=len(item.chunks))
-        return _Material(np.asarray(item.vectors, np.float32), item.terms, kinds, chunk_hashes(item.chunks))
+        return _Material(np.asarray(item.vectors, np.float32), item.terms, kinds, chunk_hashes(item.chunks), sentence_starts(item.chunks))
     number = numbers[item.paper.paper_id]
     index, local = previous.placement[number]
     part, n = previous.parts[index][0], item.paper.n_chunks
     if part.kind == "segment":
-        return _Material(part_vectors(part.dense), part.terms, np.asarray(part.kinds), np.asarray(part.hashes))
+        return _Material(part_vectors(part.dense), part.terms, np.asarray(part.kinds), np.asarray(part.hashes), np.asarray(part.sentence_starts))
     vectors = np.asarray(previous.paper_data(number).vectors, np.float32)
     terms = previous.reader.terms(number)
-    return _Material(vectors, terms, np.array(part.kinds[local : local + n]), np.array(part.hashes[local : local + n]))
+    rows = slice(local, local + n)
+    return _Material(vectors, terms, np.array(part.kinds[rows]), np.array(part.hashes[rows]), np.array(part.sentence_starts[rows]))
 
 
 def _merge(materials: list[_Material], papers: list[PaperInfo], dim: int) -> Part:
@@ -242,7 +244,8 @@ def _merge(materials: list[_Material], papers: list[PaperInfo], dim: int) -> Par
     postings = Postings.of_counts(TermCounts.concat([m.terms for m in materials]))
     kinds = np.concatenate([m.kinds for m in materials]).astype(np.uint8)
     hashes = np.concatenate([m.hashes for m in materials]).astype(np.uint64)
-    return Part("merged", part_id, build_dense(vectors, dim), postings, kinds, hashes)
+    starts = np.concatenate([m.sentence_starts for m in materials]).astype(np.uint32)
+    return Part("merged", part_id, build_dense(vectors, dim), postings, kinds, hashes, starts)
 
 
 def _write_part(index_dir: Path, part: Part) -> dict[str, str]:
@@ -262,6 +265,7 @@ def _write_part(index_dir: Path, part: Part) -> dict[str, str]:
             part.postings.save(tmp)
             np.save(tmp / "kinds.npy", np.ascontiguousarray(part.kinds, np.uint8), allow_pickle=False)
             np.save(tmp / "hashes.npy", np.ascontiguousarray(part.hashes, np.uint64), allow_pickle=False)
+            np.save(tmp / "sentence_starts.npy", np.ascontiguousarray(part.sentence_starts, np.uint32), allow_pickle=False)
     return {name: file_sha256(final / name) for name in PART_FILES}
 
 
