@@ -256,12 +256,17 @@ def segment_part(segment: str, data: PaperData, terms: TermCounts, dimension: in
 def _merged_part(folder: Path, checksums, record: dict, dimension: int) -> Part:
     import faiss
 
+    from ..dense import part_type
+
     if not isinstance(checksums, dict) or sorted(checksums) != sorted(PART_FILES):
         raise IndexLoadError(folder, "damaged manifest: no checksums for this part")
     _refuse_pickles(folder)
     _verify_files(folder, checksums)
     try:
-        dense = faiss.read_index(str(folder / "dense.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC)
+        # Mapped, not read: an inverted file's lists (IO_FLAG_MMAP), a flat index's vectors
+        # (IO_FLAG_MMAP_IFC); faiss refuses the two flags together.
+        flag = faiss.IO_FLAG_MMAP if part_type(record["rows"]) == "ivf" else faiss.IO_FLAG_MMAP_IFC
+        dense = faiss.read_index(str(folder / "dense.faiss"), flag)
         postings = Postings.load(folder)
         kinds = np.load(folder / "kinds.npy", allow_pickle=False, mmap_mode="r")
         hashes = np.load(folder / "hashes.npy", allow_pickle=False, mmap_mode="r")
