@@ -185,6 +185,14 @@ MANIFEST_DIGEST = "manifest_sha256"
 def manifest_digest(manifest: dict) -> str:
     """sha256 of a manifest's content without its own digest field, in a canonical form, so that
     any change to what the manifest says (titles included) is detected."""
+    return digest_of(canonical_json(manifest))
+
+
+def canonical_json(manifest: dict) -> str:
+    """A manifest without its digest field as sorted, compact JSON."""
     body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def digest_of(canonical: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -84,7 +84,9 @@ class LocalStore:
         # The digest is the manifest's last field: comparing the file's end with the digest held
         # in memory avoids parsing 20 MB of JSON (40k papers) before every write.
         digest = snapshot.manifest.get(MANIFEST_DIGEST)
-        return digest is not None and tail.endswith(f'"{MANIFEST_DIGEST}": "{digest}"}}'.encode())
+        # (spaced: as json.dumps wrote manifests before the canonical form was the file)
+        ends = (f'"{MANIFEST_DIGEST}":"{digest}"}}', f'"{MANIFEST_DIGEST}": "{digest}"}}')
+        return digest is not None and tail.endswith(tuple(e.encode() for e in ends))
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -44,8 +44,9 @@ from .layout import (
     ModelInfo,
     PaperInfo,
     Segment,
+    canonical_json,
+    digest_of,
     library_versions,
-    manifest_digest,
 )
 from .reading import _PaperReader, generations, read_current, segment_part
 from .snapshot import LocalSnapshot, Part, chunk_hashes, paper_data, sentence_starts
@@ -321,17 +322,29 @@ def _write_manifest(
         "generation": number,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n_chunks": sum(p.paper.n_chunks for p in papers),
-        "papers": [_record(p.paper) for p in papers],
+        "papers": _records(papers, previous),
         "placement": [list(place) for place in plan.placement],
         "parts": [{"kind": part.kind, "id": part.id, "rows": part.size} for part in plan.parts],
         "part_files": part_files,
         "segments": {p.paper.segment: checksums[p.paper.segment] for p in papers},
         "files": {},
     }
-    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
-    # No indent: indenting falls back to the pure-Python encoder, 0.7 s per write at 13k papers.
-    write_text(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False))
+    # The canonical form the digest is taken over is the file itself, digest last: one encoding
+    # of 12k papers instead of two (no indent: that falls back to the pure-Python encoder).
+    canonical = canonical_json(manifest)
+    manifest[MANIFEST_DIGEST] = digest_of(canonical)
+    write_text(tmp / "manifest.json", f'{canonical[:-1]},"{MANIFEST_DIGEST}":"{manifest[MANIFEST_DIGEST]}"}}')
     return manifest
+
+
+def _records(papers: Sequence[Written], previous: LocalSnapshot | None) -> list[dict]:
+    """Each paper's manifest record; a kept paper's unchanged record is the previous manifest's."""
+    old = {p.paper_id: (p, r) for p, r in zip(previous.papers, previous.manifest["papers"])} if previous is not None else {}
+    out = []
+    for item in papers:
+        held = old.get(item.paper.paper_id) if isinstance(item, KeptPaper) else None
+        out.append(held[1] if held is not None and (held[0] is item.paper or held[0] == item.paper) else _record(item.paper))
+    return out
 
 
 def _record(paper: PaperInfo) -> dict:
@@ -384,7 +397,8 @@ def _collect_garbage(index_dir: Path, keep: int, known: dict[str, dict] | None =
     gens = generations(index_dir)
     for old in gens[keep:]:
         _remove_aside(index_dir / old)
-    leftovers = [*index_dir.glob("*.tmp-*"), *(index_dir / "segments").glob("*.tmp-*"), *(index_dir / "parts").glob("*.tmp-*")]
+    leftovers = [folder / name for folder in (index_dir, index_dir / "segments", index_dir / "parts")
+                 for name in _names(folder) if ".tmp-" in name]
     for leftover in leftovers:
         if not _pid_alive(leftover.name.rsplit("-", 1)[-1]):
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
@@ -396,9 +410,18 @@ def _collect_garbage(index_dir: Path, keep: int, known: dict[str, dict] | None =
             live.update(part["id"] for part in manifest.get("parts", []) if part.get("kind") == "merged")
         except (OSError, ValueError, AttributeError, TypeError, KeyError):
             return  # a kept generation we cannot read may still need its files: delete none
-    for folder in list((index_dir / "segments").glob("*")) + list((index_dir / "parts").glob("*")):
-        if folder.is_dir() and ".tmp-" not in folder.name and folder.name not in live:
-            _remove_aside(folder)
+    # Names only (os.listdir): at 12k papers, pathlib's glob and a stat per folder cost 0.2 s a write.
+    for kind in ("segments", "parts"):
+        for name in _names(index_dir / kind):
+            if ".tmp-" not in name and name not in live:
+                _remove_aside(index_dir / kind / name)
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def _remove_aside(path: Path) -> None:
