@@ -188,7 +188,8 @@ class Assistant:
             end = cited.end if end is None else end
         chunk = cited.chunk if isinstance(cited, (Citation, Hit)) else cited
         if isinstance(chunk, str):
-            chunk = next((c for c in snapshot.chunks if c.chunk_id == chunk), None)
+            row = snapshot.chunk_row(chunk)
+            chunk = snapshot.chunks[row] if row is not None else None
             if chunk is None:
                 raise QueryError(f"no chunk {cited!r} in the index at {self.index_dir}; chunk ids come from `culture-rag search --json`")
         paper = next((p for p in snapshot.papers if p.paper_id == chunk.paper_id), None)

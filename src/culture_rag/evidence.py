@@ -189,7 +189,7 @@ def _is_wanted(plan: QueryPlan, chunk: Chunk, wanted: set[str], position: int) -
 def _hit_of(snapshot, row: int, query_vector: np.ndarray) -> Hit:
     return Hit(
         chunk=snapshot.chunks[row],
-        paper=snapshot.papers[snapshot.chunk_papers[row]],
+        paper=snapshot.paper_of(row),
         score=0.0,
         dense_rank=None,
         keyword_rank=None,

@@ -12,7 +12,6 @@ import numpy as np
 from . import regions as roles
 from .chunking import is_abstract
 from .errors import PaperNotFoundError
-from .dense import search_dense
 from .types import Chunk, Hit
 
 if TYPE_CHECKING:  # searching needs no storage code: only the types of what it searches
@@ -52,9 +51,12 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
     if size == 0:
         return []
     n = min(max(config.candidates, config.k), size)
-    dense_rows, dense_scores = _dense(snapshot, query_vector, n, rows) if config.use_dense else ([], {})
-    keyword_rows = _keyword(snapshot, query, n, rows) if config.use_keyword else []
+    fuses = config.use_dense and config.use_keyword and hasattr(snapshot, "hybrid_search")
+    dense_rows, dense_scores = _dense(snapshot, query_vector, n, rows) if config.use_dense and not fuses else ([], {})
+    keyword_rows = _keyword(snapshot, query, n, rows) if config.use_keyword and not fuses else []
     fused: dict[int, float] = {}
+    if fuses:  # the store fuses the two lists on its side (Milvus); ranks are not reported
+        fused = dict(snapshot.hybrid_search(query, query_vector, n, config.rrf_k, rows))
     for ranked in (dense_rows, keyword_rows):
         for rank, row in enumerate(ranked, start=1):
             fused[row] = fused.get(row, 0.0) + 1.0 / (config.rrf_k + rank)
@@ -67,11 +69,11 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
     return [
         Hit(
             chunk=snapshot.chunks[row],
-            paper=snapshot.papers[snapshot.chunk_papers[row]],
+            paper=snapshot.paper_of(row),
             score=fused[row],
             dense_rank=dense_rank.get(row),
             keyword_rank=keyword_rank.get(row),
-            dense_score=dense_scores.get(row),
+            dense_score=dense_scores.get(row, float(snapshot.chunk_vector(row) @ query_vector) if fuses else None),
             sentence_vectors=snapshot.sentence_matrix(row),
         )
         for row in kept
@@ -94,9 +96,8 @@ def paper_rows(snapshot: Snapshot, papers: Iterable[str]) -> list[tuple[int, int
 
 
 def _dense(snapshot: Snapshot, query_vector: np.ndarray, n: int, rows=None) -> tuple[list[int], dict[int, float]]:
-    scores, found = search_dense(snapshot.dense, query_vector, n, rows)
-    pairs = [(int(r), float(s)) for r, s in zip(found[0], scores[0]) if r >= 0]
-    return [r for r, _ in pairs], dict(pairs)
+    found, scores = snapshot.dense_search(query_vector, n, rows)
+    return found, dict(zip(found, scores))
 
 
 def _keyword(snapshot: Snapshot, query: str, n: int, rows=None) -> list[int]:

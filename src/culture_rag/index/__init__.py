@@ -5,6 +5,7 @@ small store interface (store.Store).
     reading.py  reading a generation, every file verified before it is parsed
     writing.py  writing segments and a generation (the manifest's one author), garbage collection
     store.py    the Store Protocol and LocalStore, an index folder on this machine
+    milvus.py   MilvusStore, an index in a Milvus server (imported only when used)
 
 FAISS search itself is culture_rag.dense: queries need no storage code.
 """
@@ -24,11 +25,11 @@ from .layout import (
     segment_id,
 )
 from .reading import generations, load_snapshot, read_chunks, read_current, read_lines
-from .store import LocalStore, Store
+from .store import LocalStore, Store, open_store
 from .writing import Stamp, write_generation, write_lock
 
 __all__ = [
     "CURRENT", "FORMAT", "LINES_FILE", "MANIFEST_DIGEST", "KeptPaper", "LocalStore", "ModelInfo", "PaperInfo",
     "Segment", "Snapshot", "Stamp", "Store", "generations", "library_versions", "load_snapshot", "manifest_digest",
-    "read_chunks", "read_current", "read_lines", "segment_id", "write_generation", "write_lock",
+    "open_store", "read_chunks", "read_current", "read_lines", "segment_id", "write_generation", "write_lock",
 ]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dense import dense_vector
+from ..dense import dense_vector, search_dense
 from ..lexical import KeywordIndex, TermCounts
 from ..types import Chunk, PaperInfo
 
@@ -116,8 +116,20 @@ class Snapshot:
             start += paper.n_chunks
         return out
 
+    def paper_of(self, row: int) -> PaperInfo:
+        return self.papers[self.chunk_papers[row]]
+
     def chunk_vector(self, row: int) -> np.ndarray:
         return dense_vector(self.dense, row)
+
+    def dense_search(self, vector: np.ndarray, k: int, rows=None) -> tuple[list[int], list[float]]:
+        """The k nearest rows (within `rows`, [start, stop) ranges), best first, by inner product."""
+        scores, found = search_dense(self.dense, vector, k, rows)
+        pairs = [(int(r), float(s)) for r, s in zip(found[0], scores[0]) if r >= 0]
+        return [r for r, _ in pairs], [s for _, s in pairs]
+
+    def chunk_row(self, chunk_id: str) -> int | None:
+        return next((row for row, c in enumerate(self.chunks) if c.chunk_id == chunk_id), None)
 
     def sentence_matrix(self, row: int) -> np.ndarray:
         """Vectors of chunk `row`'s sentences, in the order of `Chunk.sentences`."""

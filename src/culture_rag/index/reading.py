@@ -322,23 +322,29 @@ def read_chunks(path: Path) -> list[Chunk]:
     try:
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, start=1):
-                raw = json.loads(line)
-                sentences = raw.pop("sentences")
-                codes = raw.pop("sentence_roles")
-                wrong = [k for k, kind in _CHUNK_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
-                # The text must be the slice it claims to be, and its sentences inside it: answers quote by offset.
-                if wrong or raw["end"] - raw["start"] != len(raw["text"]) or not _sentences_fit(sentences, raw["start"], raw["end"]):
-                    raise ValueError(f"inconsistent fields {wrong or ['start', 'end', 'sentences']}")
-                # join refuses a heading that is not a string, in C: a load checks millions
-                if raw["role"] not in _ROLE_NAMES or not _roles_fit(codes, sentences) or "".join(raw["heading_path"]) is None:
-                    raise ValueError("inconsistent fields ['role', 'sentence_roles', 'heading_path']")
-                raw["role"] = _ROLE_NAMES[raw["role"]]
-                raw["heading_path"] = tuple(raw["heading_path"])
-                spans = tuple([Span(a, b, p, _ROLE_OF_CODE[c]) for (a, b, p), c in zip(sentences, codes)])
-                out.append(Chunk(**raw, sentences=spans))
+                out.append(chunk_of_json(line))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise IndexLoadError(path, f"malformed chunk on line {number} ({exc})") from None
     return out
+
+
+def chunk_of_json(line: str) -> Chunk:
+    """One chunk record (writing._chunk_record as JSON), its fields checked; raises ValueError,
+    KeyError, TypeError or AttributeError when it is malformed."""
+    raw = json.loads(line)
+    sentences = raw.pop("sentences")
+    codes = raw.pop("sentence_roles")
+    wrong = [k for k, kind in _CHUNK_TYPES.items() if k in raw and not isinstance(raw[k], kind)]
+    # The text must be the slice it claims to be, and its sentences inside it: answers quote by offset.
+    if wrong or raw["end"] - raw["start"] != len(raw["text"]) or not _sentences_fit(sentences, raw["start"], raw["end"]):
+        raise ValueError(f"inconsistent fields {wrong or ['start', 'end', 'sentences']}")
+    # join refuses a heading that is not a string, in C: a load checks millions
+    if raw["role"] not in _ROLE_NAMES or not _roles_fit(codes, sentences) or "".join(raw["heading_path"]) is None:
+        raise ValueError("inconsistent fields ['role', 'sentence_roles', 'heading_path']")
+    raw["role"] = _ROLE_NAMES[raw["role"]]
+    raw["heading_path"] = tuple(raw["heading_path"])
+    spans = tuple([Span(a, b, p, _ROLE_OF_CODE[c]) for (a, b, p), c in zip(sentences, codes)])
+    return Chunk(**raw, sentences=spans)
 
 
 def read_lines(index_dir: Path, manifest: dict, paper: PaperInfo) -> np.ndarray:
