@@ -303,3 +303,20 @@ def test_real_model_source_view_of_a_pdf_citation_on_milvus(milvus_real_assistan
     assert view.cited_page == cited.page and view.boxes and view.png and view.exact
     by_id = milvus_real_assistant.source_view(cited.chunk.chunk_id, image=False)
     assert by_id.page is not None
+
+
+def test_milvus_retrieves_what_the_local_store_retrieves(tmp_path, corpus_copy, fake_embedder, milvus_uri):
+    """Same stems, same BM25 parameters, same vectors, RRF with the same constant: the same
+    passages, best first (the local store fuses in Python, Milvus on its side)."""
+    for pdf in ("bert.pdf", "distilbert.pdf"):
+        shutil.copy(ARAGOG / pdf, corpus_copy / pdf)
+    local = _assistant("local", tmp_path / "local", fake_embedder)
+    milvus = _assistant("milvus", tmp_path / "milvus", fake_embedder, milvus_uri)
+    for assistant in (local, milvus):
+        assistant.build(corpus_copy)
+    for question in ("cultural industry export of film in Belarus", "masked language model pre-training",
+                     "distillation of a smaller model", "international development paths"):
+        ours = [(h.chunk.chunk_id, h.paper.paper_id) for h in local.search(question, k=8)]
+        theirs = [(h.chunk.chunk_id, h.paper.paper_id) for h in milvus.search(question, k=8)]
+        assert theirs == ours, question
+        assert milvus.ask(question).text == local.ask(question).text

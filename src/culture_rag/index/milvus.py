@@ -120,6 +120,7 @@ class MilvusStore:
         self._client = client
         self._client_lock = threading.Lock()
         self.records = f"{collection}_records"
+        self._ready: set[str] = set()  # collections known to exist and be loaded
 
     @property
     def where(self) -> str:
@@ -134,10 +135,22 @@ class MilvusStore:
 
                 kwargs = {"token": self.token} if self.token else {}
                 try:
-                    self._client = MilvusClient(uri=self.uri, **kwargs)
+                    self._client = _Guarded(MilvusClient(uri=self.uri, **kwargs), self.where)
                 except Exception as exc:  # noqa: BLE001  pymilvus raises its own kinds for a refused connection
                     raise IndexLoadError(self.where, f"cannot connect ({exc}); start Milvus or fix milvus_uri") from None
             return self._client
+
+    def _loaded(self, name: str) -> bool:
+        """Whether collection `name` exists, loaded for queries (a cluster restarted, or a
+        collection released by an operator, must be loaded again before it answers)."""
+        if name in self._ready:
+            return True
+        if not self.client.has_collection(name):
+            return False
+        if "NotLoad" in str(self.client.get_load_state(name).get("state")):
+            self.client.load_collection(name)
+        self._ready.add(name)
+        return True
 
     def chunks_collection(self, dimension: int) -> str:
         # Named by dimension: a rebuild with a model of another size writes beside the live one.
@@ -146,7 +159,7 @@ class MilvusStore:
     # --- reading ------------------------------------------------------------------------------
 
     def _heads(self) -> list[dict]:
-        if not self.client.has_collection(self.records):
+        if not self._loaded(self.records):
             return []
         rows = self.client.query(
             self.records, filter="kind == 'head'", output_fields=["generation", "body"], limit=TOP_MAX
@@ -205,7 +218,7 @@ class MilvusStore:
                 "run `culture-rag build` to index the papers again"
             )
         chunks = body.get("chunks")
-        if chunks != self.chunks_collection(self.dimension) or not self.client.has_collection(chunks):
+        if chunks != self.chunks_collection(self.dimension) or not self._loaded(chunks):
             raise IndexLoadError(where, f"its chunks collection {chunks!r} is missing; run `culture-rag build`")
         dim = next(f["params"]["dim"] for f in self.client.describe_collection(chunks)["fields"] if f["name"] == "vector")
         if int(dim) != self.dimension:
@@ -439,6 +452,7 @@ class MilvusStore:
         for name in client.list_collections():  # collections of another dimension that no head names
             if name.startswith(f"{self.collection}_chunks_") and name != live_chunks:
                 client.drop_collection(name)
+                self._ready.discard(name)
 
     def _segments_of(self, head: dict, snapshot: MilvusSnapshot | None) -> set[str] | None:
         """The segments a generation names; None when its records cannot be read (then it has
@@ -452,6 +466,29 @@ class MilvusStore:
             return {p["segment"] for p in manifest["papers"]}
         except (ValueError, KeyError, TypeError, zlib.error):
             return None
+
+
+class _Guarded:
+    """A MilvusClient whose errors are the index's: a server that fails a call is named, with
+    what to do, rather than surfacing as a pymilvus exception."""
+
+    def __init__(self, client, where: str) -> None:
+        self._client, self._where = client, where
+
+    def __getattr__(self, name: str):
+        from pymilvus.exceptions import MilvusException
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except MilvusException as exc:
+                raise IndexLoadError(self._where, f"the server failed {name} ({exc.message}); check the Milvus server") from None
+
+        return call
 
 
 def _lines_bytes(lines: np.ndarray) -> bytes:
