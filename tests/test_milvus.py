@@ -258,9 +258,13 @@ def test_keyword_statistics_match_the_local_index(milvus_built, tmp_path, corpus
 
 
 def test_settings_pick_the_milvus_store(tmp_path, fake_embedder, milvus_uri, corpus_copy):
-    settings = make_settings(tmp_path, store="milvus", milvus_uri=milvus_uri, milvus_collection=_collection(), cache_dir=tmp_path / "cache")
+    settings = make_settings(
+        tmp_path, store="milvus", milvus_uri=milvus_uri, milvus_collection=_collection(), cache_dir=tmp_path / "cache",
+        milvus_shards=2, milvus_replicas=2,
+    )
     assistant = Assistant(settings, fake_embedder)
-    assert isinstance(assistant.library.store, MilvusStore)
+    store = assistant.library.store
+    assert isinstance(store, MilvusStore) and (store.shards, store.replicas) == (2, 2)
     assistant.build(corpus_copy)
     assert not (tmp_path / "index").exists() and assistant.snapshot.size > 0
     loaded = Assistant.load(settings=settings, embedder=fake_embedder)
@@ -299,10 +303,13 @@ def test_real_model_search_and_ask_on_milvus(milvus_real_assistant, real_corpus_
 def test_real_model_source_view_of_a_pdf_citation_on_milvus(milvus_real_assistant):
     answer = milvus_real_assistant.ask("How many parameters does DistilBERT have compared with BERT?")
     cited = next(c for c in answer.citations if c.paper.source.endswith(".pdf"))
-    view = milvus_real_assistant.source_view(cited)
-    assert view.cited_page == cited.page and view.boxes and view.png and view.exact
-    by_id = milvus_real_assistant.source_view(cited.chunk.chunk_id, image=False)
-    assert by_id.page is not None
+    try:
+        view = milvus_real_assistant.source_view(cited)
+        assert view.cited_page == cited.page and view.boxes and view.png and view.exact
+        by_id = milvus_real_assistant.source_view(cited.chunk.chunk_id, image=False)
+        assert by_id.page is not None and by_id.chunk_id == cited.chunk.chunk_id
+    finally:
+        milvus_real_assistant.close()  # its page renderer is a process; later tests count the children
 
 
 def test_milvus_retrieves_what_the_local_store_retrieves(tmp_path, corpus_copy, fake_embedder, milvus_uri):

@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     milvus_token: str | None = Field(
         None, description="Milvus credentials of store=milvus (\"user:password\" or an API key); None: none."
     )
+    milvus_shards: int = Field(
+        1, ge=1, le=16, description="Shards (write channels) of a new store=milvus chunks collection; more spread ingestion."
+    )
+    milvus_replicas: int = Field(
+        1, ge=1, description="In-memory replicas store=milvus collections are loaded with (query-node groups; reads and failover)."
+    )
 
     def index_signature(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in INDEX_FIELDS}

@@ -101,7 +101,9 @@ class MilvusStore:
     """An index in a Milvus collection (see the module docstring for its layout). `lock_dir`
     holds the writers' lock file: one writer per machine at a time; writers on several machines
     need a lock of their own (the write also refuses to commit over a generation it did not
-    start from)."""
+    start from). `shards` spread a new chunks collection's writes over that many channels;
+    `replicas` load each collection on that many query-node groups, for read throughput and
+    failover."""
 
     def __init__(
         self,
@@ -112,9 +114,11 @@ class MilvusStore:
         token: str | None = None,
         lock_dir: str | Path | None = None,
         client=None,
+        shards: int = 1,
+        replicas: int = 1,
     ) -> None:
         self.uri, self.collection, self.fingerprint, self.dimension = uri, collection, fingerprint, dimension
-        self.token = token
+        self.token, self.shards, self.replicas = token, shards, replicas
         digest = hashlib.sha256(f"{uri}\n{collection}".encode()).hexdigest()[:16]
         self.lock_dir = Path(lock_dir) if lock_dir is not None else Path.home() / ".cache" / "culture-rag" / "milvus" / digest
         self._client = client
@@ -148,7 +152,7 @@ class MilvusStore:
         if not self.client.has_collection(name):
             return False
         if "NotLoad" in str(self.client.get_load_state(name).get("state")):
-            self.client.load_collection(name)
+            self.client.load_collection(name, replica_number=self.replicas)
         self._ready.add(name)
         return True
 
@@ -349,6 +353,7 @@ class MilvusStore:
             index = client.prepare_index_params()
             index.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
             client.create_collection(self.records, schema=schema, index_params=index, consistency_level="Strong")
+            self._replicate(self.records)
         chunks = self.chunks_collection(self.dimension)
         if not client.has_collection(chunks):
             schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -357,12 +362,14 @@ class MilvusStore:
             schema.add_field("ordinal", DataType.INT64)
             schema.add_field("born", DataType.INT64)
             schema.add_field("chunk_id", DataType.VARCHAR, max_length=64)
-            schema.add_field("record", DataType.VARCHAR, max_length=VARCHAR_MAX)  # "" when it overflows into records
-            schema.add_field("sentences", DataType.VARCHAR, max_length=VARCHAR_MAX)  # float16, base64; "" likewise
+            # Read only for the hits a query returns: memory-mapped on a cluster's query nodes, not
+            # held in memory (at 100M chunks they are most of the collection; Lite ignores it).
+            schema.add_field("record", DataType.VARCHAR, max_length=VARCHAR_MAX, mmap_enabled=True)  # "": in records
+            schema.add_field("sentences", DataType.VARCHAR, max_length=VARCHAR_MAX, mmap_enabled=True)  # float16 base64
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
             schema.add_field(
                 "words", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True, enable_match=True,
-                analyzer_params={"tokenizer": "standard"},
+                analyzer_params={"tokenizer": "standard"}, mmap_enabled=True,  # searched by its indexes only
             )
             schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
             schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["words"], output_field_names=["sparse"]))
@@ -371,7 +378,16 @@ class MilvusStore:
             index.add_index(
                 field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={"bm25_k1": K1, "bm25_b": B}
             )
-            client.create_collection(chunks, schema=schema, index_params=index, consistency_level="Strong")
+            client.create_collection(
+                chunks, schema=schema, index_params=index, consistency_level="Strong", num_shards=self.shards
+            )
+            self._replicate(chunks)
+
+    def _replicate(self, name: str) -> None:
+        """A new collection loads with one replica; reloaded with `replicas` when more are wanted."""
+        if self.replicas > 1:
+            self.client.release_collection(name)
+            self.client.load_collection(name, replica_number=self.replicas)
 
     def _record_row(self, pk: str, kind: str, generation: int, body: str, segment: str = "", part: int = 0) -> dict:
         return {"pk": pk, "kind": kind, "generation": generation, "segment": segment, "part": part, "body": body, "unused": [0.0, 0.0]}
