@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hypothesis import settings as hypothesis_settings
+from milvus_server import milvus_uri  # noqa: F401  (a session fixture: the Milvus Lite server)
 
 # CI gates landings, so it replays the same examples every run; locally each run explores anew.
 hypothesis_settings.register_profile("ci", derandomize=True)

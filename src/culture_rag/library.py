@@ -20,7 +20,7 @@ from .chunking import chunk_paper, sentence_spans_in_embed_text, table_row_text
 from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
 from .files import file_sha256, unique_name
 from .errors import IndexModelMismatch, IndexWriteError, IngestError, PaperNotFoundError
-from .index import KeptPaper, LocalStore, ModelInfo, PaperInfo, Segment, Snapshot, Store, segment_id
+from .index import KeptPaper, ModelInfo, PaperInfo, Segment, Snapshot, Store, open_store, segment_id
 from .ingest import (
     BuildReport,
     FileOutcome,
@@ -51,9 +51,7 @@ class Library:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None, store: Store | None = None) -> None:
         self.settings = settings or Settings()
         self.embedder = embedder or SentenceTransformerEmbedder(self.settings)
-        self.store: Store = store or LocalStore(
-            self.settings.index_dir, self.embedder.fingerprint, self.embedder.dimension, self.settings.keep_generations
-        )
+        self.store: Store = store or open_store(self.settings, self.embedder.fingerprint, self.embedder.dimension)
         self._snapshot: Snapshot | None = None
         self._parser: PdfParser | None = None  # kept between writes once warm_up(writes=True) started it
 

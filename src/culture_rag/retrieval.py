@@ -47,7 +47,8 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
         return []
     n = min(max(config.candidates, config.k), size)
     hybrid = getattr(snapshot, "hybrid_search", None)
-    if hybrid is not None and config.use_dense and config.use_keyword:  # a store that fuses on its side
+    hybrid_used = hybrid is not None and config.use_dense and config.use_keyword
+    if hybrid_used:  # a store that fuses on its side (Milvus); ranks are not reported
         fused = dict(hybrid(query, query_vector, n, config.rrf_k, rows))
         dense_rows, dense_scores, keyword_rows = [], {}, []
     else:
@@ -72,7 +73,8 @@ def retrieve(snapshot: Snapshot, query: str, query_vector: np.ndarray, config: R
             score=fused[row],
             dense_rank=dense_rank.get(row),
             keyword_rank=keyword_rank.get(row),
-            dense_score=dense_scores.get(row),
+            # a store that fused on its side reports no dense scores: the cosine is the vectors'
+            dense_score=dense_scores.get(row, float(snapshot.chunk_vector(row) @ query_vector) if hybrid_used else None),
             sentence_vectors=snapshot.sentence_matrix(row),
         )
         for row in kept

@@ -121,6 +121,28 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="Threads for torch; 0 picks per use: 1 per question, all cores for indexing.")
     faiss_threads: int = Field(1, ge=0, description="OpenMP threads for FAISS; 1 is fastest for single queries.")
     keep_generations: int = Field(2, ge=1, description="Index generations kept on disk for fallback.")
+    store: Literal["local", "milvus"] = Field(
+        "local",
+        description="Where the index is kept: local (index_dir on this machine) or milvus (a Milvus Standalone or "
+        "Distributed server at milvus_uri, for libraries past one machine; README \"Scaling out\").",
+    )
+    milvus_uri: str = Field(
+        "http://127.0.0.1:19530", description="Milvus server of store=milvus, e.g. http://milvus.example.org:19530."
+    )
+    milvus_collection: str = Field(
+        "culture_rag",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Name the store=milvus collections start with (<name>_chunks_<dimension>, <name>_records).",
+    )
+    milvus_token: str | None = Field(
+        None, description="Milvus credentials of store=milvus (\"user:password\" or an API key); None: none."
+    )
+    milvus_shards: int = Field(
+        1, ge=1, le=16, description="Shards (write channels) of a new store=milvus chunks collection; more spread ingestion."
+    )
+    milvus_replicas: int = Field(
+        1, ge=1, description="In-memory replicas store=milvus collections are loaded with (query-node groups; reads and failover)."
+    )
 
     def index_signature(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in INDEX_FIELDS}

@@ -7,6 +7,7 @@ atomically, behind a small store interface (store.Store).
     writing.py   writing segments, parts and a generation (the manifest's one author), the
                  merge policy, garbage collection
     store.py     the Store Protocol and LocalStore, an index folder on this machine
+    milvus.py    MilvusStore, an index in a Milvus server (imported only when used)
 
 FAISS search itself is culture_rag.dense: queries need no storage code.
 """
@@ -28,11 +29,11 @@ from .layout import (
 )
 from .reading import generations, load_snapshot, read_chunks, read_current, read_lines
 from .snapshot import LocalSnapshot
-from .store import LocalStore, Store
+from .store import LocalStore, Store, open_store
 from .writing import Stamp, write_generation, write_lock
 
 __all__ = [
     "CURRENT", "FORMAT", "LINES_FILE", "MANIFEST_DIGEST", "KeptPaper", "KeywordSearch", "LocalSnapshot", "LocalStore", "ModelInfo", "PaperInfo",
     "Segment", "Snapshot", "Stamp", "Store", "generations", "library_versions", "load_snapshot", "manifest_digest",
-    "read_chunks", "read_current", "read_lines", "segment_id", "write_generation", "write_lock",
+    "open_store", "read_chunks", "read_current", "read_lines", "segment_id", "write_generation", "write_lock",
 ]

@@ -112,3 +112,16 @@ class LocalStore:
 
     def lines(self, snapshot: Snapshot, paper: PaperInfo) -> np.ndarray:
         return read_lines(self.index_dir, snapshot.manifest, paper)
+
+
+def open_store(settings, fingerprint: str, dimension: int) -> Store:
+    """The store `settings.store` names, for vectors of a model's `fingerprint` and `dimension`."""
+    if settings.store == "milvus":
+        from .milvus import MilvusStore  # pymilvus is imported only by those who use it
+
+        lock_dir = Path(settings.cache_dir) / "milvus-locks" / settings.milvus_collection
+        return MilvusStore(
+            settings.milvus_uri, settings.milvus_collection, fingerprint, dimension, settings.milvus_token, lock_dir,
+            shards=settings.milvus_shards, replicas=settings.milvus_replicas,
+        )
+    return LocalStore(settings.index_dir, fingerprint, dimension, settings.keep_generations)
