@@ -28,7 +28,7 @@ from .layout import (
     PART_FILES,
     SEGMENT_FILES,
     PaperInfo,
-    manifest_digest,
+    digest_matches,
 )
 from .snapshot import LazyChunks, LocalSnapshot, Part, PaperData, chunk_hashes, sentence_starts, unreadable
 
@@ -124,7 +124,7 @@ def _read_manifest(manifest_path: Path) -> dict:
     if not isinstance(manifest, dict):
         raise IndexLoadError(manifest_path, "damaged manifest (not a JSON object)")
     recorded = manifest.get(MANIFEST_DIGEST)
-    intact = recorded is not None and recorded == manifest_digest(manifest)
+    intact = digest_matches(manifest)
     if manifest.get("format") == 1 or (intact and manifest.get("format") not in layout.READABLE_FORMATS):
         # An intact manifest of another format (format 1 had no digest) is another version's
         # index, not damage: `build` re-embeds it.

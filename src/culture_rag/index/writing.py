@@ -118,7 +118,7 @@ def write_generation(
         number = int(generations(index_dir)[0].split("-")[1]) + 1 if generations(index_dir) else 1
         final = index_dir / f"gen-{number:06d}"
         with replacing(final, folder=True) as tmp:
-            manifest = _write_manifest(tmp, papers, stamp, number, checksums, plan, part_files, previous)
+            manifest = _write_manifest(tmp, papers, stamp, number, checksums, plan, part_files, previous, numbers)
         write_text(index_dir / CURRENT, final.name + "\n")
     except BaseException as exc:
         live = _discard_failed_write(index_dir, final)
@@ -303,7 +303,7 @@ def _int8_families(fingerprint: str, papers: Sequence[Written], previous: LocalS
 
 def _write_manifest(
     tmp: Path, papers: Sequence[Written], stamp: Stamp, number: int, checksums: dict, plan: _Plan, part_files: dict,
-    previous: LocalSnapshot | None,
+    previous: LocalSnapshot | None, numbers: dict[str, int],
 ) -> dict:
     """The generation's manifest, of which this is the only author."""
     model = {
@@ -322,7 +322,7 @@ def _write_manifest(
         "generation": number,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n_chunks": sum(p.paper.n_chunks for p in papers),
-        "papers": _records(papers, previous),
+        "papers": _records(papers, previous, numbers),
         "placement": [list(place) for place in plan.placement],
         "parts": [{"kind": part.kind, "id": part.id, "rows": part.size} for part in plan.parts],
         "part_files": part_files,
@@ -333,17 +333,18 @@ def _write_manifest(
     # of 12k papers instead of two (no indent: that falls back to the pure-Python encoder).
     canonical = canonical_json(manifest)
     manifest[MANIFEST_DIGEST] = digest_of(canonical)
-    write_text(tmp / "manifest.json", f'{canonical[:-1]},"{MANIFEST_DIGEST}":"{manifest[MANIFEST_DIGEST]}"}}')
+    with replacing(tmp / "manifest.json") as out:
+        out.write_bytes(canonical[:-1] + f',"{MANIFEST_DIGEST}":"{manifest[MANIFEST_DIGEST]}"}}'.encode())
     return manifest
 
 
-def _records(papers: Sequence[Written], previous: LocalSnapshot | None) -> list[dict]:
+def _records(papers: Sequence[Written], previous: LocalSnapshot | None, numbers: dict[str, int]) -> list[dict]:
     """Each paper's manifest record; a kept paper's unchanged record is the previous manifest's."""
-    old = {p.paper_id: (p, r) for p, r in zip(previous.papers, previous.manifest["papers"])} if previous is not None else {}
     out = []
     for item in papers:
-        held = old.get(item.paper.paper_id) if isinstance(item, KeptPaper) else None
-        out.append(held[1] if held is not None and (held[0] is item.paper or held[0] == item.paper) else _record(item.paper))
+        number = numbers.get(item.paper.paper_id) if isinstance(item, KeptPaper) else None
+        same = number is not None and (previous.papers[number] is item.paper or previous.papers[number] == item.paper)
+        out.append(previous.manifest["papers"][number] if same else _record(item.paper))
     return out
 
 
