@@ -1,0 +1,106 @@
+"""`culture-rag build --ray`: papers read and embedded on a Ray cluster (a head this test starts
+on loopback) give the index an in-process build gives, vectors included, and the same outcome
+for files that cannot be read; a second build embeds nothing. Every process the head started
+is stopped by its id."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import ARAGOG, CORPUS, ROOT
+
+pytest.importorskip("ray")
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ray_head import LOOPBACK_ENV, loopback_head, session_processes  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PDFS = ("distilbert.pdf", "codenet.pdf")
+BAD = {"broken.pdf": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\nnot a pdf at all\n", "empty.txt": b""}
+
+
+@pytest.fixture(scope="module")
+def head():
+    with loopback_head(num_cpus=2) as started:
+        yield started
+        assert any("raylet" in name for name in session_processes(started.session).values())
+    assert session_processes(started.session) == {}, "the head's processes must all be stopped"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ray") / "corpus"
+    shutil.copytree(CORPUS, folder)
+    for name in PDFS:
+        shutil.copy(ARAGOG / name, folder / name)
+    for name, data in BAD.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def build_on_ray(corpus, index, address) -> dict:
+    """The CLI in a process of its own: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import."""
+    done = subprocess.run(
+        [sys.executable, "-m", "culture_rag.cli", "build", str(corpus), "--index", str(index), "--ray", address, "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **LOOPBACK_ENV},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def outcomes(report: list[dict]) -> dict[str, tuple]:
+    return {o["source"]: (o["status"], o["detail"], o["n_chunks"]) for o in report}
+
+
+@pytest.fixture(scope="module")
+def ray_build(head, corpus, tmp_path_factory):
+    """The index built through the Ray head, and the build's report."""
+    index = tmp_path_factory.mktemp("ray-index")
+    return index, build_on_ray(corpus, index, head.address)
+
+
+def library(index, corpus, create=False):
+    from culture_rag import Settings
+    from culture_rag.library import Library
+
+    return Library.open(Settings(index_dir=index, corpus_dir=corpus), create=create)
+
+
+def test_a_ray_build_gives_the_index_an_in_process_build_gives(ray_build, corpus, tmp_path):
+    from culture_rag.serialize import report_json
+
+    ray_index, ray_report = ray_build
+    here = library(tmp_path / "index", corpus, create=True)
+    here_report = report_json(here.build(corpus))
+
+    assert outcomes(ray_report["outcomes"]) == outcomes(here_report["outcomes"])
+    statuses = {o["source"]: o["status"] for o in ray_report["outcomes"]}
+    assert statuses.pop("broken.pdf") == "corrupt" and statuses.pop("empty.txt") == "empty"
+    assert set(statuses.values()) == {"indexed"} and len(statuses) == 2 + len(PDFS)
+    a, b = here.snapshot, library(ray_index, corpus).snapshot
+    assert [replace(p, added_at="") for p in a.papers] == [replace(p, added_at="") for p in b.papers]
+    assert a.chunks == b.chunks and a.size > 200
+    # Exactly equal: the int8 graph encodes one text at a time, so neither batches nor the
+    # actor's one thread (against two here) change a bit of it.
+    for row in range(a.size):
+        assert np.array_equal(a.chunk_vector(row), b.chunk_vector(row)), row
+        assert np.array_equal(a.sentence_matrix(row), b.sentence_matrix(row)), row
+
+
+def test_a_second_ray_build_embeds_nothing_new(ray_build, corpus, head):
+    index, first = ray_build
+    again = build_on_ray(corpus, index, head.address)
+    assert first["embedded_chunks"] == first["total_chunks"] > 0
+    assert again["embedded_chunks"] == 0 and again["generation"] == first["generation"]
+    statuses = {o["source"]: o["status"] for o in again["outcomes"]}
+    assert statuses.pop("broken.pdf") == "corrupt" and statuses.pop("empty.txt") == "empty"
+    assert set(statuses.values()) == {"unchanged"}
