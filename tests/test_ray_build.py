@@ -15,14 +15,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import ARAGOG, CORPUS, ROOT
+from conftest import ARAGOG, CORPUS, ROOT, free_port
 
 pytest.importorskip("ray")
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ray_head import LOOPBACK_ENV, loopback_head, session_processes  # noqa: E402
-
-pytestmark = pytest.mark.slow
 
 PDFS = ("distilbert.pdf", "codenet.pdf")
 BAD = {"broken.pdf": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\nnot a pdf at all\n", "empty.txt": b""}
@@ -75,6 +73,7 @@ def library(index, corpus, create=False):
     return Library.open(Settings(index_dir=index, corpus_dir=corpus), create=create)
 
 
+@pytest.mark.slow
 def test_a_ray_build_gives_the_index_an_in_process_build_gives(ray_build, corpus, tmp_path):
     from culture_rag.serialize import report_json
 
@@ -96,6 +95,7 @@ def test_a_ray_build_gives_the_index_an_in_process_build_gives(ray_build, corpus
         assert np.array_equal(a.sentence_matrix(row), b.sentence_matrix(row)), row
 
 
+@pytest.mark.slow
 def test_a_second_ray_build_embeds_nothing_new(ray_build, corpus, head):
     index, first = ray_build
     again = build_on_ray(corpus, index, head.address)
@@ -104,3 +104,17 @@ def test_a_second_ray_build_embeds_nothing_new(ray_build, corpus, head):
     statuses = {o["source"]: o["status"] for o in again["outcomes"]}
     assert statuses.pop("broken.pdf") == "corrupt" and statuses.pop("empty.txt") == "empty"
     assert set(statuses.values()) == {"unchanged"}
+
+
+def test_an_address_where_no_head_listens_fails_at_once_and_leaves_the_index(corpus_copy, fake_embedder, tmp_path):
+    from culture_rag import Settings
+    from culture_rag.errors import ClusterError
+    from culture_rag.library import Library
+
+    library = Library.open(Settings(index_dir=tmp_path / "index", corpus_dir=corpus_copy), fake_embedder, create=True)
+    first = library.build(corpus_copy)
+    (corpus_copy / "new.txt").write_text("A new paper on film exports along the Silk Road. " * 20)
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(ClusterError, match=f"no Ray head answers at {address}.*ray start --head"):
+        library.build(corpus_copy, ray=address)
+    assert library.store.open().generation == first.generation

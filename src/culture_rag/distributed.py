@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ClusterError, CultureRagError, ModelError
 from .ingest import FileOutcome, FileStatus, ProgressFn
 from .library import PaperReader, ReadPaper
 from .lexical import TermCounts
@@ -56,39 +57,70 @@ def read_on_ray(
     ModelError: its vectors would not belong in the index."""
     if not files:
         return
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        raise ClusterError("a build on Ray needs Ray Data: pip install 'culture-rag[scale]'") from exc
 
     connected_here = not ray.is_initialized()
     if connected_here:  # a caller already connected (a notebook, a Ray job) keeps its connection
+        _check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     try:
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1) // threads_per_actor))
-        rows = [
-            {"path": str(path.absolute()), "password": password, "meta": _meta_json(metadata.get(path.name))}
-            for path, password in files
-        ]
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per file: actors share them out
-        dataset.context.execution_options.preserve_order = True  # the driver makes segments in file order
-        dataset.context.enable_progress_bars = False  # progress is the caller's (the CLI's bars)
-        read = dataset.map_batches(
-            PaperActor,
-            fn_constructor_kwargs={"settings": settings.model_dump(mode="json"), "threads": threads_per_actor},
-            batch_size=1,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=min(actors, len(rows))),
-            num_cpus=threads_per_actor,
-            runtime_env={"env_vars": {**WORKER_ENV, "OMP_NUM_THREADS": str(threads_per_actor)}},
-        )
-        done = 0
-        for table in read.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for row in table.to_pylist():
-                done += 1
-                if progress:  # a worker reads and embeds a file in one go: one count, of files
-                    progress("reading", done, len(rows))
-                yield _read_paper(row, fingerprint)
+        yield from _read(ray, settings, fingerprint, files, metadata, progress, threads_per_actor)
+    except ray.exceptions.RayError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, CultureRagError):  # a message meant for users, from a worker
+            raise cause from exc
+        raise ClusterError(
+            f"the build on the Ray cluster at {address} failed ({type(exc).__name__}); the index is unchanged. "
+            f"The workers' error:\n{exc}"
+        ) from exc
     finally:
         if connected_here:
             ray.shutdown()
+
+
+def _read(ray, settings, fingerprint, files, metadata, progress, threads) -> Iterator[ReadPaper]:
+    """The files through a pool of PaperActors, one file per call, back in the order given."""
+    actors = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+    rows = [
+        {"path": str(path.absolute()), "password": password, "meta": _meta_json(metadata.get(path.name))}
+        for path, password in files
+    ]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per file: actors share them out
+    dataset.context.execution_options.preserve_order = True  # the driver makes segments in file order
+    dataset.context.enable_progress_bars = False  # progress is the caller's (the CLI's bars)
+    read = dataset.map_batches(
+        PaperActor,
+        fn_constructor_kwargs={"settings": settings.model_dump(mode="json"), "threads": threads},
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=min(actors, len(rows))),
+        num_cpus=threads,
+        runtime_env={"env_vars": {**WORKER_ENV, "OMP_NUM_THREADS": str(threads)}},
+    )
+    done = 0
+    for table in read.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in table.to_pylist():
+            done += 1
+            if progress:  # a worker reads and embeds a file in one go: one count, of files
+                progress("reading", done, len(rows))
+            yield _read_paper(row, fingerprint)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on an address where no head listens: ray.init retries for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"no Ray head answers at {address} ({exc.strerror or exc}); start one with `ray start --head "
+            f"--port {port}` (README, Scaling out) or give the address it printed"
+        ) from exc
 
 
 class PaperActor:
