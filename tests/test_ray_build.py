@@ -118,3 +118,30 @@ def test_an_address_where_no_head_listens_fails_at_once_and_leaves_the_index(cor
     with pytest.raises(ClusterError, match=f"no Ray head answers at {address}.*ray start --head"):
         library.build(corpus_copy, ray=address)
     assert library.store.open().generation == first.generation
+
+
+def test_a_paper_crosses_arrow_whole_and_a_failed_one_as_its_outcome(corpus, fake_embedder, tmp_path):
+    """What an actor sends back (distributed.paper_row, through an Arrow table) gives the driver
+    the paper, chunks, term counts, outcome and float32 vectors it read, bit for bit."""
+    import pyarrow as pa
+
+    from culture_rag import Settings
+    from culture_rag.distributed import paper_row, read_paper, row_schema
+    from culture_rag.errors import ModelError
+    from culture_rag.ingest import PdfParser
+    from culture_rag.library import PaperReader
+
+    settings = Settings(index_dir=tmp_path / "index", corpus_dir=corpus)
+    reader = PaperReader(settings, fake_embedder)
+    with PdfParser(settings.parse_timeout_s, settings.parse_memory_mb) as parser:
+        reads = [reader.embed(reader.read(parser, corpus / name, None, None)) for name in ("distilbert.pdf", "broken.pdf")]
+    table = pa.Table.from_pylist([paper_row(r, fake_embedder) for r in reads], schema=row_schema())
+    sent, failed = (read_paper(row, fake_embedder.fingerprint) for row in table.to_pylist())
+    read = reads[0]
+    assert sent.paper == read.paper and sent.paper.line_anchors and sent.chunks == read.chunks
+    assert sent.outcome == read.outcome and failed.outcome == reads[1].outcome and failed.paper is None
+    assert np.array_equal(sent.vectors.chunks, read.vectors.chunks) and sent.vectors.chunks.dtype == np.float32
+    assert np.array_equal(sent.vectors.sentences, read.vectors.sentences)
+    assert sent.terms.vocab == read.terms.vocab and (sent.terms.matrix != read.terms.matrix).nnz == 0
+    with pytest.raises(ModelError, match="install the same model package"):
+        read_paper(table.to_pylist()[0], "another-model@0")

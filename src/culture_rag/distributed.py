@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # What every Ray worker process must run with: nothing may reach a model hub.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+# Settings of the node, not of the build: a worker keeps its own (its CULTURE_RAG_CACHE_DIR,
+# where its ONNX graph is exported, may not be the driver's path).
+NODE_SETTINGS = ("cache_dir",)
 
 
 def read_on_ray(
@@ -88,12 +91,13 @@ def _read(ray, settings, fingerprint, files, metadata, progress, threads) -> Ite
         {"path": str(path.absolute()), "password": password, "meta": _meta_json(metadata.get(path.name))}
         for path, password in files
     ]
+    log.info("reading %d files on %d Ray actors", len(rows), min(actors, len(rows)))
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per file: actors share them out
     dataset.context.execution_options.preserve_order = True  # the driver makes segments in file order
     dataset.context.enable_progress_bars = False  # progress is the caller's (the CLI's bars)
     read = dataset.map_batches(
         PaperActor,
-        fn_constructor_kwargs={"settings": settings.model_dump(mode="json"), "threads": threads},
+        fn_constructor_kwargs={"settings": settings.model_dump(mode="json", exclude=set(NODE_SETTINGS)), "threads": threads},
         batch_size=1,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=min(actors, len(rows))),
@@ -106,7 +110,7 @@ def _read(ray, settings, fingerprint, files, metadata, progress, threads) -> Ite
             done += 1
             if progress:  # a worker reads and embeds a file in one go: one count, of files
                 progress("reading", done, len(rows))
-            yield _read_paper(row, fingerprint)
+            yield read_paper(row, fingerprint)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -148,32 +152,34 @@ class PaperActor:
         for row in batch.to_pylist():
             meta = PaperMeta.from_dict(json.loads(row["meta"])) if row["meta"] else None
             read = self.reader.embed(self.reader.read(self.parser, Path(row["path"]), row["password"], meta))
-            rows.append(self._columns(read))
-        return pa.Table.from_pylist(rows, schema=_schema())
-
-    def _columns(self, read: ReadPaper) -> dict:
-        o = read.outcome
-        row = {
-            "source": o.source, "status": str(o.status), "detail": o.detail, "seconds": o.seconds,
-            "n_chunks": o.n_chunks, "fingerprint": self.embedder.fingerprint, "dimension": self.embedder.dimension,
-        }
-        if read.paper is None:
-            return row
-        terms = read.terms.matrix
-        return {
-            **row,
-            "paper": json.dumps(asdict(read.paper)),
-            "chunks": json.dumps([asdict(c) for c in read.chunks]),
-            "vectors": _float32_bytes(read.vectors.chunks),
-            "sentence_vectors": _float32_bytes(read.vectors.sentences),
-            "vocab": "\n".join(sorted(read.terms.vocab, key=read.terms.vocab.__getitem__)),  # terms are word characters
-            "term_counts": np.asarray(terms.data, np.int32).tobytes(),
-            "term_columns": np.asarray(terms.indices, np.int32).tobytes(),
-            "term_rows": np.asarray(terms.indptr, np.int32).tobytes(),
-        }
+            rows.append(paper_row(read, self.embedder))
+        return pa.Table.from_pylist(rows, schema=row_schema())
 
 
-def _schema():
+def paper_row(read: ReadPaper, embedder) -> dict:
+    """One read paper as a row of the actors' output (row_schema); read_paper undoes it."""
+    o = read.outcome
+    row = {
+        "source": o.source, "status": str(o.status), "detail": o.detail, "seconds": o.seconds,
+        "n_chunks": o.n_chunks, "fingerprint": embedder.fingerprint, "dimension": embedder.dimension,
+    }
+    if read.paper is None:
+        return row
+    terms = read.terms.matrix
+    return {
+        **row,
+        "paper": json.dumps(asdict(read.paper)),
+        "chunks": json.dumps([asdict(c) for c in read.chunks]),
+        "vectors": _float32_bytes(read.vectors.chunks),
+        "sentence_vectors": _float32_bytes(read.vectors.sentences),
+        "vocab": "\n".join(sorted(read.terms.vocab, key=read.terms.vocab.__getitem__)),  # terms are word characters
+        "term_counts": np.asarray(terms.data, np.int32).tobytes(),
+        "term_columns": np.asarray(terms.indices, np.int32).tobytes(),
+        "term_rows": np.asarray(terms.indptr, np.int32).tobytes(),
+    }
+
+
+def row_schema():
     import pyarrow as pa
 
     text, raw = pa.string(), pa.binary()
@@ -184,8 +190,8 @@ def _schema():
     ])
 
 
-def _read_paper(row: dict, fingerprint: str) -> ReadPaper:
-    """The driver's ReadPaper of an actor's row: what Library._segment needs."""
+def read_paper(row: dict, fingerprint: str) -> ReadPaper:
+    """The driver's ReadPaper of an actor's row (paper_row): what Library._segment needs."""
     if row["fingerprint"] != fingerprint:
         raise ModelError(
             f"a Ray worker embeds with {row['fingerprint']}, this machine with {fingerprint}; install the same "
