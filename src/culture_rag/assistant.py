@@ -102,10 +102,13 @@ class Assistant:
         with `title` words (catalog.select_papers). Their ids scope `ask(q, papers=...)`."""
         return self.library.papers(author, year, title)
 
-    def build(self, corpus_dir: str | Path | None = None, progress: ProgressFn | None = None) -> BuildReport:
+    def build(
+        self, corpus_dir: str | Path | None = None, progress: ProgressFn | None = None, ray: str | None = None
+    ) -> BuildReport:
         """Bring the index in line with the corpus folder: embed new or changed papers only,
-        drop papers whose files are gone, keep everything else as it is."""
-        return self.library.build(corpus_dir, progress)
+        drop papers whose files are gone, keep everything else as it is. With `ray`, a Ray
+        cluster's address, its workers read and embed the papers (Library.build)."""
+        return self.library.build(corpus_dir, progress, ray)
 
     def add(
         self, paths: Iterable[str | Path], password: str | None = None, progress: ProgressFn | None = None

@@ -120,10 +120,15 @@ def build(
     corpus_dir: Annotated[Optional[Path], typer.Argument(help="Folder of papers (default: corpus/).")] = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
+    ray: Annotated[
+        Optional[str],
+        typer.Option("--ray", metavar="ADDRESS", help="Read and embed on the Ray cluster at ADDRESS (host:port of its head); "
+                     "every node needs culture-rag, the model package and the corpus folder at the same path."),
+    ] = None,
 ) -> None:
     """Build or refresh the index: only new or changed papers are embedded."""
     settings = _settings(index, corpus_dir=corpus_dir)
-    report = _library(settings, create=True).build(settings.corpus_dir, progress=None if as_json else _progress())
+    report = _library(settings, create=True).build(settings.corpus_dir, progress=None if as_json else _progress(), ray=ray)
     _print_report(report, as_json)
     if report.failed and not report.total_papers:
         raise typer.Exit(1)

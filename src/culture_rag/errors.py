@@ -50,6 +50,10 @@ class ModelError(CultureRagError):
     """An embedding or generative model could not be loaded or called."""
 
 
+class ClusterError(CultureRagError):
+    """A build on a Ray cluster (`build --ray`) could not reach the cluster or failed on it."""
+
+
 class QueryError(CultureRagError):
     """The question cannot be answered as given (empty, too long, empty index)."""
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,9 +99,13 @@ class Library:
             return listing
         return select_papers(listing, author=author, year=year, title=title)
 
-    def build(self, corpus_dir: str | Path | None = None, progress: ProgressFn | None = None) -> BuildReport:
+    def build(
+        self, corpus_dir: str | Path | None = None, progress: ProgressFn | None = None, ray: str | None = None
+    ) -> BuildReport:
         """Bring the index in line with the corpus folder: embed new or changed papers only,
-        drop papers whose files are gone, keep everything else as it is."""
+        drop papers whose files are gone, keep everything else as it is. With `ray` (a Ray
+        cluster's address, "127.0.0.1:6379"), the papers are read and embedded on that cluster's
+        workers (distributed.py), which must see the corpus folder at the same path."""
         corpus = Path(corpus_dir) if corpus_dir is not None else Path(self.settings.corpus_dir)
         files = scan_corpus(corpus)
         metadata = read_metadata_file(corpus)
@@ -111,7 +115,7 @@ class Library:
             except IndexModelMismatch as exc:  # another model or backend: nothing can be kept
                 log.warning("%s; embedding every paper again", exc)
                 self._snapshot = None
-            return self._update(corpus, [(f, None) for f in files], metadata, replace_all=True, progress=progress)
+            return self._update(corpus, [(f, None) for f in files], metadata, replace_all=True, progress=progress, ray=ray)
 
     def add(
         self, paths: Iterable[str | Path], password: str | None = None, progress: ProgressFn | None = None
@@ -195,6 +199,7 @@ class Library:
         metadata: dict[str, PaperMeta],
         replace_all: bool,
         progress: ProgressFn | None,
+        ray: str | None = None,
     ) -> BuildReport:
         start = time.perf_counter()
         signature = {**self.settings.index_signature(), "model": self.embedder.fingerprint}
@@ -210,7 +215,7 @@ class Library:
                 outcomes.append(FileOutcome(source, FileStatus.UNCHANGED, n_chunks=old.n_chunks))
             else:
                 to_parse.append((path, password))
-        new_segments, parse_outcomes = self._ingest(to_parse, metadata, signature, progress)
+        new_segments, parse_outcomes = self._ingest(to_parse, metadata, signature, progress, ray)
         outcomes += parse_outcomes
         failed_sources = {o.source for o in parse_outcomes if o.status != FileStatus.INDEXED}
         names = {path.name for path, _ in files}
@@ -237,63 +242,54 @@ class Library:
         metadata: dict[str, PaperMeta],
         signature: dict,
         progress: ProgressFn | None,
+        ray: str | None = None,
     ) -> tuple[dict[str, Segment], list[FileOutcome]]:
-        """Parse, chunk and embed each file. Paper n+1 is parsed (in the parser process) and
-        chunked (in a reader thread) while paper n is embedded, so reading mostly hides behind
-        the model instead of adding to it. Files are read smallest first: only the first read
-        keeps the model waiting, and a large PDF first (with the parser process's start) was
-        0.7 s of a 7 s build. Outcomes come back in the order of `files`."""
+        """Read and embed each file, in this process or on the Ray cluster at `ray`, and make the
+        segments here, in the same order either way (smallest file first), so both give the same
+        paper ids. Outcomes come back in the order of `files`."""
+        smallest_first = sorted(files, key=lambda item: _size(item[0]))
+        if ray is None:
+            papers = self._read_here(smallest_first, metadata, progress)
+        else:
+            from .distributed import read_on_ray
+
+            papers = read_on_ray(ray, self.settings, self.embedder.fingerprint, smallest_first, metadata, progress)
         segments: dict[str, Segment] = {}
         outcomes: dict[str, FileOutcome] = {}
+        with contextlib.closing(papers):
+            for read in papers:
+                outcomes[read.outcome.source] = read.outcome
+                if read.paper is not None:
+                    segments[read.paper.source] = self._segment(read, signature, segments)
+        return segments, [outcomes[path.name] for path, _ in files]
+
+    def _read_here(
+        self, files: list[tuple[Path, str | None]], metadata: dict[str, PaperMeta], progress: ProgressFn | None
+    ) -> Iterator[ReadPaper]:
+        """Each file read and embedded, in order. Paper n+1 is parsed (in the parser process) and
+        chunked (in a reader thread) while paper n is embedded, so reading mostly hides behind
+        the model instead of adding to it. Files come smallest first: only the first read
+        keeps the model waiting, and a large PDF first (with the parser process's start) was
+        0.7 s of a 7 s build."""
+        reader = PaperReader(self.settings, self.embedder)
         kept = contextlib.nullcontext(self._parser) if self._parser else None
         with kept or PdfParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb, ocr_options(self.settings)) as parser:
-            reader = ThreadPoolExecutor(1, thread_name_prefix="culture-rag-reader")
+            pool = ThreadPoolExecutor(1, thread_name_prefix="culture-rag-reader")
             try:
-                smallest_first = sorted(files, key=lambda item: _size(item[0]))
-                pending = [reader.submit(self._read, parser, path, password, metadata) for path, password in smallest_first]
+                pending = [pool.submit(reader.read, parser, path, pw, metadata.get(path.name)) for path, pw in files]
                 tracker = _EmbedProgress(progress)
                 for done, future in enumerate(pending, start=1):
                     read = future.result()
                     if progress:
                         progress("reading", done, len(files))
-                    outcomes[read.outcome.source] = read.outcome
-                    if read.paper is None:
-                        continue
                     tracker.expect(len(read.chunks))
-                    vectors = self._embed(read.chunks, tracker.step)
-                    segment = self._segment(read.paper, read.chunks, vectors, read.terms, signature, segments)
-                    segments[read.paper.source] = segment
+                    yield reader.embed(read, tracker.step)
             finally:
-                reader.shutdown(wait=True, cancel_futures=True)  # an embedding error stops the reading too
-        return segments, [outcomes[path.name] for path, _ in files]
+                pool.shutdown(wait=True, cancel_futures=True)  # an embedding error stops the reading too
 
-    def _read(self, parser: PdfParser, path: Path, password: str | None, metadata: dict[str, PaperMeta]) -> _Read:
-        """Parse and chunk one file, and count its chunks' keyword terms (in the reader thread,
-        behind the embedding of the paper before)."""
-        max_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
-        overlap = min(self.settings.chunk_overlap_tokens, max_tokens // 2)
-        t0 = time.perf_counter()
-        try:
-            paper = parse_file(parser, path, password, metadata.get(path.name))
-            chunks = chunk_paper(paper, self.embedder, max_tokens, overlap, self.embedder.max_tokens)
-        except IngestError as exc:
-            log.warning("%s", exc)
-            return _Read(None, (), None, FileOutcome(path.name, exc.reason, exc.detail, time.perf_counter() - t0))
-        terms = TermCounts.of_texts([c.embed_text for c in chunks])
-        seconds = time.perf_counter() - t0
-        outcome = FileOutcome(paper.source, FileStatus.INDEXED, seconds=seconds, n_chunks=len(chunks))
-        return _Read(paper, tuple(chunks), terms, outcome)
-
-    def _segment(
-        self,
-        paper: Paper,
-        chunks: tuple[Chunk, ...],
-        vectors: PassageVectors,
-        terms: TermCounts,
-        signature: dict,
-        new: dict[str, Segment],
-    ) -> Segment:
+    def _segment(self, read: ReadPaper, signature: dict, new: dict[str, Segment]) -> Segment:
         """The paper's segment, whole: its record, chunks, vectors, term counts and line anchors."""
+        paper, chunks, vectors = read.paper, read.chunks, read.vectors
         info = PaperInfo(
             paper_id=_unique_id(paper.paper_id, paper.source, self.papers(), new),
             source=paper.source,
@@ -316,29 +312,7 @@ class Library:
         info = replace(info, found=paper.found if info.metadata != paper.found else None)
         chunks = tuple(replace(c, paper_id=info.paper_id) for c in chunks)
         lines = np.asarray(paper.line_anchors, np.int32).reshape(-1, 3)
-        return Segment(info, chunks, vectors.chunks, vectors.sentences, terms, lines)
-
-    def _embed(self, chunks: tuple[Chunk, ...], step: Callable[[int], None] | None = None) -> PassageVectors:
-        texts = [c.embed_text for c in chunks]
-        spans = [sentence_spans_in_embed_text(c) for c in chunks]
-        vectors = self.embedder.embed_passages(texts, spans, step)
-        return self._embed_table_rows(chunks, vectors)
-
-    def _embed_table_rows(self, chunks: tuple[Chunk, ...], vectors: PassageVectors) -> PassageVectors:
-        """A table row pooled from its own tokens has no column names and means little; embed
-        rows as read with their header instead. Tables are rare, so this costs little."""
-        rows, texts = [], []
-        position = 0
-        for chunk in chunks:
-            for i in range(len(chunk.sentences)):
-                row = table_row_text(chunk, i)
-                if row is not None:
-                    rows.append(position)
-                    texts.append(f"{chunk.context.splitlines()[0] if chunk.context else ''}: {row}")
-                position += 1
-        if rows:
-            vectors.sentences[rows] = self.embedder.embed_texts(texts)
-        return vectors
+        return Segment(info, chunks, vectors.chunks, vectors.sentences, read.terms, lines)
 
     def _write(self, corpus: Path, papers: list[Segment | KeptPaper]) -> None:
         self._snapshot = self.store.write(
@@ -376,13 +350,68 @@ class Library:
 
 
 @dataclass(frozen=True)
-class _Read:
-    """One file after the reader thread: its paper and chunks, or why it failed (paper None)."""
+class ReadPaper:
+    """One file after reading: its paper, chunks and term counts and, once embedded, their
+    vectors; or why it failed (paper None)."""
 
     paper: Paper | None
     chunks: tuple[Chunk, ...]
     terms: TermCounts | None
     outcome: FileOutcome
+    vectors: PassageVectors | None = None
+
+
+class PaperReader:
+    """Reads one file into what its segment needs: parsed, chunked, term-counted and embedded.
+    The one per-paper path: Library runs it in this process, distributed.py on Ray workers."""
+
+    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+        self.settings = settings
+        self.embedder = embedder
+
+    def read(self, parser: PdfParser, path: Path, password: str | None, meta: PaperMeta | None) -> ReadPaper:
+        """Parse and chunk one file, and count its chunks' keyword terms."""
+        max_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
+        overlap = min(self.settings.chunk_overlap_tokens, max_tokens // 2)
+        t0 = time.perf_counter()
+        try:
+            paper = parse_file(parser, path, password, meta)
+            chunks = chunk_paper(paper, self.embedder, max_tokens, overlap, self.embedder.max_tokens)
+        except IngestError as exc:
+            log.warning("%s", exc)
+            return ReadPaper(None, (), None, FileOutcome(path.name, exc.reason, exc.detail, time.perf_counter() - t0))
+        terms = TermCounts.of_texts([c.embed_text for c in chunks])
+        seconds = time.perf_counter() - t0
+        outcome = FileOutcome(paper.source, FileStatus.INDEXED, seconds=seconds, n_chunks=len(chunks))
+        return ReadPaper(paper, tuple(chunks), terms, outcome)
+
+    def embed(self, read: ReadPaper, step: Callable[[int], None] | None = None) -> ReadPaper:
+        """The read paper with its chunk and sentence vectors (a failed read as it is)."""
+        if read.paper is None:
+            return read
+        return replace(read, vectors=self._embed(read.chunks, step))
+
+    def _embed(self, chunks: tuple[Chunk, ...], step: Callable[[int], None] | None = None) -> PassageVectors:
+        texts = [c.embed_text for c in chunks]
+        spans = [sentence_spans_in_embed_text(c) for c in chunks]
+        vectors = self.embedder.embed_passages(texts, spans, step)
+        return self._embed_table_rows(chunks, vectors)
+
+    def _embed_table_rows(self, chunks: tuple[Chunk, ...], vectors: PassageVectors) -> PassageVectors:
+        """A table row pooled from its own tokens has no column names and means little; embed
+        rows as read with their header instead. Tables are rare, so this costs little."""
+        rows, texts = [], []
+        position = 0
+        for chunk in chunks:
+            for i in range(len(chunk.sentences)):
+                row = table_row_text(chunk, i)
+                if row is not None:
+                    rows.append(position)
+                    texts.append(f"{chunk.context.splitlines()[0] if chunk.context else ''}: {row}")
+                position += 1
+        if rows:
+            vectors.sentences[rows] = self.embedder.embed_texts(texts)
+        return vectors
 
 
 class _EmbedProgress:
