@@ -58,4 +58,4 @@ bench: setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(INDEX)/gen-* $(INDEX)/segments $(INDEX)/CURRENT test-output
+	rm -rf $(VENV) $(INDEX)/gen-* $(INDEX)/segments $(INDEX)/parts $(INDEX)/CURRENT test-output
