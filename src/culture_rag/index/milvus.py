@@ -139,7 +139,9 @@ class MilvusStore:
 
                 kwargs = {"token": self.token} if self.token else {}
                 try:
-                    self._client = _Guarded(MilvusClient(uri=self.uri, **kwargs), self.where)
+                    # A channel of its own: pymilvus shares one per URI between clients by default, and
+                    # a shared channel left idle by another client was refused here (a stale handler).
+                    self._client = _Guarded(MilvusClient(uri=self.uri, dedicated=True, **kwargs), self.where)
                 except Exception as exc:  # noqa: BLE001  pymilvus raises its own kinds for a refused connection
                     raise IndexLoadError(self.where, f"cannot connect ({exc}); start Milvus or fix milvus_uri") from None
             return self._client
