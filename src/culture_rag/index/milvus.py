@@ -37,7 +37,6 @@ import json
 import logging
 import re
 import threading
-import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,9 +49,9 @@ from ..errors import IndexLoadError, IndexModelMismatch, IndexWriteError, PaperN
 from ..lexical import KeywordHits, content_words
 from ..types import Chunk, PaperInfo, PaperMeta
 from . import layout
-from .layout import MANIFEST_DIGEST, KeptPaper, ModelInfo, Segment, library_versions, manifest_digest
+from .layout import MANIFEST_DIGEST, KeptPaper, ModelInfo, Segment, manifest_digest
 from .reading import chunk_of
-from .writing import Stamp, _chunk_record, _int8_families, _record, write_lock
+from .writing import Stamp, _chunk_record, _record, stamp_record, write_lock
 
 log = logging.getLogger(__name__)
 
@@ -311,28 +310,14 @@ class MilvusStore:
         return self.write(kept, model=stamp.model, settings=stamp.settings, corpus_dir=stamp.corpus_dir, previous=previous)
 
     def _manifest(self, papers, stamp: Stamp, generation: int, previous) -> dict:
-        model = {
-            "id": stamp.model.id,
-            "fingerprint": stamp.model.fingerprint,
-            "dimension": stamp.model.dimension,
-            "max_tokens": stamp.model.max_tokens,
-        }
-        families = _int8_families(stamp.model.fingerprint, papers, previous)
         old_lines = previous.manifest.get("lines", {}) if previous is not None else {}
         lines = {}
         for item in papers:
             segment = item.paper.segment
             lines[segment] = len(_pieces(_lines_bytes(item.lines))) if isinstance(item, Segment) else old_lines[segment]
         manifest = {
-            "model": model if families is None else {**model, "int8_kernels": families},
-            "settings": dict(stamp.settings),
-            "libraries": library_versions(),
-            "corpus_dir": stamp.corpus_dir,
-            "format": layout.FORMAT,
+            **stamp_record(stamp, papers, previous, generation),
             "store_format": STORE_FORMAT,
-            "generation": generation,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "n_chunks": sum(p.paper.n_chunks for p in papers),
             "papers": [_record(p.paper) for p in papers],
             "lines": lines,  # pieces of each segment's line anchors
         }

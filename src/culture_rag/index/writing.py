@@ -301,11 +301,8 @@ def _int8_families(fingerprint: str, papers: Sequence[Written], previous: LocalS
     return sorted(families)
 
 
-def _write_manifest(
-    tmp: Path, papers: Sequence[Written], stamp: Stamp, number: int, checksums: dict, plan: _Plan, part_files: dict,
-    previous: LocalSnapshot | None, numbers: dict[str, int],
-) -> dict:
-    """The generation's manifest, of which this is the only author."""
+def stamp_record(stamp: Stamp, papers: Sequence[Written], previous, generation: int) -> dict:
+    """What every store's manifest says first: model, settings, libraries, corpus, format, when."""
     model = {
         "id": stamp.model.id,
         "fingerprint": stamp.model.fingerprint,
@@ -313,15 +310,25 @@ def _write_manifest(
         "max_tokens": stamp.model.max_tokens,
     }
     families = _int8_families(stamp.model.fingerprint, papers, previous)
-    manifest = {
+    return {
         "model": model if families is None else {**model, "int8_kernels": families},
         "settings": dict(stamp.settings),
         "libraries": library_versions(),
         "corpus_dir": stamp.corpus_dir,
         "format": layout.FORMAT,
-        "generation": number,
+        "generation": generation,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n_chunks": sum(p.paper.n_chunks for p in papers),
+    }
+
+
+def _write_manifest(
+    tmp: Path, papers: Sequence[Written], stamp: Stamp, number: int, checksums: dict, plan: _Plan, part_files: dict,
+    previous: LocalSnapshot | None, numbers: dict[str, int],
+) -> dict:
+    """The generation's manifest, of which this is the only author."""
+    manifest = {
+        **stamp_record(stamp, papers, previous, number),
         "papers": _records(papers, previous, numbers),
         "placement": [list(place) for place in plan.placement],
         "parts": [{"kind": part.kind, "id": part.id, "rows": part.size} for part in plan.parts],
