@@ -20,11 +20,13 @@ QUICK = {
     "mcp_session": [],
     "ocr": [],
     "sourceview": [],
+    "milvus_lite": ["--queries", "30", "--rounds", "1"],
+    "ray_build": ["--runs", "1"],
 }
 FULL = {
     "indexing": ["--rounds", "2"],
     "latency": ["--queries", "150"],
-    "scale": ["--sizes", "10000,100000,1000000"],
+    "scale": ["--sizes", "10000,100000,1000000"],  # add --baseline DIR for the code before, side by side
     "incremental": ["--size", "100000"],
     "threads": ["--size", "100000"],
     "backends": ["--pdfs"],
@@ -32,6 +34,8 @@ FULL = {
     "mcp_session": ["--runs", "5"],
     "ocr": ["--compare"],
     "sourceview": [],
+    "milvus_lite": ["--queries", "60", "--rounds", "3"],
+    "ray_build": ["--runs", "3"],
 }
 
 
