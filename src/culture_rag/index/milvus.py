@@ -96,6 +96,9 @@ def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[i : i + size]
 
 
+CONNECT_TIMEOUT_S = 60
+
+
 class MilvusStore:
     """An index in a Milvus collection (see the module docstring for its layout). `lock_dir`
     holds the writers' lock file: one writer per machine at a time; writers on several machines
@@ -137,13 +140,29 @@ class MilvusStore:
                 from pymilvus import MilvusClient
 
                 kwargs = {"token": self.token} if self.token else {}
+                self._reachable()
                 try:
-                    # A channel of its own: pymilvus shares one per URI between clients by default, and
-                    # a shared channel left idle by another client was refused here (a stale handler).
-                    self._client = _Guarded(MilvusClient(uri=self.uri, dedicated=True, **kwargs), self.where)
+                    # A server that accepts connections gets a minute to answer its first call:
+                    # pymilvus's 10 s ran out on a busy Milvus Lite server under the full test suite.
+                    client = MilvusClient(uri=self.uri, dedicated=True, timeout=CONNECT_TIMEOUT_S, **kwargs)
+                    self._client = _Guarded(client, self.where)
                 except Exception as exc:  # noqa: BLE001  pymilvus raises its own kinds for a refused connection
                     raise IndexLoadError(self.where, f"cannot connect ({exc}); start Milvus or fix milvus_uri") from None
             return self._client
+
+    def _reachable(self) -> None:
+        """Fail at once where nothing listens, rather than after the connect timeout."""
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.uri if "://" in self.uri else f"http://{self.uri}")
+        if parts.hostname is None or parts.scheme not in ("http", "https", "tcp", "grpc"):
+            return  # a form pymilvus knows better (a Lite file, a cloud endpoint): let it say
+        try:
+            with socket.create_connection((parts.hostname, parts.port or 19530), timeout=5):
+                pass
+        except OSError as exc:
+            raise IndexLoadError(self.where, f"cannot connect ({exc.strerror or exc}); start Milvus or fix milvus_uri") from None
 
     def _loaded(self, name: str) -> bool:
         """Whether collection `name` exists, loaded for queries (a cluster restarted, or a
