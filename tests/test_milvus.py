@@ -327,3 +327,15 @@ def test_milvus_retrieves_what_the_local_store_retrieves(tmp_path, corpus_copy, 
         theirs = [(h.chunk.chunk_id, h.paper.paper_id) for h in milvus.search(question, k=8)]
         assert theirs == ours, question
         assert milvus.ask(question).text == local.ask(question).text
+
+
+def test_a_uri_where_no_server_listens_is_named_at_once(fake_embedder, tmp_path):
+    """Nothing listens on a fresh port: the store says so, naming the server, from the refused TCP
+    connection (not after the minute a slow server's first answer gets)."""
+    from conftest import free_port
+
+    from culture_rag import IndexLoadError
+
+    store = _milvus(f"http://127.0.0.1:{free_port()}", _collection(), fake_embedder, tmp_path)
+    with pytest.raises(IndexLoadError, match=r"milvus http://127\.0\.0\.1:\d+ .*cannot connect \(Connection refused\).*start Milvus"):
+        store.open()
