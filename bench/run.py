@@ -26,7 +26,7 @@ QUICK = {
 FULL = {
     "indexing": ["--rounds", "2"],
     "latency": ["--queries", "150"],
-    "scale": ["--sizes", "10000,100000,1000000"],  # add --baseline DIR for the code before, side by side
+    "scale": ["--sizes", "10000,100000,1000000", "--milvus"],  # add --baseline DIR for the code before, side by side
     "incremental": ["--size", "100000"],
     "threads": ["--size", "100000"],
     "backends": ["--pdfs"],

@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=60, help="distinct questions per size")
     parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with (its src/ and bench/)")
     parser.add_argument("--baseline-cache", type=Path, help="the baseline's cache folder (default: its own, beside ours)")
+    parser.add_argument("--milvus", action="store_true",
+                        help="add the Milvus store's row (bench/milvus_lite.py on a loopback Milvus Lite server: a stand-in)")
     parser.add_argument("--label", default="this", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("generate", "measure"), help=argparse.SUPPRESS)
     latency.query_options(parser)
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += common.child("scale.py", "--child", "measure", "--sizes", str(size), "--label", "before", *options, env=env)
         rows += common.child("scale.py", "--child", "generate", "--sizes", str(size), "--vectors", args.vectors)
         rows += common.child("scale.py", "--child", "measure", "--sizes", str(size), *options)
+    if args.milvus:  # Milvus Lite is one Python process: a correctness stand-in, measured on the real papers only
+        rows += [{**r, "bench": f"Milvus Lite stand-in: {r['bench']}"} for r in common.child("milvus_lite.py", "--queries", "30", "--rounds", "1")]
     common.finish(rows, args.json)
 
 
