@@ -97,6 +97,7 @@ def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 CONNECT_TIMEOUT_S = 60
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": 0}
 
 
 class MilvusStore:
@@ -142,9 +143,11 @@ class MilvusStore:
                 kwargs = {"token": self.token} if self.token else {}
                 self._reachable()
                 try:
-                    # A server that accepts connections gets a minute to answer its first call:
-                    # pymilvus's 10 s ran out on a busy Milvus Lite server under the full test suite.
-                    client = MilvusClient(uri=self.uri, dedicated=True, timeout=CONNECT_TIMEOUT_S, **kwargs)
+                    # No keepalive pings on idle channels: pymilvus pings every 10 s even without
+                    # calls, a gRPC server's default policy answers that with GOAWAY
+                    # "too_many_pings" (Milvus Lite does), and every later channel to it then failed
+                    # to connect. A server that accepts connections gets a minute for its first answer.
+                    client = MilvusClient(uri=self.uri, timeout=CONNECT_TIMEOUT_S, grpc_options=GRPC_OPTIONS, **kwargs)
                     self._client = _Guarded(client, self.where)
                 except Exception as exc:  # noqa: BLE001  pymilvus raises its own kinds for a refused connection
                     raise IndexLoadError(self.where, f"cannot connect ({exc}); start Milvus or fix milvus_uri") from None
