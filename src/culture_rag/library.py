@@ -228,8 +228,8 @@ class Library:
                 outcomes.append(FileOutcome(source, FileStatus.REMOVED))
         changed = bool(new_segments) or len(kept) != len(existing) or any(kept[s] != existing[s] for s in kept)
         if changed or self._snapshot is None or self._snapshot.outdated:
-            # Kept papers first, in the order they have, then the new ones: the indexes in memory
-            # then only need the new papers appended (index.writing.write_generation).
+            # Kept papers first, in the order they have, then the new ones: a stable listing
+            # (where each paper's rows lie is the store's business).
             order = [p.source for p in self.papers() if p.source in kept] + sorted(new_segments)
             papers = {**{s: KeptPaper(info) for s, info in kept.items()}, **new_segments}
             self._write(corpus, [papers[s] for s in order])

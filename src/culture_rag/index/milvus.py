@@ -45,12 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexLoadError, IndexModelMismatch, IndexWriteError, PaperNotFoundError
+from ..errors import IndexLoadError, IndexModelMismatch, IndexWriteError
 from ..lexical import KeywordHits, content_words
 from ..types import Chunk, PaperInfo, PaperMeta
 from . import layout
 from .layout import MANIFEST_DIGEST, KeptPaper, ModelInfo, Segment, manifest_digest
 from .reading import chunk_of
+from .store import kept_without
 from .writing import Stamp, _chunk_record, _record, stamp_record, write_lock
 
 log = logging.getLogger(__name__)
@@ -325,9 +326,7 @@ class MilvusStore:
         return MilvusSnapshot(self, generation, manifest, tuple(p.paper for p in papers), chunks)
 
     def remove(self, paper_id: str, previous: MilvusSnapshot) -> MilvusSnapshot:
-        if all(p.paper_id != paper_id for p in previous.papers):
-            raise PaperNotFoundError(paper_id)
-        kept = [KeptPaper(p) for p in previous.papers if p.paper_id != paper_id]
+        kept = kept_without(paper_id, previous)
         stamp = Stamp.of(previous)
         return self.write(kept, model=stamp.model, settings=stamp.settings, corpus_dir=stamp.corpus_dir, previous=previous)
 

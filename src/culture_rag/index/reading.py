@@ -30,7 +30,7 @@ from .layout import (
     PaperInfo,
     digest_matches,
 )
-from .snapshot import LazyChunks, LocalSnapshot, Part, PaperData, chunk_hashes, sentence_starts, unreadable
+from .snapshot import LazyChunks, LocalSnapshot, Part, PaperData, row_arrays, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +186,10 @@ def _load_generation(index_dir: Path, gen_dir: Path, fingerprint: str, dimension
         layout_parts = _field(manifest_path, manifest, "parts", list)
         placement = _field(manifest_path, manifest, "placement", list)
     parts, seeded = _load_parts(index_dir, manifest, manifest_path, layout_parts, placement, papers, reader, dimension)
-    starts = _starts(manifest_path, placement, parts, papers)
-    offsets = np.cumsum([0] + [p.size for p in parts])
+    _check_placement(manifest_path, placement, parts, papers)
     if manifest.get("n_chunks", sum(p.n_chunks for p in papers)) != sum(p.n_chunks for p in papers):
         raise IndexLoadError(manifest_path, f"n_chunks is {manifest.get('n_chunks')!r} but the papers hold {sum(p.n_chunks for p in papers)}")
-    return LocalSnapshot(gen_dir, manifest, papers, starts, [tuple(p) for p in placement],
-                         [(part, int(offsets[i])) for i, part in enumerate(parts)], reader, seeded)
+    return LocalSnapshot(gen_dir, manifest, papers, placement, parts, reader, seeded)
 
 
 def _paper_records(manifest: dict, manifest_path: Path) -> list[PaperInfo]:
@@ -245,12 +243,9 @@ def _load_parts(index_dir, manifest, manifest_path, layout_parts, placement, pap
 
 def segment_part(segment: str, data: PaperData, terms: TermCounts, dimension: int) -> Part:
     """A paper added since the last merge, searched on its own."""
-    from ..chunking import passage_kind
     from ..dense import build_dense
 
-    kinds = np.fromiter((passage_kind(c) for c in data.chunks), np.uint8, count=len(data.chunks))
-    return Part("segment", segment, build_dense(data.vectors, dimension), Postings.of_counts(terms), kinds,
-                chunk_hashes(data.chunks), sentence_starts(data.chunks), terms)
+    return Part("segment", segment, build_dense(data.vectors, dimension), Postings.of_counts(terms), *row_arrays(data.chunks), terms)
 
 
 def _merged_part(folder: Path, checksums, record: dict, dimension: int) -> Part:
@@ -284,14 +279,10 @@ def _merged_part(folder: Path, checksums, record: dict, dimension: int) -> Part:
     return Part("merged", record["id"], dense, postings, kinds, hashes, starts)
 
 
-def _starts(manifest_path: Path, placement: list, parts: list[Part], papers: list[PaperInfo]) -> np.ndarray:
-    offsets = np.cumsum([0] + [p.size for p in parts])
-    starts = np.zeros(len(papers), np.int64)
+def _check_placement(manifest_path: Path, placement: list, parts: list[Part], papers: list[PaperInfo]) -> None:
     for number, ((index, local), paper) in enumerate(zip(placement, papers)):
         if not (0 <= index < len(parts) and 0 <= local and local + paper.n_chunks <= parts[index].size):
             raise IndexLoadError(manifest_path, f"damaged manifest: paper {number} lies outside its part")
-        starts[number] = offsets[index] + local
-    return starts
 
 
 class _PaperReader:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..chunking import passage_kind
 from ..dense import search_parts
 from ..errors import IndexLoadError
 from ..lexical import KeywordIndex, Postings, TermCounts
 from ..types import Chunk, PaperInfo
+from .layout import FORMAT
 
 CACHED_PAPERS = 256  # papers whose chunks and vectors stay parsed: the working set of recent questions
 
@@ -27,8 +29,11 @@ def chunk_hash(chunk_id: str) -> int:
     return int.from_bytes(hashlib.sha256(chunk_id.encode("utf-8")).digest()[:8], "little")
 
 
-def chunk_hashes(chunks: Sequence[Chunk]) -> np.ndarray:
-    return np.fromiter((chunk_hash(c.chunk_id) for c in chunks), np.uint64, count=len(chunks))
+def row_arrays(chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a part keeps per row of these chunks: passage kind, chunk-id hash, first sentence."""
+    kinds = np.fromiter((passage_kind(c) for c in chunks), np.uint8, count=len(chunks))
+    hashes = np.fromiter((chunk_hash(c.chunk_id) for c in chunks), np.uint64, count=len(chunks))
+    return kinds, hashes, sentence_starts(chunks)
 
 
 @dataclass(frozen=True)
@@ -151,18 +156,18 @@ class LocalSnapshot:
         path: Path,
         manifest: dict,
         papers: Sequence[PaperInfo],
-        starts: np.ndarray,
         placement: Sequence[tuple[int, int]],
-        parts: Sequence[tuple[Part, int]],
+        parts: Sequence[Part],
         reader,
         seeded: dict[int, PaperData] | None = None,
     ) -> None:
         self.path, self.manifest = path, manifest
         self.generation = int(path.name.split("-")[1])
         self.papers = tuple(papers)
-        self.starts = np.asarray(starts, np.int64)
-        self.placement = tuple(placement)  # per paper: (part index, first row within the part)
-        self.parts = tuple(parts)  # (part, first row), in row order
+        self.placement = tuple(tuple(place) for place in placement)  # per paper: (part index, first row within the part)
+        offsets = np.cumsum([0] + [part.size for part in parts]).astype(np.int64)
+        self.parts = tuple((part, int(offsets[i])) for i, part in enumerate(parts))  # (part, first row), in row order
+        self.starts = np.array([offsets[i] + local for i, local in self.placement], np.int64)
         self.reader = reader  # read(number) -> PaperData, terms(number) -> TermCounts, verified
         self.size = max((start + part.size for part, start in self.parts), default=0)
         self._ends = self.starts + np.array([p.n_chunks for p in self.papers], np.int64)
@@ -180,8 +185,6 @@ class LocalSnapshot:
 
     @property
     def outdated(self) -> bool:
-        from .layout import FORMAT
-
         return self.manifest.get("format") != FORMAT
 
     @cached_property

@@ -105,13 +105,17 @@ class LocalStore:
         return write_generation(self.index_dir, papers, Stamp(model, settings, corpus_dir), self.keep, previous)
 
     def remove(self, paper_id: str, previous: Snapshot) -> Snapshot:
-        if all(p.paper_id != paper_id for p in previous.papers):
-            raise PaperNotFoundError(paper_id)
-        kept = [KeptPaper(p) for p in previous.papers if p.paper_id != paper_id]
-        return write_generation(self.index_dir, kept, Stamp.of(previous), self.keep, previous)
+        return write_generation(self.index_dir, kept_without(paper_id, previous), Stamp.of(previous), self.keep, previous)
 
     def lines(self, snapshot: Snapshot, paper: PaperInfo) -> np.ndarray:
         return read_lines(self.index_dir, snapshot.manifest, paper)
+
+
+def kept_without(paper_id: str, previous: Snapshot) -> list[KeptPaper]:
+    """Every paper of `previous` but one, kept: what any store writes to remove a paper."""
+    if all(p.paper_id != paper_id for p in previous.papers):
+        raise PaperNotFoundError(paper_id)
+    return [KeptPaper(p) for p in previous.papers if p.paper_id != paper_id]
 
 
 def open_store(settings, fingerprint: str, dimension: int) -> Store:

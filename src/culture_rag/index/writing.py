@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..chunking import passage_kind
 from ..dense import build_dense, part_vectors
 from ..backend.quantize import int8_kernels
 from ..files import file_sha256, replacing, write_text
@@ -49,7 +48,7 @@ from .layout import (
     library_versions,
 )
 from .reading import _PaperReader, generations, read_current, segment_part
-from .snapshot import LocalSnapshot, Part, chunk_hashes, paper_data, sentence_starts
+from .snapshot import LocalSnapshot, Part, paper_data, row_arrays
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +145,8 @@ def write_generation(
 def _opened(index_dir: Path, final: Path, manifest: dict, papers: Sequence[Written], plan: _Plan, dim: int) -> LocalSnapshot:
     infos = [p.paper for p in papers]
     reader = _PaperReader(index_dir, manifest["segments"], infos, dim)
-    offsets = np.cumsum([0] + [part.size for part in plan.parts])
-    starts = np.array([offsets[i] + local for i, local in plan.placement], np.int64)
     seeded = {n: paper_data(p.chunks, p.vectors, p.sentence_vectors) for n, p in enumerate(papers) if isinstance(p, Segment)}
-    parts = [(part, int(offsets[i])) for i, part in enumerate(plan.parts)]
-    return LocalSnapshot(final, manifest, infos, starts, plan.placement, parts, reader, seeded)
+    return LocalSnapshot(final, manifest, infos, plan.placement, plan.parts, reader, seeded)
 
 
 @dataclass
@@ -172,16 +168,17 @@ class _Plan:
                 new.append(n)
         old_parts = [part for part, _ in previous.parts] if previous is not None else []
         merged = [i for i in sorted(groups) if old_parts[i].kind == "merged"]
-        singles = [("old", i) for i in sorted(groups) if old_parts[i].kind == "segment"] + [("new", n) for n in new]
+        # Parts of one paper each: (the previous part, or None for a new paper; our papers in it)
+        singles = [(old_parts[i], groups[i]) for i in sorted(groups) if old_parts[i].kind == "segment"]
+        singles += [(None, [n]) for n in new]
         to_merge: list[int] = []  # our papers to fold into one new part
-        single_rows = sum(papers[groups[i][0] if kind == "old" else i].paper.n_chunks for kind, i in singles)
+        single_rows = sum(papers[ns[0]].paper.n_chunks for _, ns in singles)
         if previous is None or len(singles) > MAX_SEGMENT_PARTS or single_rows > MAX_SEGMENT_ROWS:
-            to_merge += [n for kind, i in singles for n in (groups[i] if kind == "old" else [i])]
+            to_merge += [n for _, ns in singles for n in ns]
             singles = []
         live = {i: sum(papers[n].paper.n_chunks for n in groups[i]) for i in merged}
-        sparse_parts = [i for i in merged if live[i] < MIN_LIVE_FRACTION * old_parts[i].size]
-        kept = [i for i in merged if i not in sparse_parts]
-        taken = list(sparse_parts)
+        taken = [i for i in merged if live[i] < MIN_LIVE_FRACTION * old_parts[i].size]  # mostly removed papers'
+        kept = [i for i in merged if i not in taken]
         while kept and len(kept) + (1 if to_merge or taken else 0) > MAX_MERGED_PARTS:
             smallest = min(kept, key=lambda i: old_parts[i].size)
             kept.remove(smallest)
@@ -190,8 +187,8 @@ class _Plan:
         plan = cls([], [(0, 0)] * len(papers), [])
         for i in kept:
             plan.parts.append(old_parts[i])
-            for n in groups[i]:
-                plan.placement[n] = (len(plan.parts) - 1, int(previous.starts[numbers[papers[n].paper.paper_id]] - previous.parts[i][1]))
+            for n in groups[i]:  # where it lay in that part
+                plan.placement[n] = (len(plan.parts) - 1, previous.placement[numbers[papers[n].paper.paper_id]][1])
         if to_merge:
             part = _merge([_material(papers[n], previous, numbers) for n in to_merge], [papers[n].paper for n in to_merge], dim)
             plan.parts.append(part)
@@ -200,11 +197,10 @@ class _Plan:
             for n in to_merge:
                 plan.placement[n] = (len(plan.parts) - 1, local)
                 local += papers[n].paper.n_chunks
-        for kind, i in singles:
-            n = groups[i][0] if kind == "old" else i
-            plan.parts.append(old_parts[i] if kind == "old" else _single(papers[n], dim))
-            for m in (groups[i] if kind == "old" else [i]):
-                plan.placement[m] = (len(plan.parts) - 1, 0)
+        for old, ns in singles:
+            plan.parts.append(old if old is not None else _single(papers[ns[0]], dim))
+            for n in ns:
+                plan.placement[n] = (len(plan.parts) - 1, 0)
         return plan
 
 
@@ -225,8 +221,7 @@ def _material(item: Written, previous: LocalSnapshot | None, numbers: dict[str, 
     """A paper's vectors, term counts, passage kinds and chunk hashes, for a merge: a new
     paper's from memory, a kept one's from its part, or its segment's files (verified)."""
     if isinstance(item, Segment):
-        kinds = np.fromiter((passage_kind(c) for c in item.chunks), np.uint8, count=len(item.chunks))
-        return _Material(np.asarray(item.vectors, np.float32), item.terms, kinds, chunk_hashes(item.chunks), sentence_starts(item.chunks))
+        return _Material(np.asarray(item.vectors, np.float32), item.terms, *row_arrays(item.chunks))
     number = numbers[item.paper.paper_id]
     index, local = previous.placement[number]
     part, n = previous.parts[index][0], item.paper.n_chunks
