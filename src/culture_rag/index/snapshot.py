@@ -55,12 +55,13 @@ class Part:
         return len(self.kinds)
 
     @cached_property
-    def _hash_order(self) -> np.ndarray:
-        return np.argsort(self.hashes, kind="stable")
+    def _by_hash(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows in hash order, the hashes in that order), made once: a lookup then sorts nothing."""
+        order = np.argsort(self.hashes, kind="stable")
+        return order, np.asarray(self.hashes)[order]
 
     def rows_of_hash(self, value: int) -> np.ndarray:
-        order = self._hash_order
-        sorted_hashes = self.hashes[order]
+        order, sorted_hashes = self._by_hash
         lo, hi = np.searchsorted(sorted_hashes, np.uint64(value), "left"), np.searchsorted(sorted_hashes, np.uint64(value), "right")
         return order[lo:hi]
 
@@ -172,6 +173,7 @@ class LocalSnapshot:
         self.size = max((start + part.size for part, start in self.parts), default=0)
         self._ends = self.starts + np.array([p.n_chunks for p in self.papers], np.int64)
         self._order = np.argsort(self.starts, kind="stable")
+        self._sorted_starts = self.starts[self._order]  # for locate(), a hot path: sorted once
         self._cache = _PaperCache(reader.read, seeded)
         self.chunks = ChunkTable(self)
         live = sum(p.n_chunks for p in self.papers)
@@ -202,7 +204,7 @@ class LocalSnapshot:
 
     def locate(self, row: int) -> tuple[int, int]:
         """(paper number, chunk number within it) of a row; IndexError for an unused row."""
-        i = int(np.searchsorted(self.starts[self._order], row, "right")) - 1
+        i = int(np.searchsorted(self._sorted_starts, row, "right")) - 1
         number = int(self._order[i]) if i >= 0 else -1
         if number < 0 or not self.starts[number] <= row < self._ends[number]:
             raise IndexError(f"row {row} holds no chunk of this generation")
