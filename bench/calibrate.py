@@ -40,7 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--top", type=int, default=8)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+    workdir = tempfile.TemporaryDirectory()  # removed when main returns
+    tmp = Path(workdir.name)
     seed = index_for(ROOT / "corpus", tmp / "seed")
     aragog = index_for(SHARED / "pdfs" / "aragog", tmp / "aragog", embedder=seed.embedder)
     seven = index_for(_seven(tmp / "seven-papers"), tmp / "seven", embedder=seed.embedder)

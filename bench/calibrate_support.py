@@ -25,7 +25,8 @@ def main() -> None:
     from culture_rag.citations import support_of
     from culture_rag.evaluation import contains_evidence, read_questions
 
-    tmp = Path(tempfile.mkdtemp())
+    workdir = tempfile.TemporaryDirectory()  # removed when main returns
+    tmp = Path(workdir.name)
     assistant = index_for(ROOT / "corpus", tmp / "seed")
     questions = [q for q in read_questions(SHARED / "eval" / "dev_seed.jsonl") if q.answerable and q.evidence]
     idf = assistant.snapshot.keyword.idf

@@ -39,7 +39,8 @@ def main() -> None:
         for q in map(json.loads, (SHARED / "eval" / "dev_broad.jsonl").read_text().splitlines())
         if q["answerable"] and any(ord(c) > 0x400 for c in q["question"])
     ] + EXTRA
-    tmp = Path(tempfile.mkdtemp())
+    workdir = tempfile.TemporaryDirectory()  # removed when main returns
+    tmp = Path(workdir.name)
     assistant = index_for(_seven(tmp / "papers"), tmp / "seven")
     snapshot = assistant.snapshot
     source_of = {p.paper_id: p.source for p in snapshot.papers}

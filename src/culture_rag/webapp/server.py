@@ -69,6 +69,8 @@ EXAMPLES = [
 def build_app(assistant: Assistant) -> gr.Blocks:
     settings = assistant.settings
     write_lock = threading.Lock()  # one rebuild at a time, whatever path the request took
+    # Exports live as long as the app (Gradio serves them from its own copies), then go.
+    exports = tempfile.TemporaryDirectory(prefix="culture-rag-export-")
 
     # -- chat --
 
@@ -136,7 +138,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         if not turns:
             return gr.update(value=None, visible=False), render.message_html("Ask a question first.")
         chosen = [answers[t] for t in turns]
-        folder = Path(tempfile.mkdtemp(prefix="culture-rag-export-"))
+        folder = Path(tempfile.mkdtemp(dir=exports.name))
         name = "answer" if which == "answer" else "conversation"
         (folder / f"{name}.md").write_text(export.conversation_markdown(chosen), encoding="utf-8")
         (folder / "references.bib").write_text(export.bibtex(export.cited_papers(chosen)), encoding="utf-8")
