@@ -79,6 +79,24 @@ def test_each_part_of_a_compound_question_gets_evidence(seven):
     assert answer.answered and "40%" in answer.text and "60%" in answer.text
 
 
+def test_a_comparison_quotes_the_sentences_that_set_the_sides_against_each_other(seven):
+    """Passages mentioning both sides rank above the ones comparing them ("Countries such as
+    China and Belarus ..."): the answer reads deeper and puts the comparisons in."""
+    answer = seven.ask("How does China's cultural industry compare with Belarus's?")
+    assert answer.answered and len(answer.passages) == seven.settings.top_k  # the reader sees k passages
+    comparing = [c.quote for c in answer.citations
+                 if "China" in c.quote and "Belarus" in c.quote and re.search(r"\b(than|compared to|as \w+ as)\b", c.quote)]
+    assert len(comparing) >= 2, answer.text
+    assert all(c.quote in c.chunk.text for c in answer.citations)
+
+
+def test_a_sentence_that_only_announces_what_follows_is_not_a_point(seven):
+    answer = seven.ask("How does CodeNet compare with other code datasets?")
+    assert answer.answered
+    assert not any(re.search(r"\bin the following\b", c.quote, re.I) for c in answer.citations), answer.text
+    assert any("than" in c.quote for c in answer.citations), answer.text
+
+
 def test_reference_entries_and_boilerplate_are_never_quoted(seven):
     for question in ("What risks of AI are mentioned?", "Which datasets are used for question answering?"):
         answer = seven.ask(question)

@@ -187,9 +187,14 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
         for section in sections:
             _add(chosen, _concise_best([e for e in evidence if e.in_focus and e.section == section]), config)
         return _in_paper_order(_within_words(chosen, config.max_words), hits)
-    for side in plan.comparison_sides:
-        side_words = set(content_words(side))
-        _add(chosen, next((e for e in evidence if side_words & set(content_words(e.text))), None), config)
+    # A sentence that sets the sides against each other ("A is smaller than B") is the
+    # comparison; a side no such sentence mentions gets its own best sentence.
+    sides = [set(content_words(side)) for side in plan.comparison_sides]
+    for e in [e for e in evidence if e.score >= config.min_score and _contrasts(e.text, sides)][:2]:
+        _add(chosen, e, config)
+    for side_words in sides:
+        if not any(side_words & set(content_words(c.text)) for c in chosen):
+            _add(chosen, next((e for e in evidence if side_words & set(content_words(e.text))), None), config)
     ranked = [e for e in evidence if e.score >= floor]
     if plan.intent in STRUCTURE_ANSWERS:  # where the paper says it first: its conclusion, its method
         focused = [e for e in evidence if e.in_focus and e.score >= config.focus_ratio * evidence[0].score]
@@ -209,6 +214,19 @@ def _points(plan: QueryPlan, evidence: list[Evidence], hits: list[Hit], config: 
     if plan.intent in SECTION_INTENTS:  # the named section leads; the rest as the paper has them
         points.sort(key=_named_section_first(plan, hits))
     return points
+
+
+_COMPARATIVE = re.compile(
+    r"\b(than|compared (to|with)|in comparison (to|with)|relative to|unlike|whereas|in contrast"
+    r"|(similar|identical|equivalent) to|differs? from|different from|the same as|as (\w+ ){1,2}as)\b",
+    re.I,
+)
+
+
+def _contrasts(text: str, sides: list[set[str]]) -> bool:
+    """A sentence that names every side of a comparison and relates them with a comparative."""
+    words = set(content_words(text))
+    return bool(sides) and all(side & words for side in sides) and bool(_COMPARATIVE.search(text))
 
 
 def _named_section_first(plan: QueryPlan, hits: list[Hit]):

@@ -249,8 +249,13 @@ class Assistant:
         focus = translation.english  # the papers are English: a question in another language is searched in English
         query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
         plan = replace(self._plan(snapshot, focus, papers), language=translation.source_language)
-        hits = self._search(snapshot, query, k or self.settings.top_k, plan.papers or None)
-        pool = structural_pool(snapshot, plan, hits, self.query_vector(query))
+        k = k or self.settings.top_k
+        # A comparison needs passages on each side, which one ranking by similarity to the
+        # question rarely puts in its first k: its answer reads twice as deep; the reader is
+        # shown the first k as ever.
+        found = self._search(snapshot, query, k * (2 if plan.intent == "comparison" else 1), plan.papers or None)
+        hits = found[:k]
+        pool = structural_pool(snapshot, plan, found, self.query_vector(query))
         searched = time.perf_counter()
         mode = mode or self.settings.answer_mode
         if mode == "extractive":

@@ -280,7 +280,8 @@ _BULLET = re.compile(r"^\s*([•●▪‣◦*–-]|\(?\d{1,2}[.)]|\(?[a-z][.)])\
 _ROADMAP = re.compile(
     r"^\s*(in )?sections? \d|\b(is|are) organi[sz]ed as follows\b|\bthe rest of (the|this) (paper|article)\b"
     r"|\b(discussed|described|presented|elaborated|introduced|detailed|given) in sections? \d"
-    r"|^\s*(more |further )?details (can be|are) (found|given|provided)\b",
+    r"|^\s*(more |further )?details (can be|are) (found|given|provided)\b"
+    r"|^\s*in the following\b|\bin the following\s*[.:]?\s*$",
     re.I,
 )
 _KEYWORDS_LINE = re.compile(r"^\W*(key ?words|index terms)\W", re.I)
