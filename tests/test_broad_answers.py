@@ -68,6 +68,18 @@ def test_a_conclusion_leads_when_findings_also_count(seven):
     assert answer.text.split("\n")[0].startswith("Conclusion")
 
 
+def test_future_work_is_read_from_the_section_that_names_it(seven):
+    answer = seven.ask("What future work does the DistilBERT paper suggest?")
+    assert answer.answered
+    paths = [" ".join(c.chunk.heading_path).lower() for c in answer.citations]
+    assert "future work" in paths[0], paths  # "Conclusion and future work" leads
+
+
+def test_a_question_about_what_authors_say_is_not_a_question_about_who_they_are(seven):
+    answer = seven.ask("What limitations do the authors of HellaSwag mention?")
+    assert all(c.chunk.role != "front" for c in answer.citations), answer.text  # no names and addresses
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

@@ -159,6 +159,12 @@ def test_no_papers_no_scope():
         ("What is the affiliation of the first author?", "authors"),
         ("Where do the authors of the dataset paper work?", "authors"),
         ("Which university is the author from?", "authors"),
+        ("List the names of the authors of the BERT paper.", "authors"),
+        ("What limitations do the authors of HellaSwag mention?", "limitations"),  # what they say, not who
+        ("What did the authors of the survey find?", "conclusion"),
+        ("What are the shortcomings of the proposed approach?", "limitations"),
+        ("What future work does the paper suggest?", "future"),
+        ("Which future research directions are open?", "future"),
         ("What strategies do the papers propose for exports?", "list"),
         ("What risks of AI are mentioned?", "list"),
         ("Which challenges does Belarus face?", "list"),
@@ -193,6 +199,8 @@ def test_intents_map_to_sections(library):
     assert plan("Summarize the BERT paper").sections == ("abstract", "introduction", "conclusion")  # the whole paper
     assert plan("Summarize the SWOT analysis of Belarus's cultural industry").sections == ()  # its headings decide
     assert plan("What strategies do the papers propose?").sections == ()
+    assert "limitations" in plan("What are the limitations of PAL?").sections
+    assert "future work" in plan("What future work does DistilBERT suggest?").sections
     assert all(plan_question(q, library).intent in INTENTS for q in ("?", "BERT", "Tell me everything"))
 
 

@@ -44,9 +44,9 @@ class Draft:
 
 # Intents whose answer is several points from distinct passages; a factual question gets one
 # or two sentences.
-BROAD_INTENTS = frozenset({"list", "summary", "conclusion", "contribution", "method", "comparison"})
+BROAD_INTENTS = frozenset({"list", "summary", "conclusion", "contribution", "method", "limitations", "future", "comparison"})
 # Intents that name where in a paper the answer stands.
-SECTION_INTENTS = frozenset({"conclusion", "contribution", "method"})
+SECTION_INTENTS = frozenset({"conclusion", "contribution", "method", "limitations", "future"})
 STRUCTURE_ANSWERS = SECTION_INTENTS | {"summary"}
 PART_SHARE = 0.2  # of the topic's weight a second sentence from another passage must add
 

@@ -57,7 +57,7 @@ def framing_words() -> frozenset[str]:
     return frozenset(content_words(FRAMING_WORDS))
 
 
-STRUCTURAL_INTENTS = frozenset({"conclusion", "method", "contribution", "summary", "list", "authors"})
+STRUCTURAL_INTENTS = frozenset({"conclusion", "method", "contribution", "limitations", "future", "summary", "list", "authors"})
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,11 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
                 seen.add(chunk.chunk_id)
     extra = extra[:limit]
     # The abstract of a paper the question names states its contributions and method in brief,
-    # and stands in for any section the question points to that the paper does not have.
+    # and stands in for a section the question points to that the paper does not have; never
+    # for its limitations or future work, which an abstract does not state.
     abstract = bool(plan.papers) and (
-        plan.intent in ("contribution", "summary", "method", "list", "comparison") or plan.intent != "authors" and not wanted
+        plan.intent in ("contribution", "summary", "method", "list", "comparison")
+        or plan.intent not in ("authors", "limitations", "future") and not wanted
     )
     return Pool(hits + [_hit_of(snapshot, row, query_vector) for row in extra], frozenset(wanted), scope, abstract)
 

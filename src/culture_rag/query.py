@@ -20,7 +20,9 @@ from pathlib import Path
 from .types import PaperInfo
 from .lexical import content_words
 
-INTENTS = ("fact", "conclusion", "method", "contribution", "authors", "list", "summary", "comparison")
+INTENTS = (
+    "fact", "conclusion", "method", "contribution", "limitations", "future", "authors", "list", "summary", "comparison"
+)
 FRONT_MATTER = "front matter"  # title, authors, affiliations, abstract, keywords
 
 # Heading words each intent looks for in a paper. list and summary name no fixed heading: they
@@ -30,6 +32,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "conclusion": ("conclusion", "findings", "discussion", "results"),
     "method": ("method", "methodology", "approach", "design", "data collection", "construction", "framework"),
     "contribution": ("abstract", "introduction", "conclusion"),
+    # Only a section of their own: a conclusion that states no limits is not an answer.
+    "limitations": ("limitations", "limitation", "threats to validity", "shortcomings"),
+    "future": ("future work", "future directions", "future research", "outlook", "open problems"),
     "authors": (FRONT_MATTER,),
     "list": (),
     "summary": (),
@@ -74,9 +79,12 @@ _INTENT_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
          r"|\bwhat(\s+is|\s+was|'s|’s)\b.{0,80}\babout\s*[?.!]*\s*$"),
         ("contribution", r"\bcontribut(e|es|ed|ion|ions)\b|\bwhat(\s+is|'s|’s) new\b|\bnovel(ty)?\b"
          r"|\bwhat (does|do|did)\b.{0,60}\bpropose\b"),
+        ("limitations", r"\blimitations?\b|\bshortcomings?\b|\bcaveats?\b|\bthreats? to (the )?validity\b"),
+        ("future", r"\bfuture (work|works|research|directions?|studies|study)\b|\bnext steps?\b|\bopen (problems|questions)\b"),
         ("conclusion", r"\bconclu(de|des|ded|sion|sions)\b|\bfindings?\b|\bresults?\b|\boutcomes?\b|\btakeaways?\b"
          r"|\bwhat (did|do|does)\b.{0,60}\b(find|show)\b"),
-        ("authors", r"\bwho\b.{0,40}\b(wrote|write|writes|written|authored|authors?|published)\b|\bauthors? (of|behind)\b"
+        ("authors", r"\bwho\b.{0,40}\b(wrote|write|writes|written|authored|authors?|published)\b"
+         r"|^(?!.*\b(do|does|did|have|has|had|would|could|will)\s+(the\s+)?authors?\b).*\bauthors? (of|behind)\b"
          r"|\b(names?|list) of (the )?authors\b|\baffiliat\w*|\bauthorship\b|\bwritten by\b"
          r"|\bwhere (do|does|did)\b.{0,40}\bwork\b"
          r"|\b(which|what) (university|universities|institutions?|institutes?|organi[sz]ations?|labs?|compan(y|ies))\b"),
