@@ -80,6 +80,15 @@ def test_a_question_about_what_authors_say_is_not_a_question_about_who_they_are(
     assert all(c.chunk.role != "front" for c in answer.citations), answer.text  # no names and addresses
 
 
+def test_the_surname_that_names_a_paper_does_not_find_its_namesakes(seven):
+    """Mao's paper reprints an article that quotes Mao Zedong: the word naming the paper must
+    not rank that quote as evidence about the paper's method or conclusion."""
+    for question in ("What methods does Mao use?", "What were the conclusions of Mao's paper?"):
+        answer = seven.ask(question)
+        assert answer.answered and all("Zedong" not in c.quote for c in answer.citations), answer.text
+    assert "conclusion" in " ".join(seven.ask("What were the conclusions of Mao's paper?").citations[0].chunk.heading_path).lower()
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

@@ -18,6 +18,7 @@ from culture_rag.query import (
     detect_language,
     match_headings,
     plan_question,
+    without_names,
     section_headings,
 )
 
@@ -188,6 +189,15 @@ def test_no_papers_no_scope():
 )
 def test_intents(question, intent):
     assert detect_intent(question) == intent
+
+
+def test_surnames_that_name_a_paper_are_kept_apart_from_its_topic(library):
+    plan = plan_question("What methods does Mao use?", library)
+    assert plan.papers and plan.author_names == ("Mao",)
+    assert plan_question("What paths do Shang and Liu propose?", library).author_names == ("Shang", "Liu")
+    assert plan_question("What does the BERT paper conclude?", library).author_names == ()  # a title's name is its topic
+    assert without_names("What methods does Mao's paper use?", ("Mao",)) == "What methods does paper use?"
+    assert without_names("Maoist themes", ("Mao",)) == "Maoist themes"  # whole words only
 
 
 def test_intents_map_to_sections(library):

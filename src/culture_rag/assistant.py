@@ -29,7 +29,7 @@ from .index import Snapshot
 from .ingest import BuildReport, ProgressFn
 from .library import Library
 from .prompts import build_messages, select_evidence
-from .query import QueryPlan, plan_question, question_parts
+from .query import QueryPlan, plan_question, question_parts, without_names
 from .retrieval import RetrievalConfig, retrieve
 from .settings import Settings
 from .sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
@@ -249,6 +249,7 @@ class Assistant:
         focus = translation.english  # the papers are English: a question in another language is searched in English
         query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
         plan = replace(self._plan(snapshot, focus, papers), language=translation.source_language)
+        query = without_names(query, plan.author_names) or query
         k = k or self.settings.top_k
         # A comparison needs passages on each side, which one ranking by similarity to the
         # question rarely puts in its first k: its answer reads twice as deep; the reader is
@@ -313,7 +314,7 @@ class Assistant:
         ones the question names."""
         plan = plan_question(question, snapshot.papers)
         if papers is not None:
-            plan = replace(plan, papers=paper_ids(papers))
+            plan = replace(plan, papers=paper_ids(papers), author_names=())
         return plan
 
     def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:

@@ -52,6 +52,7 @@ class QueryPlan:
     sections: tuple[str, ...]  # heading words where the answer is expected
     topic: str  # the question without its paper references, question and intent words
     comparison_sides: tuple[str, ...] = ()  # ("Belarus", "China") for "how does Belarus compare with China?"
+    author_names: tuple[str, ...] = ()  # surnames, as written, that named `papers` ("Mao" in "Mao's paper")
     language: str = "en"  # "en", "zh", "ru", ... by script
 
     @property
@@ -283,6 +284,7 @@ class _Reference:
     papers: tuple[str, ...]
     tokens: frozenset[int]  # positions (in the token list) of the words that named them
     names: tuple[str, ...]  # the names as written, in question order
+    author_names: tuple[str, ...] = ()  # those of them that are surnames
 
 
 def resolve_papers(question: str, papers: Sequence[PaperInfo]) -> _Reference:
@@ -314,15 +316,20 @@ def resolve_papers(question: str, papers: Sequence[PaperInfo]) -> _Reference:
             credit(owners, 3.0, {i for i, t in enumerate(tokens) if found.start() <= t.start < found.end()})
     for i, n, key, owners in _most_specific(_short_matches(tokens, lookup, names, lowercase_question)):
         credit(owners, 3.0 * len(owners) / len(lookup.short[key]), set(range(i, i + n)))
+    surnames = set()
     for i, token in enumerate(tokens):
         if token.lower in lookup.surnames and _name_cased(tokens, i, question, lowercase_question):
             credit(lookup.surnames[token.lower], 1.0, {i})
+            surnames.add(i)
     chosen = sorted(o for o, score in scores.items() if score >= 1.0)
     if not chosen:
         return _by_title(question, tokens, lookup)
     # The words that named the chosen papers, which the topic leaves out.
     positions = frozenset(i for o in chosen for i in used[o])
-    return _Reference(tuple(names[o].paper_id for o in chosen), positions, tuple(tokens[i].text for i in sorted(positions)))
+    return _Reference(
+        tuple(names[o].paper_id for o in chosen), positions, tuple(tokens[i].text for i in sorted(positions)),
+        tuple(dict.fromkeys(tokens[i].text for i in sorted(positions & surnames))),
+    )
 
 
 @dataclass(frozen=True)
@@ -493,8 +500,18 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         sections=sections,
         topic=topic,
         comparison_sides=sides,
+        author_names=reference.author_names,
         language=detect_language(question),
     )
+
+
+def without_names(text: str, names: Sequence[str]) -> str:
+    """`text` without the surnames that named its papers: once a search is scoped to those
+    papers they say nothing more, and matched as words they find namesakes ("Mao's paper"
+    would rank a quote of Mao Zedong first)."""
+    for name in names:
+        text = re.sub(r"\b" + re.escape(name) + r"(['’]s)?\b", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def _topic(question: str, reference: _Reference) -> str:
