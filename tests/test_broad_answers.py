@@ -89,6 +89,13 @@ def test_the_surname_that_names_a_paper_does_not_find_its_namesakes(seven):
     assert "conclusion" in " ".join(seven.ask("What were the conclusions of Mao's paper?").citations[0].chunk.heading_path).lower()
 
 
+def test_a_question_about_the_role_of_something_is_answered_by_what_it_does(seven):
+    """The papers say what Confucius Institutes did, never that it is their "role"."""
+    answer = seven.ask("What is the role of Confucius Institutes?")
+    assert answer.answered and all("Confucius Institutes" in c.quote for c in answer.citations), answer.text
+    assert not seven.ask("What role did Kazakh theatres play in the Belt and Road?").answered  # a name no paper uses
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

@@ -45,6 +45,8 @@ FRAMING_WORDS = (
     "particular particularly specific specifically go goes went gone get gets got take takes took "
     "what which who whom whose where when why how is are was were be been being did can could would should "
     "will shall may might must has have had draw draws drew drawn "
+    # "what role does X play?", "what is the purpose of X?": what X does, in whatever words
+    "role roles play plays played purpose purposes significance importance "
     # function words that bm25s's short stop-word list keeps
     "from into onto upon within without about above below between among through during before after "
     "under over its their his her our your this these those there here than then also such other others "
