@@ -96,6 +96,24 @@ def test_a_question_about_the_role_of_something_is_answered_by_what_it_does(seve
     assert not seven.ask("What role did Kazakh theatres play in the Belt and Road?").answered  # a name no paper uses
 
 
+def test_a_list_named_by_a_table_header_cites_that_row(seven):
+    """Mao's SWOT table has a column headed "Opportunities": asked for the opportunities, the
+    answer cites its row beside the best sentence, though prose outscores it."""
+    answer = seven.ask("What are the opportunities for Belarus under the Belt and Road Initiative?")
+    assert answer.answered and len(answer.citations) >= 2
+    rows = [c for c in answer.citations if c.chunk.role == "table"]
+    assert rows and "Expansion of cultural collaborations" in rows[0].quote, answer.text
+    assert "Opportunities: Expansion of cultural collaborations" in answer.text  # read with its header
+
+
+def test_an_address_line_is_not_evidence_outside_an_authors_question(seven):
+    """'{victor,lysandre}@huggingface.co' is mostly lowercase words, but a line of addresses."""
+    for question in ("What is the difference between BERT and DistilBERT?", "How does DistilBERT compare with BERT?"):
+        answer = seven.ask(question)
+        assert answer.answered and not any("@" in c.quote for c in answer.citations), answer.text
+    assert "@huggingface.co" in seven.ask("Who wrote the DistilBERT paper?").text  # where it is the answer
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

@@ -101,6 +101,10 @@ def extractive_answer(
         chosen = _rows(evidence, config)
     else:
         chosen = _choose(evidence, hits, terms, config)
+        if plan.intent == "list":  # a table row headed by what the question lists is that list
+            named = next((e for e in evidence if e.named and e.score >= config.min_score), None)
+            if named is not None and named not in chosen:
+                chosen = [*chosen[: config.max_sentences - 1], named]
     chosen = _with_parts(chosen, evidence, part_vectors, hits, config)
     if not answers_question(plan, terms, chosen, hits, keyword, pool.scope, config.min_coverage):
         return Draft(DECLINED, (), answered=False)

@@ -300,7 +300,10 @@ def _header_named(row: str, q_words: list[str]) -> bool:
 
 def _prose(text: str) -> bool:
     """A sentence rather than a line of names or an address: a third of its words or more
-    are lowercase ("Victor SANH, Lysandre DEBUT" and "School of Business, Minsk" are not)."""
+    are lowercase ("Victor SANH, Lysandre DEBUT" and "School of Business, Minsk" are not), and
+    it holds no e-mail address ("{victor,lysandre}@huggingface.co" is lowercase but a line)."""
+    if re.search(r"\S@\w", text):
+        return False
     words = re.findall(r"[^\W\d_]+", text)
     return len(words) >= 5 and 3 * sum(w[0].islower() for w in words) >= len(words)
 
