@@ -114,6 +114,20 @@ def test_an_address_line_is_not_evidence_outside_an_authors_question(seven):
     assert "@huggingface.co" in seven.ask("Who wrote the DistilBERT paper?").text  # where it is the answer
 
 
+def test_a_how_many_question_is_answered_with_a_figure(seven):
+    answer = seven.ask("How many code samples does CodeNet contain?")
+    assert answer.answered and "13,916,868" in answer.text, answer.text
+
+
+def test_a_definition_question_quotes_the_sentence_that_defines(seven):
+    answer = seven.ask("What is HellaSwag?")  # a paper's own name: what the paper presents
+    assert answer.answered and "HellaSwag, a new challenge dataset" in answer.citations[0].quote, answer.text
+    answer = seven.ask("What is knowledge distillation?")
+    assert answer.answered and "is a compression technique" in answer.citations[0].quote, answer.text
+    answer = seven.ask("What is Adversarial Filtering?")
+    assert answer.answered and not any(c.quote.startswith("In this subsection") for c in answer.citations), answer.text
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

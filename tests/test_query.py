@@ -17,6 +17,7 @@ from culture_rag.query import (
     detect_intent,
     detect_language,
     match_headings,
+    defined_term,
     plan_question,
     without_names,
     section_headings,
@@ -165,6 +166,9 @@ def test_no_papers_no_scope():
         ("What did the authors of the survey find?", "conclusion"),
         ("What are the shortcomings of the proposed approach?", "limitations"),
         ("What future work does the paper suggest?", "future"),
+        ("What is the key idea of the method?", "summary"),
+        ("How can the cultural industry improve its international influence?", "list"),  # asks for ways
+        ("What pre-training tasks does the model use?", "list"),  # a hyphenated word before the plural noun
         ("Which future research directions are open?", "future"),
         ("What strategies do the papers propose for exports?", "list"),
         ("What risks of AI are mentioned?", "list"),
@@ -198,6 +202,36 @@ def test_surnames_that_name_a_paper_are_kept_apart_from_its_topic(library):
     assert plan_question("What does the BERT paper conclude?", library).author_names == ()  # a title's name is its topic
     assert without_names("What methods does Mao's paper use?", ("Mao",)) == "What methods does paper use?"
     assert without_names("Maoist themes", ("Mao",)) == "Maoist themes"  # whole words only
+
+
+@pytest.mark.parametrize(
+    "question, term",
+    [
+        ("What is Adversarial Filtering?", "Adversarial Filtering"),
+        ("What is knowledge distillation?", "knowledge distillation"),
+        ("What is meant by the Goldilocks zone?", "Goldilocks zone"),
+        ("What is the Goldilocks zone in HellaSwag?", "Goldilocks zone"),
+        ("Define soft power.", "soft power"),
+        ("What does NSP stand for?", "NSP"),
+        ("What is new in this model?", ""),  # a state, not a term
+        ("What is done to protect the heritage?", ""),  # a clause
+        ("What are the main contributions of this work?", ""),
+    ],
+)
+def test_the_term_a_definition_question_asks_about(question, term):
+    assert defined_term(question) == term
+
+
+def test_how_a_question_wants_its_answer(library):
+    plan = lambda q: plan_question(q, library)  # noqa: E731
+    assert plan("How many code samples does CodeNet contain?").wants_number
+    assert plan("What percentage of problems have test data?").wants_number
+    assert not plan("What is knowledge distillation?").wants_number
+    assert plan("What is knowledge distillation?").defines == "knowledge distillation"
+    whole = plan("What is PAL?")  # the name of a paper: what the paper is
+    assert whole.intent == "summary" and whole.papers == ("pal",) and whole.sections == ("abstract", "introduction", "conclusion")
+    assert plan("Which baselines does PAL compare against?").intent == "list"  # compared with what: a list
+    assert plan("What improvements does BERT bring compared to prior models?").intent == "comparison"
 
 
 def test_intents_map_to_sections(library):

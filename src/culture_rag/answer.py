@@ -100,7 +100,7 @@ def extractive_answer(
     elif plan.intent == "list" and evidence[0].role == roles.TABLE:
         chosen = _rows(evidence, config)
     else:
-        chosen = _choose(evidence, hits, terms, config)
+        chosen = _choose(_in_asked_form(plan, evidence, config), hits, terms, config)
         if plan.intent == "list":  # a table row headed by what the question lists is that list
             named = next((e for e in evidence if e.named and e.score >= config.min_score), None)
             if named is not None and named not in chosen:
@@ -135,6 +135,34 @@ def _anchored(plan: QueryPlan, evidence: list[Evidence], sections: list[str | No
 
 def _focus_sections(evidence: list[Evidence], hits: list[Hit]) -> list[str | None]:
     return list(dict.fromkeys(e.section for e in _in_paper_order(evidence, hits) if e.in_focus and not is_abstract(hits[e.hit].chunk)))
+
+
+def _in_asked_form(plan: QueryPlan, evidence: list[Evidence], config: ExtractiveConfig) -> list[Evidence]:
+    """Evidence in the form the question asks for first, when it scores close to the best: a
+    figure for "how many", a sentence that defines the term for "what is X". Similarity alone
+    ranks "a large collection of code samples" above "a total of 13,916,868 submissions"."""
+    if plan.wants_number:
+        fits = lambda e: bool(_FIGURE.search(e.text))  # noqa: E731
+        ratio = config.keep_ratio
+    elif plan.defines:
+        term = r"\s+".join(map(re.escape, plan.defines.split()))
+        pattern = re.compile(_DEFINES.format(term=term), re.I)
+        fits = lambda e: bool(pattern.search(e.text))  # noqa: E731
+        ratio = config.point_ratio
+    else:
+        return evidence
+    first = [e for e in evidence if fits(e) and e.score >= ratio * evidence[0].score]
+    return first + [e for e in evidence if e not in first]
+
+
+_FIGURE = re.compile(r"\d|\b(hundreds?|thousands?|millions?|billions?|twice|half|double|triple|percent)\b", re.I)
+# "X is a ...", "X [Hinton et al., 2015] is a ...", "X (AF), a ...", "called X", "X refers to ..."
+_DEFINES = (
+    r"\b{term}\b\s*(\([^)]{{1,40}}\)|\[[^\]]{{1,80}}\])?\s*"
+    r"(,\s*(which is\s+|i\.e\.,?\s+)?(a|an|the)\b|(is|are)\s+(a|an|the)\b|refers? to\b|means\b|denotes\b|stands? for\b)"
+    r"|\b(called|termed|known as|named|dubbed)\s+[\"“‘']?{term}\b"
+    r"|\(\s*{term}\s*\)\s*[:,]\s*(a|an|the)\b"  # "Program-Aided Language models (PAL): a novel approach"
+)
 
 
 def _rows(evidence: list[Evidence], config: ExtractiveConfig) -> list[Evidence]:

@@ -48,7 +48,8 @@ FRAMING_WORDS = (
     # "what role does X play?", "what is the purpose of X?": what X does, in whatever words
     "role roles play plays played purpose purposes significance importance "
     # function words that bm25s's short stop-word list keeps
-    "from into onto upon within without about above below between among through during before after "
+    "from into onto upon within without about above below between among through during before after against "
+    "toward towards via "
     "under over its their his her our your this these those there here than then also such other others "
     "more most some any each every all both either neither"
 )
@@ -285,7 +286,7 @@ _ROADMAP = re.compile(
     r"^\s*(in )?sections? \d|\b(is|are) organi[sz]ed as follows\b|\bthe rest of (the|this) (paper|article)\b"
     r"|\b(discussed|described|presented|elaborated|introduced|detailed|given) in sections? \d"
     r"|^\s*(more |further )?details (can be|are) (found|given|provided)\b"
-    r"|^\s*in the following\b|\bin the following\s*[.:]?\s*$",
+    r"|^\s*in the following\b|\bin the following\s*[.:]?\s*$|^\s*in this (sub)?section\b.{0,40}\bdetails\b",
     re.I,
 )
 _KEYWORDS_LINE = re.compile(r"^\W*(key ?words|index terms)\W", re.I)

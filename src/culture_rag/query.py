@@ -53,6 +53,8 @@ class QueryPlan:
     topic: str  # the question without its paper references, question and intent words
     comparison_sides: tuple[str, ...] = ()  # ("Belarus", "China") for "how does Belarus compare with China?"
     author_names: tuple[str, ...] = ()  # surnames, as written, that named `papers` ("Mao" in "Mao's paper")
+    wants_number: bool = False  # "how many ...?", "what percentage ...?": the answer holds a figure
+    defines: str = ""  # "What is knowledge distillation?" -> "knowledge distillation"
     language: str = "en"  # "en", "zh", "ru", ... by script
 
     @property
@@ -76,7 +78,7 @@ _INTENT_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
     for intent, pattern in (
         ("comparison", r"\bcompar(e|es|ed|ing|ison|isons)\b|\bversus\b|\bvs\b\.?|\bdiffer(s|ed|ing|ence|ences)?\b"
          r"|\bcontrast(s|ed)?\b|\bsimilarit(y|ies)\b"),
-        ("summary", r"\bsummar(y|ies|ise|ize|ised|ized|ising|izing)\b|\boverview\b|\bgist\b|\bmain idea\b|\bnutshell\b"
+        ("summary", r"\bsummar(y|ies|ise|ize|ised|ized|ising|izing)\b|\boverview\b|\bgist\b|\b(main|key|core|central|basic) ideas?\b|\bnutshell\b"
          r"|\bwhat(\s+is|\s+was|'s|’s)\b.{0,80}\babout\s*[?.!]*\s*$"),
         ("contribution", r"\bcontribut(e|es|ed|ion|ions)\b|\bwhat(\s+is|'s|’s) new\b|\bnovel(ty)?\b"
          r"|\bwhat (does|do|did)\b.{0,60}\bpropose\b"),
@@ -93,12 +95,12 @@ _INTENT_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
          r"|\bexperimental (setup|design)\b|\bhow (was|were|is|are|did|do|does)\b.{0,80}\b(" + _VERBS_OF_MAKING + r")\b"
          r"|^\s*how (does|do|did)\b"),
         ("list", r"\blist\b|\benumerate\b|\bname (the|some|all)\b|\b(what|which) (kinds?|types?|sorts?) of\b"
-         r"|\bin what ways\b"),
+         r"|\bin what ways\b|^\s*how (can|could|should|might)\b"),
     )
 )
 _WH = re.compile(
     r"\b(what|which)\s+((?:are|were|is|was|the|main|key|major|specific|different|other|possible|most|important)\s+)*"
-    r"([a-z]+)(?:\s+([a-z]+))?(?:\s+([a-z]+))?\b",
+    r"([a-z][a-z-]*)(?:\s+([a-z][a-z-]*))?(?:\s+([a-z][a-z-]*))?\b",
     re.I,
 )
 _AUXILIARIES = frozenset("do does did is are was were can could will would should have has had of in for to".split())
@@ -493,6 +495,11 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
     sides = comparison_sides(question) if intent == "comparison" else ()
     if intent == "comparison" and not sides and len(reference.names) >= 2:
         sides = reference.names[:2]
+    if intent == "comparison" and not sides and _asks_for_plural(question) and _OPEN_COMPARISON.search(question):
+        intent, sections = "list", SECTIONS["list"]  # "which baselines does PAL compare against?" lists them
+    defines = defined_term(question) if intent == "fact" else ""
+    if defines and reference.papers and not content_words(topic):
+        intent, sections, defines = "summary", WHOLE_PAPER, ""  # "What is PAL?" of the PAL paper: its summary
     return QueryPlan(
         question=question,
         papers=reference.papers,
@@ -501,8 +508,40 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         topic=topic,
         comparison_sides=sides,
         author_names=reference.author_names,
+        wants_number=bool(_QUANTITY.search(question)),
+        defines=defines,
         language=detect_language(question),
     )
+
+
+# A comparison verb with nothing after it: what it is compared with is what the question asks.
+_OPEN_COMPARISON = re.compile(r"\b(compar\w*|contrast\w*)(\s+(against|with|to))?\s*[?.!]*\s*$", re.I)
+_QUANTITY = re.compile(
+    r"\bhow (many|much|large|big|long|fast|often|small)\b|\bwhat (percentage|proportion|fraction|share|number|amount)\b"
+    r"|\bby how\b|\bhow (high|low) (is|was|are|were)\b",
+    re.I,
+)
+_DEFINITION = re.compile(
+    r"^\s*what\s+is\s+meant\s+by\s+(?:an?\s+|the\s+)?(?P<d>[^?,;]{2,60}?)\s*\?*\s*$"
+    r"|^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(?P<a>[^?,;]{2,60}?)\s*\?*\s*$"
+    r"|^\s*(?:define|explain)\s+(?:the\s+term\s+)?(?P<b>[^?,;]{2,60}?)[.?]*\s*$"
+    r"|^\s*what\s+(?:does|do)\s+(?P<c>[^?,;]{2,60}?)\s+(?:mean|stand\s+for)\s*\?*\s*$",
+    re.I,
+)
+# Words that make a "what is ..." a question about a state or relation, not a term.
+_NOT_TERM = frozenset("in on by for with to from about at new meant used done like".split())
+
+
+def defined_term(question: str) -> str:
+    """The term a definition question asks about ("What is Adversarial Filtering?"), when it
+    is a short name of a thing rather than a clause; "" otherwise."""
+    match = _DEFINITION.match(question)
+    term = next((g for g in match.groups() if g), "") if match else ""
+    term = re.sub(r"\s+(?:in|within|according to)\s+.*$", "", term)  # "X in the HellaSwag paper" is X
+    words = term.split()
+    if not words or len(words) > 5 or any(w.lower() in _QUESTION_WORDS or w.lower() in _NOT_TERM for w in words):
+        return ""
+    return term
 
 
 def without_names(text: str, names: Sequence[str]) -> str:
