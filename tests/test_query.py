@@ -18,6 +18,7 @@ from culture_rag.query import (
     detect_language,
     match_headings,
     defined_term,
+    listed_noun,
     plan_question,
     without_names,
     section_headings,
@@ -167,6 +168,9 @@ def test_no_papers_no_scope():
         ("What are the shortcomings of the proposed approach?", "limitations"),
         ("What future work does the paper suggest?", "future"),
         ("What is the key idea of the method?", "summary"),
+        ("How does digital technology affect cultural industries?", "fact"),  # an effect, not a method
+        ("How does the model solve the task?", "method"),
+        ("What does the SWOT analysis say about the country?", "summary"),
         ("How can the cultural industry improve its international influence?", "list"),  # asks for ways
         ("What pre-training tasks does the model use?", "list"),  # a hyphenated word before the plural noun
         ("Which future research directions are open?", "future"),
@@ -220,6 +224,12 @@ def test_surnames_that_name_a_paper_are_kept_apart_from_its_topic(library):
 )
 def test_the_term_a_definition_question_asks_about(question, term):
     assert defined_term(question) == term
+
+
+def test_the_noun_a_list_asks_for():
+    assert listed_noun("What are the main challenges for China's cultural exports?") == "challenges"
+    assert listed_noun("Which export markets do China's cultural industries reach?") == "markets"
+    assert listed_noun("What is the export value?") == ""
 
 
 def test_how_a_question_wants_its_answer(library):

@@ -19,7 +19,7 @@ from .citations import (
     split_claims,
 )
 from .chunking import is_abstract
-from .evidence import Evidence, Pool, Weights, gather, quote_span, tidy
+from .evidence import Evidence, Pool, Weights, gather, quote_span, row_headers, tidy
 from .lexical import KeywordIndex, content_words
 from .prompts import DECLINED
 from .query import QueryPlan, section_rank
@@ -97,12 +97,12 @@ def extractive_answer(
         chosen = _front_lines(evidence, hits) or _choose(evidence, hits, terms, config)
     elif plan.intent in BROAD_INTENTS and (plan.intent != "list" or _anchored(plan, evidence, _focus_sections(evidence, hits))):
         chosen = _points(plan, evidence, hits, config)
-    elif plan.intent == "list" and evidence[0].role == roles.TABLE:
+    elif plan.intent == "list" and _lists(plan, evidence[0]):
         chosen = _rows(evidence, config)
     else:
         chosen = _choose(_in_asked_form(plan, evidence, config), hits, terms, config)
         if plan.intent == "list":  # a table row headed by what the question lists is that list
-            named = next((e for e in evidence if e.named and e.score >= config.min_score), None)
+            named = next((e for e in evidence if _lists(plan, e) and e.score >= config.min_score), None)
             if named is not None and named not in chosen:
                 chosen = [*chosen[: config.max_sentences - 1], named]
     chosen = _with_parts(chosen, evidence, part_vectors, hits, config)
@@ -135,6 +135,14 @@ def _anchored(plan: QueryPlan, evidence: list[Evidence], sections: list[str | No
 
 def _focus_sections(evidence: list[Evidence], hits: list[Hit]) -> list[str | None]:
     return list(dict.fromkeys(e.section for e in _in_paper_order(evidence, hits) if e.in_focus and not is_abstract(hits[e.hit].chunk)))
+
+
+def _lists(plan: QueryPlan, e: Evidence) -> bool:
+    """A table row whose header names what the question lists ("Key Export Markets" for
+    "which export markets ...?"); any word of the question when it names no plural noun."""
+    if e.role != roles.TABLE:
+        return False
+    return bool(set(content_words(plan.listed)) & row_headers(e.text)) if plan.listed else e.named
 
 
 def _in_asked_form(plan: QueryPlan, evidence: list[Evidence], config: ExtractiveConfig) -> list[Evidence]:

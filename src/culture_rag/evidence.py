@@ -47,6 +47,11 @@ FRAMING_WORDS = (
     "will shall may might must has have had draw draws drew drawn "
     # "what role does X play?", "what is the purpose of X?": what X does, in whatever words
     "role roles play plays played purpose purposes significance importance "
+    # "what recommendations are made?": papers state them as strategies, measures, paths
+    "recommend recommends recommended recommendation recommendations suggest suggests suggested "
+    "suggestion suggestions proposal proposals "
+    # "how does X influence Y?": the papers say what X does to Y ("leads to more accurate results")
+    "affect affects affected influence influences influenced impact impacts impacted framework frameworks "
     # function words that bm25s's short stop-word list keeps
     "from into onto upon within without about above below between among through during before after against "
     "toward towards via "
@@ -295,8 +300,12 @@ _KEYWORDS_LINE = re.compile(r"^\W*(key ?words|index terms)\W", re.I)
 def _header_named(row: str, q_words: list[str]) -> bool:
     """A table row read with its headers ("Opportunities: ...; Threats: ...") whose header
     names a word of the question: the table says what the question asks about."""
-    headers = " ".join(cell.split(":", 1)[0] for cell in row.split("; ") if ":" in cell)
-    return bool(set(content_words(headers)) & set(q_words))
+    return bool(row_headers(row) & set(q_words))
+
+
+def row_headers(row: str) -> set[str]:
+    """The content words of the headers a table row is read with ("Opportunities: ...")."""
+    return set(content_words(" ".join(cell.split(":", 1)[0] for cell in row.split("; ") if ":" in cell)))
 
 
 def _prose(text: str) -> bool:

@@ -55,6 +55,7 @@ class QueryPlan:
     author_names: tuple[str, ...] = ()  # surnames, as written, that named `papers` ("Mao" in "Mao's paper")
     wants_number: bool = False  # "how many ...?", "what percentage ...?": the answer holds a figure
     defines: str = ""  # "What is knowledge distillation?" -> "knowledge distillation"
+    listed: str = ""  # the plural noun a list asks for: "challenges" in "what are the main challenges ...?"
     language: str = "en"  # "en", "zh", "ru", ... by script
 
     @property
@@ -79,7 +80,8 @@ _INTENT_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("comparison", r"\bcompar(e|es|ed|ing|ison|isons)\b|\bversus\b|\bvs\b\.?|\bdiffer(s|ed|ing|ence|ences)?\b"
          r"|\bcontrast(s|ed)?\b|\bsimilarit(y|ies)\b"),
         ("summary", r"\bsummar(y|ies|ise|ize|ised|ized|ising|izing)\b|\boverview\b|\bgist\b|\b(main|key|core|central|basic) ideas?\b|\bnutshell\b"
-         r"|\bwhat(\s+is|\s+was|'s|’s)\b.{0,80}\babout\s*[?.!]*\s*$"),
+         r"|\bwhat(\s+is|\s+was|'s|’s)\b.{0,80}\babout\s*[?.!]*\s*$"
+         r"|\bwhat (does|do|did)\b.{0,60}\b(say|tell|reveal|show) about\b"),
         ("contribution", r"\bcontribut(e|es|ed|ion|ions)\b|\bwhat(\s+is|'s|’s) new\b|\bnovel(ty)?\b"
          r"|\bwhat (does|do|did)\b.{0,60}\bpropose\b"),
         ("limitations", r"\blimitations?\b|\bshortcomings?\b|\bcaveats?\b|\bthreats? to (the )?validity\b"),
@@ -93,7 +95,8 @@ _INTENT_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
          r"|\b(which|what) (university|universities|institutions?|institutes?|organi[sz]ations?|labs?|compan(y|ies))\b"),
         ("method", r"\bmethod(s|ology|ologies|ological)?\b|\bapproach(es)?\b|\bprocedures?\b|\bdata collection\b"
          r"|\bexperimental (setup|design)\b|\bhow (was|were|is|are|did|do|does)\b.{0,80}\b(" + _VERBS_OF_MAKING + r")\b"
-         r"|^\s*how (does|do|did)\b"),
+         r"|^\s*how (does|do|did)\b(?!.{0,60}\b(affect|affects|influence|influences|impact|impacts|shape|shapes|change"
+         r"|changes|benefit|benefits|help|helps|hurt|hurts|contribute|contributes|relate|relates|matter|matters)\b)"),
         ("list", r"\blist\b|\benumerate\b|\bname (the|some|all)\b|\b(what|which) (kinds?|types?|sorts?) of\b"
          r"|\bin what ways\b|^\s*how (can|could|should|might)\b"),
     )
@@ -133,14 +136,20 @@ def detect_intent(question: str) -> str:
 def _asks_for_plural(question: str) -> bool:
     """"What strategies ...", "which risks ...", "what are the main challenges ...": a
     question about a plural noun asks for several things."""
+    return bool(listed_noun(question))
+
+
+def listed_noun(question: str) -> str:
+    """The plural noun a question asks for ("challenges" in "what are the main challenges
+    ..."), or ""."""
     for match in _WH.finditer(question):
         for word in match.groups()[2:]:  # a noun phrase of up to three words: "which export markets do"
             if word is None or word.lower() in _AUXILIARIES:
                 break
             head = word.lower()
             if head.endswith("s") and not head.endswith(("ss", "us")) and head not in _NOT_PLURAL_NOUNS:
-                return True
-    return False
+                return head
+    return ""
 
 
 # --- language ------------------------------------------------------------------------------
@@ -510,6 +519,7 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         author_names=reference.author_names,
         wants_number=bool(_QUANTITY.search(question)),
         defines=defines,
+        listed=listed_noun(question),
         language=detect_language(question),
     )
 
