@@ -197,6 +197,14 @@ def test_off_topic_questions_phrased_like_the_papers_are_declined(seven, questio
     assert answer.passages  # the closest passages are still shown
 
 
+def test_a_chinese_question_names_the_authors_of_a_paper(seven):
+    answer = seven.ask("请总结尚和刘的论文。")  # summarize Shang and Liu's paper
+    assert "Shang" in answer.searched_as and "Liu" in answer.searched_as, answer.searched_as
+    assert answer.answered and {c.paper.paper_id for c in answer.citations} == {
+        p.paper_id for p in seven.snapshot.papers if p.paper_id.startswith("shang")
+    }
+
+
 def test_a_chinese_question_is_answered_with_english_quotes(seven):
     answer = seven.ask("DistilBERT 比 BERT 快多少？")  # how much faster is DistilBERT than BERT?
     assert answer.language == "zh" and "DistilBERT" in answer.searched_as

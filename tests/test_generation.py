@@ -12,7 +12,14 @@ from culture_rag import ModelError, Settings
 from culture_rag.generation import PACKAGED_MODELS, LocalGenerator, PackagedModel, model_path
 from culture_rag.prompts import DECLINED, SYSTEM_PROMPT, Evidence, build_messages
 from culture_rag.settings import PACKAGED_LLM_SMALL
-from culture_rag.translation import TRANSLATION_TOKENS, QuestionTranslator, detect_language, palladius_to_pinyin, romanize_names
+from culture_rag.translation import (
+    TRANSLATION_TOKENS,
+    QuestionTranslator,
+    detect_language,
+    palladius_to_pinyin,
+    romanize_names,
+    romanize_surnames,
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +152,23 @@ def test_chinese_names_in_cyrillic_become_pinyin():
     for russian in ("Она пишет о Китае, Индии и Азии", "Москва, Лондон, Минск"):
         assert romanize_names(russian) == russian
     assert palladius_to_pinyin("Цзян") == "Jiang" and palladius_to_pinyin("Го") == "Guo" and palladius_to_pinyin("Бо") == "Bo"
+
+
+def test_han_surnames_of_the_library_become_pinyin_where_they_stand_as_names():
+    library = frozenset({"shang", "liu", "mao"})
+    assert romanize_surnames("请总结尚和刘的论文。", library) == "请总结Shang和Liu的论文。"
+    assert romanize_surnames("毛认为白俄罗斯面临哪些挑战？", library) == "Mao认为白俄罗斯面临哪些挑战？"
+    assert romanize_surnames("尚和刘的论文", frozenset({"liu"})) == "尚和Liu的论文"  # only the library's authors
+    assert romanize_surnames("这个问题尚未解决", library) == "这个问题尚未解决"  # 尚未, "not yet": no name marker follows
+    assert romanize_surnames("刘的论文", frozenset()) == "刘的论文"
+
+
+def test_a_chinese_question_names_authors_in_pinyin(small_model):
+    translator = QuestionTranslator.from_settings(Settings(translation_model=PACKAGED_LLM_SMALL), small_model)
+    asked = translator.translate("请总结尚和刘的论文。", frozenset({"shang", "liu"}))
+    assert "Shang" in asked.english and "Liu" in asked.english, asked.english
+    again = translator.translate("请总结尚和刘的论文。", frozenset({"liu"}))  # another library: not the cached one
+    assert again.ms > 0
 
 
 def test_chinese_and_russian_questions_are_translated(small_model):

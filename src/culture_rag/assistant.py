@@ -29,7 +29,7 @@ from .index import Snapshot
 from .ingest import BuildReport, ProgressFn
 from .library import Library
 from .prompts import build_messages, select_evidence
-from .query import QueryPlan, plan_question, question_parts, without_names
+from .query import QueryPlan, library_surnames, plan_question, question_parts, without_names
 from .retrieval import RetrievalConfig, retrieve
 from .settings import Settings
 from .sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
@@ -245,7 +245,7 @@ class Assistant:
         start = time.perf_counter()
         snapshot = self._require_snapshot()  # one snapshot for the whole answer, even if a rebuild lands
         asked = self.check_question(question)
-        translation = self._translate(asked)
+        translation = self._translate(asked, snapshot)
         focus = translation.english  # the papers are English: a question in another language is searched in English
         query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
         plan = replace(self._plan(snapshot, focus, papers), language=translation.source_language)
@@ -299,15 +299,15 @@ class Assistant:
         )
         yield AnswerEvent("answer", answer.text, answer)
 
-    def _translate(self, question: str) -> Translation:
+    def _translate(self, question: str, snapshot: Snapshot) -> Translation:
         """English questions pass as they are; others are translated by the local model, loaded
-        on the first such question."""
+        on the first such question, told the library's surnames a Chinese question may name."""
         if detect_language(question) == "en":
             return Translation(question, "en", 0.0)
         with self._cache_lock:
             if self._translator is None:
                 self._translator = QuestionTranslator.from_settings(self.settings, self._generators.get("local"))
-        return self._translator.translate(question)
+        return self._translator.translate(question, library_surnames(snapshot.papers))
 
     def _plan(self, snapshot: Snapshot, question: str, papers: Iterable[str] | None) -> QueryPlan:
         """What the question asks for and of which papers; papers the caller chose win over the

@@ -354,6 +354,11 @@ class _Lookup:
     title_terms: dict[str, list[int]]
 
 
+def library_surnames(papers: Sequence[PaperInfo]) -> frozenset[str]:
+    """The lowercase surnames of the library's authors, as questions may name them."""
+    return frozenset(_lookup(tuple(papers)).surnames)
+
+
 @lru_cache(maxsize=4)
 def _lookup(papers: tuple[PaperInfo, ...]) -> _Lookup:
     """Built once per library: a question then looks its words up (at 13k papers, building

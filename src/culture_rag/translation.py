@@ -141,15 +141,42 @@ def detect_language(text: str) -> str:
     return foreign if weights[foreign] and 4 * weights[foreign] >= sum(weights.values()) else "en"
 
 
-def translate_question(text: str, language: str, generator: Generator) -> Translation:
-    """The question in English, from a model that runs deterministically (temperature 0)."""
+# Characters after which a Chinese surname stands as a name: "尚和刘的论文" (Shang and Liu's
+# paper), "毛等人" (Mao et al.), "尚教授" (Professor Shang).
+_NAME_MARKERS = ("的", "和", "与", "跟", "及", "、", "等", "教授", "博士", "老师", "认为", "提出", "指出")
+
+
+def romanize_surnames(text: str, surnames: frozenset[str]) -> str:
+    """The text with each Han character that stands as the surname of an author in the library
+    written in pinyin ("请总结尚和刘的论文" -> "请总结Shang和Liu的论文"): one of its readings
+    (pypinyin, every reading of a heteronym) is in `surnames`, and a word that marks a name
+    follows it, after at most two more characters (a given name). The model keeps a name
+    written in Latin letters as it is; it had rendered 尚 as "Sun" and "Song". A character of a
+    word ("中国和" holds 国, Guo) is still read as the word: the model translates "中Guo和" as
+    "China and", measured on this machine."""
+    from pypinyin import Style, pinyin
+
+    out = []
+    for i, char in enumerate(text):
+        name = None
+        if _script(char) == "zh" and any(text.startswith(m, j) for j in range(i + 1, i + 4) for m in _NAME_MARKERS):
+            name = next((r for r in pinyin(char, style=Style.NORMAL, heteronym=True)[0] if r in surnames), None)
+        out.append(name.capitalize() if name else char)
+    return "".join(out)
+
+
+def translate_question(text: str, language: str, generator: Generator, surnames: frozenset[str] = frozenset()) -> Translation:
+    """The question in English, from a model that runs deterministically (temperature 0).
+    Chinese names are written in pinyin first: by Palladius's rules in Russian, and in Chinese
+    where a character stands as one of `surnames` (the library's authors')."""
     if language == "en":
         return Translation(text, language, 0.0)
     start = time.perf_counter()
     source = LANGUAGE_NAMES.get(language, "its language")
+    named = romanize_names(text) if language == "ru" else romanize_surnames(text, surnames) if language == "zh" else text
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": f"Translate from {source} into English:\n{romanize_names(text) if language == 'ru' else text}"},
+        {"role": "user", "content": f"Translate from {source} into English:\n{named}"},
     ]
     english = _clean("".join(generator.stream(messages)))
     return Translation(english or text, language, (time.perf_counter() - start) * 1000)
@@ -177,21 +204,23 @@ class QuestionTranslator:
     def __init__(self, generator: Generator, size: int = 256) -> None:
         self.generator = generator
         self.size = size
-        self._cache: OrderedDict[str, Translation] = OrderedDict()
+        self._cache: OrderedDict[tuple, Translation] = OrderedDict()
         self._lock = threading.Lock()
 
-    def translate(self, text: str) -> Translation:
+    def translate(self, text: str, surnames: frozenset[str] = frozenset()) -> Translation:
+        """`surnames`: the library's authors' surnames, lowercase, for a Chinese question."""
         language = detect_language(text)
         if language == "en":
             return Translation(text, language, 0.0)
+        key = (text, surnames if language == "zh" else frozenset())
         with self._lock:
-            if text in self._cache:
-                self._cache.move_to_end(text)
-                cached = self._cache[text]
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                cached = self._cache[key]
                 return Translation(cached.english, cached.source_language, 0.0)
-        translation = translate_question(text, language, self.generator)
+        translation = translate_question(text, language, self.generator, surnames)
         with self._lock:
-            self._cache[text] = translation
+            self._cache[key] = translation
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         return translation
