@@ -145,6 +145,18 @@ def test_a_definition_question_quotes_the_sentence_that_defines(seven):
     assert answer.answered and not any(c.quote.startswith("In this subsection") for c in answer.citations), answer.text
 
 
+def test_a_list_of_a_kind_of_thing_needs_no_passage_that_names_the_kind(seven):
+    """DistilBERT's paper sets out its advantages (smaller, faster) without the word."""
+    answer = seven.ask("What are the advantages of DistilBERT?")
+    assert answer.answered and all(c.paper.paper_id == "distilbert" for c in answer.citations), answer.text
+    assert not seven.ask("What are the advantages of Belarusian ice hockey clubs?").answered  # the rest still counts
+
+
+def test_what_a_name_stands_for_comes_from_the_paper_that_coins_it(seven):
+    answer = seven.ask("What does BERT stand for?")
+    assert answer.answered and "Bidirectional Encoder Representations from Transformers" in answer.citations[0].quote
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

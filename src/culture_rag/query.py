@@ -512,7 +512,7 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
     if intent == "comparison" and not sides and _asks_for_plural(question) and _OPEN_COMPARISON.search(question):
         intent, sections = "list", SECTIONS["list"]  # "which baselines does PAL compare against?" lists them
     defines = defined_term(question) if intent == "fact" else ""
-    if defines and reference.papers and not content_words(topic):
+    if defines and defines.lower() in {n.lower() for n in reference.names}:
         intent, sections, defines = "summary", WHOLE_PAPER, ""  # "What is PAL?" of the PAL paper: its summary
     return QueryPlan(
         question=question,

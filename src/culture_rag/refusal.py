@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -21,6 +22,15 @@ from .types import Hit
 # A capitalized word after the first, or a word with capitals inside it (ImageNet, GPUs): a name.
 _NAME = re.compile(r"(?<=\s)[A-Z][\w-]*|\b\w+[A-Z]\w*")
 UNSEEN_WEIGHT = 2.0
+# The kind of thing a list asks for ("what are the advantages of X?"): a paper sets out X's
+# advantages without calling them so, so the passages need not hold the word.
+CATEGORY_NOUNS = (
+    "advantages benefits strengths merits weaknesses disadvantages drawbacks limitations shortcomings "
+    "challenges problems issues difficulties obstacles barriers risks threats opportunities "
+    "strategies measures steps ways paths approaches solutions recommendations suggestions policies "
+    "factors reasons causes effects impacts consequences implications outcomes lessons features "
+    "characteristics aspects elements components examples goals objectives aims trends"
+)
 _UNSEEN = "\x00"  # no token looks like this: its idf is that of a word no chunk has
 
 
@@ -47,7 +57,7 @@ def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[t
     they never name is not answered by a passage that is merely about the same field. Other
     words weigh at most as a word in one chunk of a hundred, so that a rare but ordinary word
     of the question ("besides") cannot decide alone."""
-    framing = framing_words()
+    framing = framing_words() | _category(plan)
     words = [w for w in dict.fromkeys(content_words(plan.topic)) if w not in framing and not w.isdigit()]
     if not keyword:
         return dict.fromkeys(words, 1.0)
@@ -60,6 +70,17 @@ def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[t
         w: v * UNSEEN_WEIGHT if w in names and w not in used else min(v, cap)
         for w, v in idf.items()
     }
+
+
+def _category(plan: QueryPlan) -> frozenset[str]:
+    """The stem of the noun a list asks for, when it names a kind of thing (CATEGORY_NOUNS)."""
+    listed = frozenset(content_words(plan.listed))
+    return listed if listed & _category_stems() else frozenset()
+
+
+@lru_cache(maxsize=1)
+def _category_stems() -> frozenset[str]:
+    return frozenset(content_words(CATEGORY_NOUNS))
 
 
 def coverage(terms: dict[str, float], hits: list[Hit]) -> float:
