@@ -201,6 +201,9 @@ def test_reference_entries_and_boilerplate_are_never_quoted(seven):
         "Which Kazakh theatres joined the Belt and Road cultural programme in 2015?",  # a name no paper uses
         "How many TPUs did the HellaSwag authors rent from Amazon?",
         "What do the papers say about Hollywood box office revenue in Vietnam?",
+        "What is the purpose of the Silk Road Fund?",  # the Silk Road, and funds, but no such fund
+        "What does GPT stand for?",  # named, never spelled out
+        "What future work does the Mao paper propose for Africa?",  # no future work, Africa once
     ],
 )
 def test_off_topic_questions_phrased_like_the_papers_are_declined(seven, question):

@@ -46,9 +46,36 @@ def answers_question(
     """The checks every answer but an authors one passes before it is given."""
     if plan.intent == "authors":
         return True
-    if coverage(terms, hits) < min_coverage or _unknown_name(plan, keyword, scope):
+    if coverage(terms, hits) < min_coverage or _unknown_name(plan, keyword, scope) or _missing_phrase(plan, hits):
         return False
+    if plan.intent in _CUES and not any(e.in_focus or _CUES[plan.intent] & set(content_words(e.text)) for e in chosen):
+        return False  # no section of that name, and nothing quoted speaks of limits or of what comes next
     return plan.intent != "fact" or _says_what_is_asked(plan, terms, chosen)
+
+
+# Words by which a sentence outside a "Limitations" or "Future work" section speaks of them.
+_CUES = {
+    "limitations": frozenset(content_words("limitation limited limit shortcoming drawback weakness caveat fails restricted")),
+    "future": frozenset(content_words("future further next extend extension explore")),
+}
+# Two or more capitalized words in a row: one name ("Silk Road Fund"), not its words apart.
+_PHRASE = re.compile(r"(?<=\s)[A-Z][\w-]*(?:\s+[A-Z][\w-]*)+")
+
+
+def _missing_phrase(plan: QueryPlan, hits: list[Hit]) -> bool:
+    """The question names something in several capitalized words that no passage holds in a
+    row: the papers mention the Silk Road, not a "Silk Road Fund"."""
+    found = [content_words(" ".join((h.chunk.text, *h.chunk.heading_path))) for h in hits]
+    for phrase in _PHRASE.findall(" " + plan.question):  # as asked: "China's Going out" is two names
+        words = content_words(phrase)
+        if len(words) >= 2 and not any(_holds(text, words) for text in found):
+            return True
+    return False
+
+
+def _holds(text: list[str], words: list[str]) -> bool:
+    n = len(words)
+    return any(text[i : i + n] == words for i in range(len(text) - n + 1))
 
 
 def topic_terms(plan: QueryPlan, keyword: KeywordIndex | None, scope: Sequence[tuple[int, int]] | None = None) -> dict[str, float]:
