@@ -157,6 +157,21 @@ def test_what_a_name_stands_for_comes_from_the_paper_that_coins_it(seven):
     assert answer.answered and "Bidirectional Encoder Representations from Transformers" in answer.citations[0].quote
 
 
+@pytest.mark.parametrize(
+    "question, heading",
+    [
+        ("Summarize section 4.2 of Mao's paper.", r"4\.2\b"),
+        ("What does section 3.2 of Shang and Liu's paper say?", r"3\.2\b"),
+        ("Summarize the introduction of the BERT paper.", r"(?i)^\d*\.?\s*introduction"),
+    ],
+)
+def test_a_section_the_question_names_is_what_the_answer_quotes(seven, question, heading):
+    answer = seven.ask(question)
+    assert answer.answered and len(answer.citations) >= 2, answer.text
+    for c in answer.citations:
+        assert any(re.match(heading, h.strip()) for h in c.chunk.heading_path), (c.chunk.heading_path, answer.text)
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

@@ -226,6 +226,23 @@ def test_the_term_a_definition_question_asks_about(question, term):
     assert defined_term(question) == term
 
 
+@pytest.mark.parametrize(
+    "question, ref, intent",
+    [
+        ("What does section 3.2 of the paper say?", "3.2", "summary"),
+        ("Summarize §4 of the study.", "4", "summary"),
+        ("Summarize the introduction of the BERT paper.", "introduction", "summary"),
+        ("What is discussed in the related work of PAL?", "related work", "summary"),
+        ("What does the discussion section say about pretraining?", "discussion", "summary"),
+        ("Which results are reported?", "", "conclusion"),  # results, not a section named
+    ],
+)
+def test_a_section_named_by_number_or_name(question, ref, intent):
+    plan = plan_question(question, [])
+    assert (plan.section_ref, plan.intent) == (ref, intent)
+    assert not ref or plan.sections[0] == ref and "section" not in plan.topic.lower()
+
+
 def test_the_noun_a_list_asks_for():
     assert listed_noun("What are the main challenges for China's cultural exports?") == "challenges"
     assert listed_noun("Which export markets do China's cultural industries reach?") == "markets"

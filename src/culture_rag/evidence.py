@@ -182,6 +182,8 @@ def focus_headings(plan: QueryPlan, chunks: Sequence[Chunk], hits: list[Hit], id
     """Headings of one paper that the question points to: those its intent names (a
     conclusion, a method), or for a list or a summary, the heading that matches the question's
     topic (one with subsections first, so that every subsection under it contributes)."""
+    if plan.section_ref:  # "section 3.2", "the introduction of ...": that section, by number or name
+        return set(section_headings(plan, list(dict.fromkeys(h for c in chunks for h in c.heading_path))))
     if plan.intent in ("list", "summary") and plan.topic_words:
         heading = _list_heading(plan, chunks, idf) or next(iter(_matching_headings(plan, chunks, idf)), None)
         return {heading} if heading else set()

@@ -56,6 +56,7 @@ class QueryPlan:
     wants_number: bool = False  # "how many ...?", "what percentage ...?": the answer holds a figure
     defines: str = ""  # "What is knowledge distillation?" -> "knowledge distillation"
     listed: str = ""  # the plural noun a list asks for: "challenges" in "what are the main challenges ...?"
+    section_ref: str = ""  # a section the question names: "3.2" ("section 3.2"), "introduction"
     language: str = "en"  # "en", "zh", "ru", ... by script
 
     @property
@@ -511,6 +512,11 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         sides = reference.names[:2]
     if intent == "comparison" and not sides and _asks_for_plural(question) and _OPEN_COMPARISON.search(question):
         intent, sections = "list", SECTIONS["list"]  # "which baselines does PAL compare against?" lists them
+    section_ref, topic = _section_reference(question, topic)
+    if section_ref and intent in ("fact", "summary", "method", "contribution"):
+        intent, sections = "summary", (section_ref,)  # what a section says is read from it
+    elif section_ref:
+        sections = (section_ref, *sections)
     defines = defined_term(question) if intent == "fact" else ""
     if defines and defines.lower() in {n.lower() for n in reference.names}:
         intent, sections, defines = "summary", WHOLE_PAPER, ""  # "What is PAL?" of the PAL paper: its summary
@@ -525,8 +531,33 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         wants_number=bool(_QUANTITY.search(question)),
         defines=defines,
         listed=listed_noun(question),
+        section_ref=section_ref,
         language=detect_language(question),
     )
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)*")
+# "section 3.2", "§3", "the introduction of", "the related work section": a section by number or name.
+_SECTION_REF = re.compile(
+    r"(?:\b(?:section|sec\.|chapter)\s*|§\s*)(?P<number>\d+(?:\.\d+)*)\b"
+    r"|\b(?:the\s+)?(?P<name>introduction|background|related work|literature review|methodology|methods"
+    r"|experimental setup|experiments|results|discussion|conclusions?|abstract|appendix|evaluation)"
+    r"(?:\s+section)?\s+(?:of|in)\b"
+    r"|\b(?:the\s+)?(?P<named>introduction|background|related work|literature review|methodology|methods"
+    r"|experimental setup|experiments|results|discussion|conclusions?|abstract|appendix|evaluation)\s+section\b",
+    re.I,
+)
+
+
+def _section_reference(question: str, topic: str) -> tuple[str, str]:
+    """The section the question names, by number or by name, and the topic without it."""
+    match = _SECTION_REF.search(question)
+    if not match:
+        return "", topic
+    ref = (match.group("number") or match.group("name") or match.group("named")).lower()
+    drop = set(content_words(f"section sec chapter {ref}"))
+    kept = [w for w in topic.split() if w.strip("§.") != ref and not set(content_words(w)) & drop]
+    return ref, " ".join(kept)
 
 
 # A comparison verb with nothing after it: what it is compared with is what the question asks.
@@ -594,26 +625,27 @@ def match_headings(plan: QueryPlan, headings: Sequence[str]) -> list[str]:
 
 def section_headings(plan: QueryPlan, headings: Sequence[str]) -> list[str]:
     """The headings that name one of the plan's sections ("4. Findings and Analysis" for
-    "findings"), in the given order."""
-    wanted = _section_words(plan)
-    return [h for h in headings if _named_rank(wanted, [content_words(h)]) is not None]
+    "findings", "3.2 Give Full Play ..." for "3.2"), in the given order."""
+    return [h for h in headings if section_rank(plan, [h]) is not None]
 
 
 def section_rank(plan: QueryPlan, heading_path: Sequence[str]) -> int | None:
     """Which of the plan's sections (best first: "conclusion" before "findings") a heading on
     the path names; None when none does."""
-    return _named_rank(_section_words(plan), [content_words(h) for h in heading_path])
-
-
-def _section_words(plan: QueryPlan) -> list[list[str]]:
-    return [content_words(s) for s in plan.sections if s != FRONT_MATTER]
-
-
-def _named_rank(wanted: list[list[str]], headings: list[list[str]]) -> int | None:
-    for rank, want in enumerate(wanted):
-        if want and any(all(any(_same_word(w, h) for h in words) for w in want) for words in headings):
+    wanted = [s for s in plan.sections if s != FRONT_MATTER]
+    for rank, section in enumerate(wanted):
+        if any(_names_section(section, h) for h in heading_path):
             return rank
     return None
+
+
+def _names_section(section: str, heading: str) -> bool:
+    """"3.2 Give Full Play ..." names section "3.2" (and "3. The ..." section "3", but not
+    "3.2 ..."); "4. Findings and Analysis" names "findings"."""
+    if _NUMBER.fullmatch(section):
+        return bool(re.match(rf"\s*(?:section\s+)?{re.escape(section)}\.?(?:\s|$)", heading, re.I))
+    want, words = content_words(section), content_words(heading)
+    return bool(want) and all(any(_same_word(w, h) for h in words) for w in want)
 
 
 def _ranked(words: Sequence[str], headings: Sequence[str]) -> list[str]:
