@@ -100,6 +100,8 @@ def extractive_answer(
     elif plan.intent == "list" and _lists(plan, evidence[0]):
         chosen = _rows(evidence, config)
     else:
+        if plan.intent == "list" and plan.listed:  # rows of a table about something else are no list of it
+            evidence = [e for e in evidence if e.role != roles.TABLE or _lists(plan, e)] or evidence
         chosen = _choose(_in_asked_form(plan, evidence, config), hits, terms, config)
         if plan.intent == "list":  # a table row headed by what the question lists is that list
             named = next((e for e in evidence if _lists(plan, e) and e.score >= config.min_score), None)
