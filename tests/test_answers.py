@@ -4,6 +4,7 @@ refusal threshold are calibrated for it) and crafted generators in place of an L
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -51,6 +52,17 @@ def test_extractive_answer_quotes_exactly(real_corpus_assistant):
     assert c.paper.title.startswith("On the International Development")
     assert c.location.startswith("§ 2.")
     assert answer.timings.total_ms >= answer.timings.search_ms > 0
+
+
+def test_a_papers_own_numbered_references_are_not_citation_markers(real_corpus_assistant):
+    """Mao's introduction cites its own "[1-3]" inside a sentence: in the answer it reads
+    "(ref. 1-3)", so that every "[n]" is a citation of ours; the quote keeps the paper's text."""
+    answer = real_corpus_assistant.ask("What is the Belt and Road Initiative?")
+    assert answer.answered
+    markers = [int(n) for n in re.findall(r"\[(\d+)\]", answer.text)]
+    assert markers == list(range(1, len(answer.citations) + 1)), answer.text
+    own = [c for c in answer.citations if "[1-3]" in c.quote]  # the quote itself is exact
+    assert own and "(ref. 1-3)" in answer.text, answer.text
 
 
 def test_table_rows_are_read_with_their_header(real_corpus_assistant):

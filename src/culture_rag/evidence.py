@@ -329,7 +329,24 @@ def _plain(text: str) -> str:
     return re.sub(r"\W+", " ", text).strip().lower()
 
 
+# A paper's own numbered references ("[1]", "[6-8]", "[9, 10]") inside a sentence it says.
+_OWN_REFERENCE = re.compile(r"\[(\d{1,3}(?:\s*[-–,]\s*\d{1,3})*)\]")
+
+
+def _own_references(text: str) -> str:
+    """The paper's "[1]" shown as "(ref. 1)": in an answer, "[n]" is only ever our citation of
+    source n, and a reader clicking the paper's "[1]" would open our first source instead."""
+    return _OWN_REFERENCE.sub(lambda m: f"(ref. {m.group(1)})", text)
+
+
 def answer_text_of(chunk: Chunk, index: int) -> str | None:
+    """A sentence as the answer shows it, its own numbered references as "(ref. n)": see
+    `_answer_text_of`."""
+    text = _answer_text_of(chunk, index)
+    return _own_references(text) if text else text
+
+
+def _answer_text_of(chunk: Chunk, index: int) -> str | None:
     """A sentence as the answer shows it: table rows read with their header, a sentence that
     opens with a pronoun together with the sentence it refers back to. None for headings,
     table headers and fragments, which are not answers."""
