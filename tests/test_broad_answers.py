@@ -172,6 +172,16 @@ def test_a_section_the_question_names_is_what_the_answer_quotes(seven, question,
         assert any(re.match(heading, h.strip()) for h in c.chunk.heading_path), (c.chunk.heading_path, answer.text)
 
 
+def test_a_follow_up_about_something_else_asks_the_question_before_of_it(seven):
+    answer = seven.ask("And what about Belarus?", history=["What does Mao's paper conclude?"])
+    assert answer.searched_as == "What does Mao's paper conclude about Belarus?"
+    assert answer.answered and "conclusion" in " ".join(answer.citations[0].chunk.heading_path).lower()
+    answer = seven.ask("How about HellaSwag?", history=["What are the main contributions of the BERT paper?"])
+    assert answer.searched_as == "What are the main contributions of the HellaSwag paper?"  # another paper named
+    assert answer.answered and {c.paper.paper_id for c in answer.citations} == {"hellaswag"}
+    assert seven.ask("How much faster is it?", history=["What is DistilBERT?"]).searched_as == ""  # not rewritten
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

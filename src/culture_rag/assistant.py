@@ -247,7 +247,10 @@ class Assistant:
         asked = self.check_question(question)
         translation = self._translate(asked, snapshot)
         focus = translation.english  # the papers are English: a question in another language is searched in English
-        query = retrieval_query(focus, [self.check_question(h) for h in history if h and h.strip()])
+        earlier = [self.check_question(h) for h in history if h and h.strip()]
+        rewritten = follow_up_question(focus, earlier, snapshot.papers)  # "What about Belarus?": the one before, of Belarus
+        query = rewritten if rewritten != focus else retrieval_query(focus, earlier)
+        focus = rewritten
         plan = replace(self._plan(snapshot, focus, papers), language=translation.source_language)
         query = without_names(query, plan.author_names) or query
         k = k or self.settings.top_k
@@ -292,9 +295,11 @@ class Assistant:
                 translate_ms=translation.ms,
             ),
             removed=draft.removed,
-            notice=" ".join(n for n in (language_notice(translation, draft.answered), draft.notice) if n),
+            notice=" ".join(
+                n for n in (language_notice(translation, draft.answered), follow_up_notice(asked, focus, translation), draft.notice) if n
+            ),
             generation=snapshot.generation,
-            searched_as=focus if translation.source_language != "en" else "",
+            searched_as=focus if translation.source_language != "en" or focus != asked else "",
             language=translation.source_language,
         )
         yield AnswerEvent("answer", answer.text, answer)
@@ -394,6 +399,32 @@ def retrieval_query(question: str, history: Sequence[str]) -> str:
     if history and follows:
         return f"{history[-1]} {question}"
     return question
+
+
+def follow_up_notice(asked: str, searched: str, translation: Translation) -> str:
+    """Says how a follow-up was read, so that the reader can tell what was answered."""
+    if translation.source_language != "en" or searched == asked:
+        return ""  # a translated question's notice says what was searched
+    return f"Read with the question before as “{searched}”."
+
+
+_ELLIPSIS = re.compile(r"^\s*(?:(?:and|but|so)\s+)?(?:what|how)\s+about\s+(?P<rest>.+?)\s*[?.!]*\s*$", re.I)
+
+
+def follow_up_question(question: str, history: Sequence[str], papers: Sequence = ()) -> str:
+    """"What about Belarus?" after "What does Mao conclude?" is "What does Mao conclude about
+    Belarus?": the question before, of something else, with its papers and its intent; "How
+    about HellaSwag?" after "What are the contributions of the BERT paper?" names another
+    paper, which takes the place of the one named before. Other questions are themselves."""
+    match = _ELLIPSIS.match(question)
+    if not history or not match:
+        return question
+    rest, before = match.group("rest"), history[-1].strip().rstrip("?.! ")
+    named = plan_question(before, papers).names
+    if named and plan_question(f"What does {rest} say?", papers).papers and named[0] in before and named[-1] in before:
+        start, end = before.index(named[0]), before.rindex(named[-1]) + len(named[-1])
+        return f"{before[:start]}{rest}{before[end:]}?"
+    return re.sub(r"\s+about\s+.*$", "", before, flags=re.I) + f" about {rest}?"
 
 
 __all__ = ["Assistant", "CultureRagError"]

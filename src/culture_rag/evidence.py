@@ -52,6 +52,7 @@ FRAMING_WORDS = (
     "suggestion suggestions proposal proposals "
     # "how does X influence Y?": the papers say what X does to Y ("leads to more accurate results")
     "affect affects affected influence influences influenced impact impacts impacted framework frameworks "
+    "concern concerns concerned concerning deal deals dealt one ones "  # "which one concerns brands?"
     # function words that bm25s's short stop-word list keeps
     "from into onto upon within without about above below between among through during before after against "
     "toward towards via "

@@ -52,7 +52,8 @@ class QueryPlan:
     sections: tuple[str, ...]  # heading words where the answer is expected
     topic: str  # the question without its paper references, question and intent words
     comparison_sides: tuple[str, ...] = ()  # ("Belarus", "China") for "how does Belarus compare with China?"
-    author_names: tuple[str, ...] = ()  # surnames, as written, that named `papers` ("Mao" in "Mao's paper")
+    names: tuple[str, ...] = ()  # the words, as written, that named `papers` ("BERT", "Shang", "Liu")
+    author_names: tuple[str, ...] = ()  # those that are surnames ("Mao" in "Mao's paper")
     wants_number: bool = False  # "how many ...?", "what percentage ...?": the answer holds a figure
     defines: str = ""  # "What is knowledge distillation?" -> "knowledge distillation"
     listed: str = ""  # the plural noun a list asks for: "challenges" in "what are the main challenges ...?"
@@ -527,6 +528,7 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         sections=sections,
         topic=topic,
         comparison_sides=sides,
+        names=reference.names,
         author_names=reference.author_names,
         wants_number=bool(_QUANTITY.search(question)),
         defines=defines,

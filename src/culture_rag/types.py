@@ -171,7 +171,7 @@ class Answer:
     removed: tuple[str, ...] = ()  # generated sentences the citation checks removed
     notice: str = ""
     generation: int | None = None  # the index generation that answered, for audits under rebuilds
-    searched_as: str = ""  # the English question searched, when it was asked in another language
+    searched_as: str = ""  # the question searched, when it was asked in another language or as a follow-up
     language: str = "en"  # the language it was asked in
 
 
