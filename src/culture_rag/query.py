@@ -130,20 +130,14 @@ def detect_intent(question: str) -> str:
     for intent, rule in _INTENT_RULES:
         if rule.search(question):
             return intent
-    if _asks_for_plural(question):
+    if listed_noun(question):
         return "list"
     return "fact"
 
 
-def _asks_for_plural(question: str) -> bool:
-    """"What strategies ...", "which risks ...", "what are the main challenges ...": a
-    question about a plural noun asks for several things."""
-    return bool(listed_noun(question))
-
-
 def listed_noun(question: str) -> str:
     """The plural noun a question asks for ("challenges" in "what are the main challenges
-    ..."), or ""."""
+    ..."), or "": "what strategies ...", "which risks ..." ask for several things."""
     for match in _WH.finditer(question):
         for word in match.groups()[2:]:  # a noun phrase of up to three words: "which export markets do"
             if word is None or word.lower() in _AUXILIARIES:
@@ -511,7 +505,7 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
     sides = comparison_sides(question) if intent == "comparison" else ()
     if intent == "comparison" and not sides and len(reference.names) >= 2:
         sides = reference.names[:2]
-    if intent == "comparison" and not sides and _asks_for_plural(question) and _OPEN_COMPARISON.search(question):
+    if intent == "comparison" and not sides and listed_noun(question) and _OPEN_COMPARISON.search(question):
         intent, sections = "list", SECTIONS["list"]  # "which baselines does PAL compare against?" lists them
     section_ref, topic = _section_reference(question, topic)
     if section_ref and intent in ("fact", "summary", "method", "contribution"):
