@@ -101,7 +101,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 answers[str(turn)] = answer
                 for old in sorted(answers, key=int)[:-MAX_REMEMBERED_ANSWERS]:
                     del answers[old]
-                state = {"questions": history + [question], "answers": answers, "current": turn}
+                # As read: a follow-up after a follow-up builds on "What does Mao conclude about Belarus?"
+                asked_as = event.answer.searched_as or question
+                state = {"questions": history + [asked_as], "answers": answers, "current": turn}
                 yield chat, render.sources_html(answer, turn, show_removed), state, gr.skip()
         except CultureRagError as exc:
             chat[-1] = {"role": "assistant", "content": render.error_markdown(str(exc))}
