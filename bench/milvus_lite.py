@@ -26,6 +26,8 @@ def milvus_lite(data: Path):
     """A Milvus Lite server on 127.0.0.1, stopped by its process group's id."""
     from pymilvus import MilvusClient
 
+    from culture_rag.index.milvus import GRPC_OPTIONS
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -38,7 +40,7 @@ def milvus_lite(data: Path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                MilvusClient(uri=uri, timeout=2).list_collections()
+                MilvusClient(uri=uri, timeout=2, grpc_options=GRPC_OPTIONS).list_collections()  # shared by later clients
                 break
             except Exception:  # noqa: BLE001  not up yet
                 if server.poll() is not None or time.monotonic() > deadline:

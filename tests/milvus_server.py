@@ -19,8 +19,12 @@ START_S = 60.0
 def _answers(uri: str) -> bool:
     from pymilvus import MilvusClient
 
+    from culture_rag.index.milvus import GRPC_OPTIONS
+
     try:
-        client = MilvusClient(uri=uri, timeout=2)
+        # The store's options: pymilvus shares this first channel with every later client
+        # of the address, and a channel with its default pings is sent away by the server.
+        client = MilvusClient(uri=uri, timeout=2, grpc_options=GRPC_OPTIONS)
         client.list_collections()
         client.close()
         return True

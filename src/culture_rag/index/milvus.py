@@ -98,7 +98,12 @@ def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 CONNECT_TIMEOUT_S = 60
-GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": 0}
+# gRPC keepalive pings far apart and never on idle channels: a gRPC server's default policy
+# (Milvus Lite's too) allows one ping in 5 minutes without data and answers more with GOAWAY
+# "too_many_pings", after which the shared channel to it fails. pymilvus pings every 10 s,
+# also during a call that waits longer than that. pymilvus shares one channel per address,
+# whatever options later clients pass: every client of ours, the tests' too, passes these.
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 600_000}
 
 
 class MilvusStore:
@@ -144,10 +149,8 @@ class MilvusStore:
                 kwargs = {"token": self.token} if self.token else {}
                 self._reachable()
                 try:
-                    # No keepalive pings on idle channels: pymilvus pings every 10 s even without
-                    # calls, a gRPC server's default policy answers that with GOAWAY
-                    # "too_many_pings" (Milvus Lite does), and every later channel to it then failed
-                    # to connect. A server that accepts connections gets a minute for its first answer.
+                    # GRPC_OPTIONS: no pings a server refuses. A server that accepts connections
+                    # gets a minute for its first answer.
                     client = MilvusClient(uri=self.uri, timeout=CONNECT_TIMEOUT_S, grpc_options=GRPC_OPTIONS, **kwargs)
                     self._client = _Guarded(client, self.where)
                 except Exception as exc:  # noqa: BLE001  pymilvus raises its own kinds for a refused connection
