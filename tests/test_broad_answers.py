@@ -182,6 +182,20 @@ def test_a_follow_up_about_something_else_asks_the_question_before_of_it(seven):
     assert seven.ask("How much faster is it?", history=["What is DistilBERT?"]).searched_as == ""  # not rewritten
 
 
+def test_a_table_the_question_names_is_read_row_by_row(seven):
+    answer = seven.ask("What is in Table 2 of Mao's paper?")
+    rows = [c for c in answer.citations if "\t" in c.quote]
+    assert answer.answered and len(rows) >= 3, answer.text  # its four rows, with what the paper says of it
+    assert all("Market Growth (2010-2020)" in line for line in answer.text.split("\n")[: len(rows)])
+    assert "Strengths:" in seven.ask("What does Table 3 of Mao's paper show?").text  # the SWOT table
+
+
+def test_a_question_opening_with_a_capitalized_verb_and_a_name_is_answered(seven):
+    """"Summarize Mao's paper": two capitalized words in a row, but the first is the question's."""
+    for question in ("Summarize Mao's paper.", "Summarize Table 1 of Mao's paper."):
+        assert seven.ask(question).answered, question
+
+
 def test_authors_come_from_the_front_matter(seven):
     answer = seven.ask("Who wrote the DistilBERT paper?")
     assert answer.answered and "SANH" in answer.text and "huggingface" in answer.text.lower()

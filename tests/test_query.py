@@ -243,6 +243,13 @@ def test_a_section_named_by_number_or_name(question, ref, intent):
     assert not ref or plan.sections[0] == ref and "section" not in plan.topic.lower()
 
 
+def test_a_table_or_figure_named_by_number():
+    plan = plan_question("What is in Table 2 of the paper?", [])
+    assert (plan.caption_ref, plan.intent) == ("table 2", "summary") and "Table" not in plan.topic
+    assert plan_question("What does Fig. 3 show?", []).caption_ref == "figure 3"
+    assert plan_question("Which tables are in the paper?", []).caption_ref == ""
+
+
 def test_the_noun_a_list_asks_for():
     assert listed_noun("What are the main challenges for China's cultural exports?") == "challenges"
     assert listed_noun("Which export markets do China's cultural industries reach?") == "markets"

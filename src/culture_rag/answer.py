@@ -82,6 +82,7 @@ def extractive_answer(
     hits = pool.hits
     evidence = gather(
         question, focus, query_vector, hits, keyword, config.weights, pool.wanted, pool.abstract_in_focus,
+        focus_chunks=pool.focus_chunks,
         front_lines=plan.intent == "authors",
     )
     front = _front_lines(evidence, hits) if plan.intent == "authors" and plan.papers else []
@@ -90,10 +91,14 @@ def extractive_answer(
     # "What does the paper conclude?" reads like none of the conclusion's sentences: for a paper
     # the question names, the section its intent points to is the evidence, however it scores.
     located = bool(plan.papers) and plan.intent in STRUCTURE_ANSWERS and any(e.in_focus for e in evidence)
-    if not evidence or not located and max(e.strength for e in evidence) < config.min_score:
+    # "What is in Table 2?": the table's rows and what the paper says of it, in its order.
+    captioned = [e for e in evidence if hits[e.hit].chunk.chunk_id in pool.focus_chunks]
+    if not evidence or not (located or captioned) and max(e.strength for e in evidence) < config.min_score:
         return Draft(DECLINED, (), answered=False)
     terms = topic_terms(plan, keyword, pool.scope)
-    if plan.intent == "authors":
+    if captioned:
+        chosen = _in_paper_order(_within_words(_in_paper_order(captioned, hits)[: config.max_points], config.max_words), hits)
+    elif plan.intent == "authors":
         chosen = _front_lines(evidence, hits) or _choose(evidence, hits, terms, config)
     elif plan.intent in BROAD_INTENTS and (plan.intent != "list" or _anchored(plan, evidence, _focus_sections(evidence, hits))):
         chosen = _points(plan, evidence, hits, config)

@@ -336,7 +336,7 @@ class Assistant:
         weights = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score).weights
         candidates = gather(
             query, focus, self.query_vector(query), pool.hits, snapshot.keyword, weights, pool.wanted,
-            pool.abstract_in_focus, front_lines=plan.intent == "authors",
+            pool.abstract_in_focus, front_lines=plan.intent == "authors", focus_chunks=pool.focus_chunks,
         )
         return select_evidence(candidates, pool.hits)
 

@@ -19,7 +19,7 @@ from . import regions as roles
 from .chunking import is_abstract, table_row_text
 from .citations import is_instruction
 from .lexical import KeywordIndex, content_words, stem_in
-from .query import QueryPlan, match_headings, section_headings
+from .query import QueryPlan, captions, match_headings, section_headings
 from .retrieval import paper_rows
 from .types import Chunk, Hit, Span
 
@@ -103,6 +103,7 @@ class Pool:
     wanted: frozenset[str] = frozenset()
     scope: tuple[tuple[int, int], ...] = ()  # chunk rows of the papers the question names
     abstract_in_focus: bool = False  # the abstract holds what the question asks and no heading names it
+    focus_chunks: frozenset[str] = frozenset()  # chunks holding the table or figure the question names
 
 
 def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np.ndarray, limit: int = 24) -> Pool:
@@ -117,15 +118,21 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
     seen = {h.chunk.chunk_id for h in hits}
     extra: list[int] = []
     wanted: set[str] = set()
+    captioned: set[str] = set()
     for start, stop in paper_rows(snapshot, papers):
         rows = range(start, stop)
         chunks = [snapshot.chunks[r] for r in rows]
         headings = focus_headings(plan, chunks, hits, idf)
         wanted |= headings
         for row, chunk in zip(rows, chunks):
-            if chunk.chunk_id not in seen and _is_wanted(plan, chunk, headings, row - rows.start):
-                extra.append(row)
-                seen.add(chunk.chunk_id)
+            if plan.caption_ref and _holds_caption(chunk, plan.caption_ref):
+                captioned.add(chunk.chunk_id)
+                if chunk.chunk_id in seen:
+                    continue
+            elif chunk.chunk_id in seen or not _is_wanted(plan, chunk, headings, row - rows.start):
+                continue
+            extra.append(row)
+            seen.add(chunk.chunk_id)
     extra = extra[:limit]
     # The abstract of a paper the question names states its contributions and method in brief,
     # and stands in for a section the question points to that the paper does not have; never
@@ -134,7 +141,13 @@ def structural_pool(snapshot, plan: QueryPlan, hits: list[Hit], query_vector: np
         plan.intent in ("contribution", "summary", "method", "list", "comparison")
         or plan.intent not in ("authors", "limitations", "future") and not wanted
     )
-    return Pool(hits + [_hit_of(snapshot, row, query_vector) for row in extra], frozenset(wanted), scope, abstract)
+    abstract = abstract and not plan.caption_ref  # a table is no abstract's to stand in for
+    pool = hits + [_hit_of(snapshot, row, query_vector) for row in extra]
+    return Pool(pool, frozenset(wanted), scope, abstract, frozenset(captioned))
+
+
+def _holds_caption(chunk: Chunk, ref: str) -> bool:
+    return any(s.role == roles.CAPTION and captions(ref, chunk.sentence_text(s)) for s in chunk.sentences)
 
 
 def _list_paper(snapshot, plan: QueryPlan, hits: list[Hit], idf: dict[str, float], papers: int = 3) -> tuple[str, ...]:
@@ -221,6 +234,7 @@ def gather(
     wanted: frozenset[str] = frozenset(),
     abstract_in_focus: bool = False,
     front_lines: bool = False,
+    focus_chunks: frozenset[str] = frozenset(),
 ) -> list[Evidence]:
     """Every quotable sentence of `hits`, scored, best first. `focus` is the question as asked;
     `question` may include the conversation for follow-ups, whose words weigh half. The front
@@ -238,7 +252,9 @@ def gather(
         cosines = hit.sentence_vectors @ query_vector
         passage = hit.dense_score if hit.dense_score is not None else 0.0
         abstract = is_abstract(hit.chunk)
-        in_focus = bool(wanted & set(hit.chunk.heading_path)) or abstract_in_focus and abstract
+        in_focus = (
+            bool(wanted & set(hit.chunk.heading_path)) or abstract_in_focus and abstract or hit.chunk.chunk_id in focus_chunks
+        )
         title = _plain(hit.paper.title)
         context = set(content_words(hit.chunk.context))
         lead = 0.0  # score of a sentence announcing a list ("The contributions are as follows:")

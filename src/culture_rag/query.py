@@ -58,6 +58,7 @@ class QueryPlan:
     defines: str = ""  # "What is knowledge distillation?" -> "knowledge distillation"
     listed: str = ""  # the plural noun a list asks for: "challenges" in "what are the main challenges ...?"
     section_ref: str = ""  # a section the question names: "3.2" ("section 3.2"), "introduction"
+    caption_ref: str = ""  # a table or figure the question names: "table 2", "figure 3"
     language: str = "en"  # "en", "zh", "ru", ... by script
 
     @property
@@ -507,7 +508,10 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         sides = reference.names[:2]
     if intent == "comparison" and not sides and listed_noun(question) and _OPEN_COMPARISON.search(question):
         intent, sections = "list", SECTIONS["list"]  # "which baselines does PAL compare against?" lists them
+    caption_ref, topic = _caption_reference(question, topic)
     section_ref, topic = _section_reference(question, topic)
+    if caption_ref and intent in ("fact", "summary", "list", "conclusion"):
+        intent, sections = "summary", ()  # what a table holds or a figure shows: read from it
     if section_ref and intent in ("fact", "summary", "method", "contribution"):
         intent, sections = "summary", (section_ref,)  # what a section says is read from it
     elif section_ref:
@@ -528,6 +532,7 @@ def plan_question(question: str, papers: Sequence[PaperInfo]) -> QueryPlan:
         defines=defines,
         listed=listed_noun(question),
         section_ref=section_ref,
+        caption_ref=caption_ref,
         language=detect_language(question),
     )
 
@@ -543,6 +548,27 @@ _SECTION_REF = re.compile(
     r"|experimental setup|experiments|results|discussion|conclusions?|abstract|appendix|evaluation)\s+section\b",
     re.I,
 )
+
+
+_CAPTION_REF = re.compile(r"\b(?P<kind>table|tab\.|figure|fig\.)\s*(?P<number>\d+)\b", re.I)
+
+
+def _caption_reference(question: str, topic: str) -> tuple[str, str]:
+    """The table or figure the question names ("table 2"), and the topic without it."""
+    match = _CAPTION_REF.search(question)
+    if not match:
+        return "", topic
+    kind = "table" if match.group("kind").lower().startswith("tab") else "figure"
+    number = match.group("number")
+    kept = [w for w in topic.split() if w.lower().rstrip(".") not in ("table", "tab", "figure", "fig") and w != number]
+    return f"{kind} {number}", " ".join(kept)
+
+
+def captions(ref: str, caption: str) -> bool:
+    """Whether a caption ("Table 2: Market Growth ...", "Fig. 3. ...") is that of `ref`."""
+    kind, number = ref.split()
+    prefix = r"(?:table|tab\.)" if kind == "table" else r"(?:figure|fig\.)"
+    return bool(re.match(rf"\s*{prefix}\s*{number}(?!\d)", caption, re.I))
 
 
 def _section_reference(question: str, topic: str) -> tuple[str, str]:

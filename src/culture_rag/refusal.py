@@ -66,7 +66,8 @@ def _missing_phrase(plan: QueryPlan, hits: list[Hit]) -> bool:
     """The question names something in several capitalized words that no passage holds in a
     row: the papers mention the Silk Road, not a "Silk Road Fund"."""
     found = [content_words(" ".join((h.chunk.text, *h.chunk.heading_path))) for h in hits]
-    for phrase in _PHRASE.findall(" " + plan.question):  # as asked: "China's Going out" is two names
+    # As asked ("China's Going out" is two names); the first word is capitalized whatever it is.
+    for phrase in _PHRASE.findall(plan.question):
         words = content_words(phrase)
         if len(words) >= 2 and not any(_holds(text, words) for text in found):
             return True
