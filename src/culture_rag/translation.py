@@ -165,15 +165,25 @@ def romanize_surnames(text: str, surnames: frozenset[str]) -> str:
     return "".join(out)
 
 
+def model_input(text: str, language: str, surnames: frozenset[str] = frozenset()) -> str:
+    """What the model is given to translate: Chinese names written in pinyin, by Palladius's
+    rules in Russian, and in Chinese where a character stands as one of `surnames` (the
+    library's authors')."""
+    if language == "ru":
+        return romanize_names(text)
+    return romanize_surnames(text, surnames) if language == "zh" else text
+
+
 def translate_question(text: str, language: str, generator: Generator, surnames: frozenset[str] = frozenset()) -> Translation:
-    """The question in English, from a model that runs deterministically (temperature 0).
-    Chinese names are written in pinyin first: by Palladius's rules in Russian, and in Chinese
-    where a character stands as one of `surnames` (the library's authors')."""
+    """The question in English, from a model that runs deterministically (temperature 0)."""
     if language == "en":
         return Translation(text, language, 0.0)
+    return _translated(text, model_input(text, language, surnames), language, generator)
+
+
+def _translated(text: str, named: str, language: str, generator: Generator) -> Translation:
     start = time.perf_counter()
     source = LANGUAGE_NAMES.get(language, "its language")
-    named = romanize_names(text) if language == "ru" else romanize_surnames(text, surnames) if language == "zh" else text
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": f"Translate from {source} into English:\n{named}"},
@@ -190,8 +200,8 @@ def _clean(reply: str) -> str:
 
 
 class QuestionTranslator:
-    """`translate_question` with a bounded cache by text: the same question asked again, or
-    re-asked as part of a conversation, costs nothing."""
+    """`translate_question` with a bounded cache by what the model is given: the same question
+    asked again, or re-asked as part of a conversation, costs nothing."""
 
     @classmethod
     def from_settings(cls, settings: Settings, answering: Generator | None = None) -> QuestionTranslator:
@@ -204,7 +214,7 @@ class QuestionTranslator:
     def __init__(self, generator: Generator, size: int = 256) -> None:
         self.generator = generator
         self.size = size
-        self._cache: OrderedDict[tuple, Translation] = OrderedDict()
+        self._cache: OrderedDict[str, Translation] = OrderedDict()
         self._lock = threading.Lock()
 
     def translate(self, text: str, surnames: frozenset[str] = frozenset()) -> Translation:
@@ -212,15 +222,15 @@ class QuestionTranslator:
         language = detect_language(text)
         if language == "en":
             return Translation(text, language, 0.0)
-        key = (text, surnames if language == "zh" else frozenset())
+        named = model_input(text, language, surnames)  # the key: another library may read other names
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                cached = self._cache[key]
+            if named in self._cache:
+                self._cache.move_to_end(named)
+                cached = self._cache[named]
                 return Translation(cached.english, cached.source_language, 0.0)
-        translation = translate_question(text, language, self.generator, surnames)
+        translation = _translated(text, named, language, self.generator)
         with self._lock:
-            self._cache[key] = translation
+            self._cache[named] = translation
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         return translation
