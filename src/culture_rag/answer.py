@@ -97,7 +97,7 @@ def extractive_answer(
         return Draft(DECLINED, (), answered=False)
     terms = topic_terms(plan, keyword, pool.scope)
     if captioned:
-        chosen = _in_paper_order(_within_words(_in_paper_order(captioned, hits)[: config.max_points], config.max_words), hits)
+        chosen = _within_words(_in_paper_order(captioned, hits)[: config.max_points], config.max_words)
     elif plan.intent == "authors":
         chosen = _front_lines(evidence, hits) or _choose(evidence, hits, terms, config)
     elif plan.intent in BROAD_INTENTS and (plan.intent != "list" or _anchored(plan, evidence, _focus_sections(evidence, hits))):
