@@ -65,13 +65,12 @@ _PHRASE = re.compile(r"(?<=\s)[A-Z][\w-]*(?:\s+[A-Z][\w-]*)+")
 def _missing_phrase(plan: QueryPlan, hits: list[Hit]) -> bool:
     """The question names something in several capitalized words that no passage holds in a
     row: the papers mention the Silk Road, not a "Silk Road Fund"."""
-    found = [content_words(" ".join((h.chunk.text, *h.chunk.heading_path))) for h in hits]
     # As asked ("China's Going out" is two names); the first word is capitalized whatever it is.
-    for phrase in _PHRASE.findall(plan.question):
-        words = content_words(phrase)
-        if len(words) >= 2 and not any(_holds(text, words) for text in found):
-            return True
-    return False
+    phrases = [words for phrase in _PHRASE.findall(plan.question) if len(words := content_words(phrase)) >= 2]
+    if not phrases:
+        return False  # most questions: the passages need not be read again
+    found = [content_words(" ".join((h.chunk.text, *h.chunk.heading_path))) for h in hits]
+    return any(not any(_holds(text, words) for text in found) for words in phrases)
 
 
 def _holds(text: list[str], words: list[str]) -> bool:
