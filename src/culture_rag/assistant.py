@@ -29,6 +29,8 @@ from .index import Snapshot
 from .ingest import BuildReport, ProgressFn
 from .library import Library
 from .prompts import build_messages, select_evidence
+from .reading.answerer import FittedAnswerer, Reading
+from .reading.model import load as load_answer_model
 from .query import QueryPlan, library_surnames, plan_question, question_parts, without_names
 from .retrieval import RetrievalConfig, retrieve
 from .settings import Settings
@@ -52,10 +54,14 @@ class Assistant:
         embedder: Embedder | None = None,
         library: Library | None = None,
         generators: Mapping[str, Generator] | None = None,
+        reader: FittedAnswerer | None = None,
+        answerer: str | None = None,
     ) -> None:
         """`library`: the papers to answer from (default: an empty one of settings.index_dir,
         nothing loaded until `reload`). `generators`: answer models by mode ("local",
-        "endpoint"), instead of the ones the settings describe, started on first use."""
+        "endpoint"), instead of the ones the settings describe, started on first use.
+        `reader`: the fitted answerer, instead of the packaged weights and cross-encoder;
+        `answerer`: fitted, rules or baseline, instead of settings.answerer."""
         if library is not None:
             self.settings, self.embedder, self.library = library.settings, library.embedder, library
         else:
@@ -66,6 +72,8 @@ class Assistant:
         self._generators: dict[str, Generator] = dict(generators or {})
         self._translator: QuestionTranslator | None = None
         self._renderer: PageRenderer | None = None  # started by the first source view
+        self._reader = reader  # loaded on the first extractive question (weights, cross-encoder)
+        self.answerer = answerer or self.settings.answerer
         set_search_threads(self.settings.faiss_threads)  # applied in every thread that searches
 
     # --- loading ---------------------------------------------------------------------------
@@ -254,16 +262,21 @@ class Assistant:
         plan = replace(self._plan(snapshot, focus, papers), language=translation.source_language)
         query = without_names(query, plan.author_names) or query
         k = k or self.settings.top_k
-        # A comparison needs passages on each side, which one ranking by similarity to the
-        # question rarely puts in its first k: its answer reads twice as deep; the reader is
-        # shown the first k as ever.
-        found = self._search(snapshot, query, k * (2 if plan.intent == "comparison" else 1), plan.papers or None)
-        hits = found[:k]
-        pool = structural_pool(snapshot, plan, found, self.query_vector(query))
-        searched = time.perf_counter()
         mode = mode or self.settings.answer_mode
+        fitted = mode == "extractive" and self.answerer != "rules"
+        if fitted:
+            query = without_titles(query, [p for p in snapshot.papers if p.paper_id in plan.papers])
+            found = self._read_passages(snapshot, plan, query, k)
+        else:
+            # A comparison needs passages on each side, which one ranking by similarity to the
+            # question rarely puts in its first k: its answer reads twice as deep; the reader is
+            # shown the first k as ever.
+            found = self._search(snapshot, query, k * (2 if plan.intent == "comparison" else 1), plan.papers or None)
+            pool = structural_pool(snapshot, plan, found, self.query_vector(query))
+        hits = found[:k]
+        searched = time.perf_counter()
         if mode == "extractive":
-            draft = self._extractive(snapshot, plan, query, focus, pool)
+            draft = self._answer(snapshot, query, found) if fitted else self._extractive(snapshot, plan, query, focus, pool)
             if draft.answered:
                 yield AnswerEvent("token", draft.text)
         else:
@@ -321,6 +334,50 @@ class Assistant:
         if papers is not None:
             plan = replace(plan, papers=paper_ids(papers), author_names=())
         return plan
+
+    def reader(self) -> FittedAnswerer:
+        """The fitted answerer: its weights (checked by sha256) and the cross-encoder, loaded once."""
+        with self._cache_lock:
+            if self._reader is None:
+                reranker = None
+                if self.settings.reranker == "cross-encoder":
+                    from .rerank import OnnxCrossEncoder  # onnxruntime loads only for the first question
+
+                    reranker = OnnxCrossEncoder(threads=self.settings.reranker_threads)
+                self._reader = FittedAnswerer(load_answer_model(self.settings.answerer_weights), reranker)
+            return self._reader
+
+    def reading(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Reading:
+        """The candidate sentences of `found`, scored: what the fitted answerer and its fitting
+        read (the baseline reads without the cross-encoder, which it does not use)."""
+        idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
+        sizes: dict[str, int] = {}
+        for hit in found:  # how far into its paper a passage stands, as a share of what was read of it
+            sizes[hit.paper.paper_id] = max(sizes.get(hit.paper.paper_id, 0), hit.chunk.end)
+        rerank = self.answerer != "baseline"
+        return self.reader().read(query, self.query_vector(query), found, idf, sizes, rerank=rerank)
+
+    def read(self, question: str, papers: Iterable[str] | None = None) -> tuple[list[Hit], Reading]:
+        """The passages the fitted answerer reads for `question` and its scored candidate
+        sentences, as `ask` reads them (without translation or a conversation): for fitting."""
+        snapshot = self._require_snapshot()
+        asked = self.check_question(question)
+        plan = self._plan(snapshot, asked, papers)
+        query = without_names(asked, plan.author_names) or asked
+        query = without_titles(query, [p for p in snapshot.papers if p.paper_id in plan.papers])
+        found = self._read_passages(snapshot, plan, query, self.settings.top_k)
+        return found, self.reading(snapshot, query, found)
+
+    def _read_passages(self, snapshot: Snapshot, plan: QueryPlan, query: str, k: int) -> list[Hit]:
+        """Deeper than the k passages shown: most of a chosen paper, or the library's best."""
+        depth = self.settings.reading_depth_scoped if plan.papers else self.settings.reading_depth
+        return self._search(snapshot, query, max(k, depth), plan.papers or None)
+
+    def _answer(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Draft:
+        reading = self.reading(snapshot, query, found)
+        if self.answerer == "baseline":
+            return self.reader().baseline(reading, found)
+        return self.reader().answer(reading, found)
 
     def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:
         config = ExtractiveConfig(
@@ -399,6 +456,24 @@ def retrieval_query(question: str, history: Sequence[str]) -> str:
     if history and follows:
         return f"{history[-1]} {question}"
     return question
+
+
+_IN_THE_PAPER = re.compile(r"^\s*(in|from|according to)\s+(the|this)\s+(paper|article|study|work)\s*[,:]?\s*", re.I)
+
+
+def without_titles(question: str, papers: Sequence[PaperInfo]) -> str:
+    """The question without the full title of a paper it is scoped to ('In the paper "<title>":
+    what baselines ...?' asks what baselines): once the search is inside that paper, the title's
+    words only pull its abstract and introduction ahead of the answer."""
+    out = question
+    for paper in papers:
+        title = (paper.title or "").strip()
+        if len(title.split()) >= 3:
+            out = re.sub(r"[\"“”'‘’]?\s*" + r"\s+".join(map(re.escape, title.split())) + r"\s*[\"“”'‘’]?", " ", out, flags=re.I)
+    if out == question:
+        return question
+    out = _IN_THE_PAPER.sub("", re.sub(r"\s+", " ", out)).strip(" :,")
+    return out or question
 
 
 def follow_up_notice(asked: str, searched: str, translation: Translation) -> str:

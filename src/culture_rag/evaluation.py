@@ -89,6 +89,7 @@ class Outcome:
     search_ms: float
     answer_ms: float
     first_token_ms: float | None = None  # from asking to the first streamed text; None when declined
+    cited_quotes: tuple[str, ...] = ()  # the exact text each citation quotes
 
 
 def run(assistant, questions: list[Question], mode: str | None = None, k: int = 10) -> list[Outcome]:
@@ -117,6 +118,7 @@ def run(assistant, questions: list[Question], mode: str | None = None, k: int = 
                 search_ms=search_ms,
                 answer_ms=answer.timings.total_ms,
                 first_token_ms=first_token_ms,
+                cited_quotes=tuple(c.quote for c in answer.citations),
             )
         )
     return outcomes
@@ -147,6 +149,7 @@ def metrics(outcomes: list[Outcome], similarity=None) -> dict[str, float | int |
         [all(normalize(kw) in normalize(o.answer_text) for kw in o.question.answer_keywords) for o in keyworded]
     )
     out["citation_precision"] = _share([ok for o in outcomes for ok in _citations_correct(o)])
+    out["evidence_in_quote"] = _share([quote_in_evidence(o) for o in with_evidence])
     out["abstention"] = _share([not o.answered for o in outcomes if not o.question.answerable])
     out["false_abstention"] = _share([not o.answered for o in outcomes if o.question.answerable])
     referenced = [o for o in outcomes if o.question.reference_answer]
@@ -183,6 +186,14 @@ def key_point_metrics(outcomes: list[Outcome]) -> dict[str, float | None]:
         "source_precision": _share([s in o.question.sources for o in judged for s in o.cited_sources]),
         "answer_words_p50": float(np.median(words)) if words else None,
     }
+
+
+def quote_in_evidence(o: Outcome) -> bool:
+    """A cited quote lies inside a gold evidence string, or contains one (a declined answer
+    quotes nothing). Finer than citation precision, which credits any quote of the right chunk."""
+    gold = [normalize(e) for e in o.question.evidence if e.strip()]
+    quotes = [normalize(q) for q in o.cited_quotes if q.strip()] if o.answered else []
+    return any(q in g or g in q for q in quotes for g in gold)
 
 
 def _citations_correct(o: Outcome) -> list[bool]:

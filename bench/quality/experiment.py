@@ -1,0 +1,107 @@
+"""Try a change to the fitted reader's learning or selection without re-reading every question.
+
+    .venv/bin/python bench/quality/experiment.py read      # read train and validation once (minutes)
+    .venv/bin/python bench/quality/experiment.py fit       # fit on train; print train and validation aggregates
+
+`read` stores each question's candidates (features, labels, whether the cited passage holds gold
+evidence) in ~/.cache/culture-rag/readings-<split>.npz (no pickle). `fit` fits on train exactly
+as bench/quality/fit.py does and scores both splits by simulation: validation is only ever
+printed as aggregates. A change that wins here is then confirmed by bench/quality/run.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from culture_rag.evaluation import Question
+from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
+from culture_rag.reading.candidates import Candidate
+from culture_rag.reading.fitting import Labelled, fit, simulate
+from culture_rag.settings import Settings
+from culture_rag.types import Span
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from fit import RERANK_TOP, read_all  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "culture-rag"
+
+
+def questions_of(split_name: str, shared: Path):
+    from culture_rag.evalsets import pool, read_split, select
+
+    chosen = select(pool(shared, HERE / "own_broad.jsonl"), read_split(HERE / "split.json"), split_name)
+    return [q for q in chosen if q.language == "en" and (not q.question.answerable or q.question.evidence or q.question.key_points)]
+
+
+def save(records: list[Labelled], path: Path) -> None:
+    sizes = [len(r.labels) for r in records]
+    cands = [c for r in records for c in r.reading.cands]
+    np.savez(
+        path,
+        sizes=np.array(sizes), x=np.vstack([r.reading.x for r in records if len(r.labels)]),
+        labels=np.concatenate([r.labels for r in records]), vectors=np.array([c.vector for c in cands]),
+        spans=np.array([(c.span.start, c.span.end) for c in cands]), first=np.concatenate([r.reading.first_stage for r in records]),
+    )
+    meta = [{"q": r.question.__dict__, "texts": list(r.texts), "papers": [c.paper_id for c in r.reading.cands]} for r in records]
+    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def load(path: Path) -> list[Labelled]:
+    data = np.load(path)
+    meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    out, at = [], 0
+    for size, m in zip(data["sizes"], meta):
+        q = Question(**{k: tuple(tuple(p) for p in v) if k == "key_points" else tuple(v) if isinstance(v, list) else v for k, v in m["q"].items()})
+        sl = slice(at, at + size)
+        cands = tuple(Candidate(0, 0, t, Span(int(a), int(b)), v, p) for t, (a, b), v, p in zip(m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
+        x = data["x"][sl]
+        reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size)), data["first"][sl])
+        out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"])))
+        at += size
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=("read", "fit"))
+    parser.add_argument("--shared", type=Path, default=HERE.parents[1].parent / "shared")
+    parser.add_argument("--cache", type=Path, default=CACHE / "eval")
+    parser.add_argument("--learner", choices=("linear", "trees"), default="linear")
+    args = parser.parse_args()
+    if args.step == "read":
+        from culture_rag.reading.fitting import untrained
+        from culture_rag.rerank import OnnxCrossEncoder
+
+        settings = Settings()
+        reader = FittedAnswerer(untrained(RERANK_TOP), OnnxCrossEncoder(threads=settings.reranker_threads))
+        for split_name in ("train", "validation"):
+            records = read_all(questions_of(split_name, args.shared), args.shared, args.cache, reader, settings)
+            save(records, CACHE / f"readings-{split_name}.npz")
+        return
+    train, validation = load(CACHE / "readings-train.npz"), load(CACHE / "readings-validation.npz")
+    model, figures = fit(train, RERANK_TOP, args.learner)
+    print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_ratio", "keep_min", "max_sentences")})
+    for name, records in (("train", train), ("validation", validation)):
+        print(f"{name:11}", {k: round(v, 3) for k, v in evaluate(records, model).items()})
+
+
+def evaluate(records: list[Labelled], model) -> dict[str, float]:
+    """simulate() on records scored by `model` (as fit() scores train)."""
+    from dataclasses import replace
+
+    scored = []
+    for r in records:
+        logits = model.sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
+        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits))
+        p = float(model.answerable.probability(reading.answerable_x[None, :])[0])
+        scored.append(replace(r, reading=reading, p_answerable=p))
+    return simulate(scored, model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The fitted extractive answerer: score every candidate sentence with the fitted model, decline
+when the best ones do not look like an answer, else quote the best and those nearly as likely."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..answer import Draft
+from ..citations import cite
+from ..lexical import content_words
+from ..prompts import DECLINED
+from ..types import Hit
+from .candidates import Candidate, candidates
+from .features import NAMES, IdfFn, bm25, features
+from .model import AnswerModel
+
+BASELINE_SENTENCES = 5  # as the issue's baseline: the top 5 sentences
+ANSWERABLE_NAMES = ("top_logit", "second_logit", "top3_mean_logit", "top_ce", "top_dense", "top_coverage", "top_bm25", "candidates")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The candidates of one question with their features and probabilities, best first."""
+
+    cands: tuple[Candidate, ...]
+    x: np.ndarray  # features, one row per candidate
+    logits: np.ndarray
+    answerable_x: np.ndarray  # the question's row for the answerable model
+    first_stage: np.ndarray  # candidate indices by hybrid rank (cosine and BM25 fused), no model
+
+
+def first_stage(question_words: Sequence[str], query_vector: np.ndarray, cands: Sequence[Candidate], idf: dict[str, float]) -> np.ndarray:
+    """Candidates by reciprocal rank fusion of their cosine and BM25: which the cross-encoder reads."""
+    dense = np.array([float(c.vector @ query_vector) for c in cands])
+    lexical = bm25(question_words, [content_words(c.text) for c in cands], idf)
+    fused = np.zeros(len(cands))
+    for scores in (dense, lexical):
+        order = np.argsort(-scores, kind="stable")
+        fused[order] += 1.0 / (60 + np.arange(1, len(cands) + 1))
+    return np.argsort(-fused, kind="stable")
+
+
+def answerable_row(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    col = {name: i for i, name in enumerate(NAMES)}
+    if len(logits) == 0:
+        return np.array([-10.0, -10.0, -10.0, -10.0, 0.0, 0.0, 0.0, 0.0])
+    order = np.argsort(-logits)
+    top = x[order[0]]
+    return np.array([
+        logits[order[0]],
+        logits[order[1]] if len(order) > 1 else logits[order[0]] - 5.0,
+        float(np.mean(logits[order[:3]])),
+        float(x[:, col["ce"]].max()),
+        float(x[:, col["dense"]].max()),
+        float(top[col["coverage"]]),
+        float(x[:, col["bm25"]].max()),
+        float(np.log1p(len(logits))),
+    ])
+
+
+class FittedAnswerer:
+    def __init__(self, model: AnswerModel, reranker=None) -> None:
+        self.model = model
+        self.reranker = reranker  # rerank.Reranker or None (the model then sees no cross-encoder score)
+
+    def read(
+        self, question: str, query_vector: np.ndarray, hits: list[Hit], idf: IdfFn,
+        paper_sizes: dict[str, int] | None = None, rerank: bool = True,
+    ) -> Reading:
+        cands = candidates(hits)
+        q_words = content_words(question)
+        order = first_stage(q_words, query_vector, cands, idf(list(dict.fromkeys(q_words)))) if cands else np.zeros(0, int)
+        ce = None
+        if cands and rerank and self.reranker is not None:
+            top = order[: self.model.rerank_top]
+            ce = np.full(len(cands), np.nan)
+            ce[top] = self.reranker.score(question, [cands[i].text for i in top])
+        x = features(question, query_vector, cands, hits, idf, ce, paper_sizes)
+        logits = self.model.sentence.logit(x) if len(cands) else np.zeros(0)
+        return Reading(tuple(cands), x, logits, answerable_row(x, logits), order)
+
+    def p_answerable(self, reading: Reading) -> float:
+        return float(self.model.answerable.probability(reading.answerable_x[None, :])[0])
+
+    def choose(self, reading: Reading) -> list[int]:
+        """The best candidate, then up to max_sentences - 1 more that are nearly as likely and
+        say something the chosen ones do not."""
+        m = self.model
+        if not len(reading.logits):
+            return []
+        p = 1.0 / (1.0 + np.exp(-reading.logits))
+        order = np.argsort(-p, kind="stable")
+        chosen = [int(order[0])]
+        for i in order[1:]:
+            if len(chosen) >= m.max_sentences or p[i] < max(m.keep_min, m.keep_ratio * p[order[0]]):
+                break
+            if any(_repeats(reading.cands[i], reading.cands[j], m.redundant_cosine) for j in chosen):
+                continue
+            chosen.append(int(i))
+        return chosen
+
+    def answer(self, reading: Reading, hits: list[Hit]) -> Draft:
+        if not reading.cands or self.p_answerable(reading) < self.model.decline_below:
+            return Draft(DECLINED, (), answered=False)
+        return _render(reading, self.choose(reading), hits)
+
+    @staticmethod
+    def baseline(reading: Reading, hits: list[Hit], n: int = BASELINE_SENTENCES) -> Draft:
+        """The rule-free yardstick: the top sentences of hybrid sentence retrieval, never declining."""
+        if not reading.cands:
+            return Draft(DECLINED, (), answered=False)
+        return _render(reading, [int(i) for i in reading.first_stage[:n]], hits)
+
+
+def _repeats(a: Candidate, b: Candidate, cosine: float) -> bool:
+    """`a` says again what `b` says: close in meaning, or quoting some of the same text (a
+    sentence read with the one before it, which is itself a candidate)."""
+    overlap = a.paper_id == b.paper_id and a.span.start < b.span.end and b.span.start < a.span.end
+    return overlap or float(a.vector @ b.vector) >= cosine
+
+
+def _render(reading: Reading, chosen: list[int], hits: list[Hit]) -> Draft:
+    """The chosen sentences in the papers' order, each cited."""
+    chosen = sorted(chosen, key=lambda i: (hits[reading.cands[i].hit].paper.paper_id, reading.cands[i].span.start))
+    citations, parts = [], []
+    for n, i in enumerate(chosen, start=1):
+        c = reading.cands[i]
+        citations.append(cite(n, hits[c.hit], c.span))
+        parts.append(f"{c.text} [{n}]")
+    return Draft(" ".join(parts), tuple(citations), answered=True)

@@ -1,0 +1,137 @@
+"""Fitting the answerer's weights from labelled readings (bench/quality/fit.py runs it on the
+train split). Deterministic: lbfgs logistic regressions and a grid search, no random state."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from ..evaluation import Question, normalize
+from .answerer import ANSWERABLE_NAMES, FittedAnswerer, Reading, answerable_row
+from .features import NAMES
+from .model import AnswerModel, Linear, Trees
+
+C = 1.0  # inverse L2 strength, on standardized features
+# The selection constants searched on train: decline threshold, share of the best's probability,
+# least probability, most sentences.
+GRID = (
+    tuple(np.round(np.arange(0.05, 0.96, 0.05), 2)),
+    (0.3, 0.5, 0.7, 0.85),
+    (0.05, 0.1, 0.2, 0.3, 0.5),
+    (1, 2, 3, 4, 5),
+)
+
+
+@dataclass
+class Labelled:
+    """One train question's reading with its candidates' labels."""
+
+    question: Question
+    reading: Reading
+    labels: np.ndarray  # per candidate: its quote is gold evidence or makes a key point
+    texts: tuple[str, ...]  # per candidate, as the answer shows it
+    p_answerable: float = 0.0
+
+
+def untrained(rerank_top: int) -> AnswerModel:
+    """Weights of the right shape that score nothing: for reading before the first fit."""
+    zero = lambda names: Linear(tuple(names), (0.0,) * len(names), (1.0,) * len(names), (0.0,) * len(names), 0.0)  # noqa: E731
+    return AnswerModel(zero(NAMES), zero(ANSWERABLE_NAMES), 0.0, 0.0, 0.0, 1, rerank_top)
+
+
+def labels(quotes: list[str], q: Question) -> np.ndarray:
+    """A quote is positive when it lies inside a gold evidence string or holds one (the
+    evidence_in_quote metric), or makes one of the question's key points."""
+    if not q.answerable:
+        return np.zeros(len(quotes), bool)
+    gold = [normalize(e) for e in q.evidence if e.strip()]
+    points = [normalize(a) for point in q.key_points for a in point]
+    out = []
+    for quote in quotes:
+        text = normalize(quote)
+        out.append(any(text in g or g in text for g in gold) or any(a in text for a in points))
+    return np.array(out, bool)
+
+
+def linear(x: np.ndarray, y: np.ndarray, names) -> Linear:
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=C, max_iter=5000).fit((x - mean) / scale, y)
+    return Linear(tuple(names), tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, model.coef_[0])), float(model.intercept_[0]))
+
+
+def trees(x: np.ndarray, y: np.ndarray, names, max_iter: int = 200) -> Trees:
+    """Gradient-boosted trees (fixed seed, no early stopping: the same data gives the same trees),
+    exported to plain arrays (model.Trees)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    clf = HistGradientBoostingClassifier(
+        max_iter=max_iter, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
+        early_stopping=False, random_state=0,
+    ).fit(x, y)
+    nodes = [predictor[0].nodes for predictor in clf._predictors]  # the fitted trees as record arrays
+    if any(n["is_categorical"].any() for n in nodes):
+        raise ValueError("categorical splits cannot be exported")
+    out = Trees(
+        tuple(names), float(np.ravel(clf._baseline_prediction)[0]),
+        *(tuple(tuple(n[field].tolist()) for n in nodes) for field in ("feature_idx", "num_threshold", "left", "right", "missing_go_to_left", "is_leaf", "value")),
+    )
+    # The export must predict what sklearn predicts, or it is not the model that was fitted.
+    if not np.allclose(out.logit(x[:500]), clf.decision_function(x[:500]), atol=1e-6):
+        raise AssertionError("exported trees disagree with scikit-learn's")
+    return out
+
+
+def simulate(records: list[Labelled], model: AnswerModel) -> dict[str, float]:
+    """The train figures `model`'s selection constants give on readings already scored."""
+    reader = FittedAnswerer(model)
+    found, precision, declined_ok, false_declines, kp = [], [], [], [], []
+    for r in records:
+        answered = bool(len(r.reading.cands)) and r.p_answerable >= model.decline_below
+        if not r.question.answerable:
+            declined_ok.append(not answered)
+            continue
+        false_declines.append(not answered)
+        chosen = reader.choose(r.reading) if answered else []
+        found.append(bool(chosen) and bool(r.labels[chosen].any()))
+        if chosen:
+            precision.append(float(r.labels[chosen].mean()))
+        if r.question.key_points:
+            text = normalize(" ".join(r.texts[i] for i in chosen))
+            kp.append(float(np.mean([any(normalize(a) in text for a in p) for p in r.question.key_points])) if chosen else 0.0)
+    mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
+    out = {"evidence_found": mean(found), "precision": mean(precision), "key_points": mean(kp),
+           "abstention": mean(declined_ok), "false_abstention": mean(false_declines)}
+    # What a reader gets: the evidence and the key points, quotes that are right, declines that are.
+    out["objective"] = (0.3 * out["evidence_found"] + 0.2 * out["key_points"] + 0.2 * out["precision"]
+                        + 0.15 * out["abstention"] + 0.15 * (1 - out["false_abstention"]))
+    return out
+
+
+def fit(records: list[Labelled], rerank_top: int, learner: str = "linear") -> tuple[AnswerModel, dict[str, float]]:
+    """The sentence scorer (`learner`: linear or trees) and the answerable regression, then the
+    selection constants that maximize the train objective."""
+    answerable = [r for r in records if r.question.answerable and len(r.labels)]
+    x = np.vstack([r.reading.x for r in answerable])
+    y = np.concatenate([r.labels for r in answerable])
+    sentence = trees(x, y, NAMES) if learner == "trees" else linear(x, y, NAMES)
+    scored = []
+    for r in records:
+        logits = sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
+        scored.append(replace(r, reading=replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits))))
+    rows = np.array([r.reading.answerable_x for r in scored])
+    answerable_model = linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES)
+    p = answerable_model.probability(rows)
+    scored = [replace(r, p_answerable=float(pi)) for r, pi in zip(scored, p)]
+    best: tuple[dict[str, float], AnswerModel] | None = None
+    for decline, ratio, floor, most in itertools.product(*GRID):
+        model = AnswerModel(sentence, answerable_model, float(decline), float(ratio), float(floor), int(most), rerank_top)
+        figures = simulate(scored, model)
+        if best is None or figures["objective"] > best[0]["objective"] + 1e-12:
+            best = (figures, model)
+    assert best is not None
+    figures, model = best
+    return replace(model, fitted_on=f"{len(records)} questions, {len(y)} candidates ({int(y.sum())} positive)"), figures
