@@ -40,6 +40,8 @@ from .types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, Timings
 
 log = logging.getLogger(__name__)
 
+ANSWERERS = ("fitted", "rules", "baseline")
+
 
 class Assistant:
     """Question answering over an index of papers.
@@ -74,6 +76,8 @@ class Assistant:
         self._renderer: PageRenderer | None = None  # started by the first source view
         self._reader = reader  # loaded on the first extractive question (weights, cross-encoder)
         self.answerer = answerer or self.settings.answerer
+        if self.answerer not in ANSWERERS:
+            raise QueryError(f"unknown answerer {self.answerer!r}; use one of {', '.join(ANSWERERS)}")
         set_search_threads(self.settings.faiss_threads)  # applied in every thread that searches
 
     # --- loading ---------------------------------------------------------------------------
@@ -265,8 +269,7 @@ class Assistant:
         mode = mode or self.settings.answer_mode
         fitted = mode == "extractive" and self.answerer != "rules"
         if fitted:
-            query = without_titles(query, [p for p in snapshot.papers if p.paper_id in plan.papers])
-            found = self._read_passages(snapshot, plan, query, k)
+            found, reading = self._fitted_reading(snapshot, plan, query, focus, k)
         else:
             # A comparison needs passages on each side, which one ranking by similarity to the
             # question rarely puts in its first k: its answer reads twice as deep; the reader is
@@ -276,7 +279,7 @@ class Assistant:
         hits = found[:k]
         searched = time.perf_counter()
         if mode == "extractive":
-            draft = self._answer(snapshot, query, found) if fitted else self._extractive(snapshot, plan, query, focus, pool)
+            draft = self._answer(reading, found) if fitted else self._extractive(snapshot, plan, query, focus, pool)
             if draft.answered:
                 yield AnswerEvent("token", draft.text)
         else:
@@ -347,16 +350,6 @@ class Assistant:
                 self._reader = FittedAnswerer(load_answer_model(self.settings.answerer_weights), reranker)
             return self._reader
 
-    def reading(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Reading:
-        """The candidate sentences of `found`, scored: what the fitted answerer and its fitting
-        read (the baseline reads without the cross-encoder, which it does not use)."""
-        idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
-        sizes: dict[str, int] = {}
-        for hit in found:  # how far into its paper a passage stands, as a share of what was read of it
-            sizes[hit.paper.paper_id] = max(sizes.get(hit.paper.paper_id, 0), hit.chunk.end)
-        rerank = self.answerer != "baseline"
-        return self.reader().read(query, self.query_vector(query), found, idf, sizes, rerank=rerank)
-
     def read(self, question: str, papers: Iterable[str] | None = None) -> tuple[list[Hit], Reading]:
         """The passages the fitted answerer reads for `question` and its scored candidate
         sentences, as `ask` reads them (without translation or a conversation): for fitting."""
@@ -364,17 +357,26 @@ class Assistant:
         asked = self.check_question(question)
         plan = self._plan(snapshot, asked, papers)
         query = without_names(asked, plan.author_names) or asked
+        return self._fitted_reading(snapshot, plan, query, asked, self.settings.top_k)
+
+    def _fitted_reading(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, k: int) -> tuple[list[Hit], Reading]:
+        """Passages deeper than the k shown (most of a chosen paper, or the library's best) and
+        their candidate sentences, scored. The rules' refusal (topic words the passages lack,
+        names the papers never use) enters as one feature of the answerable model, not a gate."""
         query = without_titles(query, [p for p in snapshot.papers if p.paper_id in plan.papers])
-        found = self._read_passages(snapshot, plan, query, self.settings.top_k)
-        return found, self.reading(snapshot, query, found)
-
-    def _read_passages(self, snapshot: Snapshot, plan: QueryPlan, query: str, k: int) -> list[Hit]:
-        """Deeper than the k passages shown: most of a chosen paper, or the library's best."""
         depth = self.settings.reading_depth_scoped if plan.papers else self.settings.reading_depth
-        return self._search(snapshot, query, max(k, depth), plan.papers or None)
+        found = self._search(snapshot, query, max(k, depth), plan.papers or None)
+        idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
+        sizes: dict[str, int] = {}
+        for hit in found:  # how far into its paper a passage stands, as a share of what was read of it
+            sizes[hit.paper.paper_id] = max(sizes.get(hit.paper.paper_id, 0), hit.chunk.end)
+        if self.answerer == "baseline":  # the yardstick reads with no model: no cross-encoder, no rules
+            return found, self.reader().read(query, self.query_vector(query), found, idf, sizes, rerank=False)
+        shown = found[:k]
+        rules = self._extractive(snapshot, plan, query, focus, structural_pool(snapshot, plan, shown, self.query_vector(query)))
+        return found, self.reader().read(query, self.query_vector(query), found, idf, sizes, rules_answered=rules.answered)
 
-    def _answer(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Draft:
-        reading = self.reading(snapshot, query, found)
+    def _answer(self, reading: Reading, found: list[Hit]) -> Draft:
         if self.answerer == "baseline":
             return self.reader().baseline(reading, found)
         return self.reader().answer(reading, found)

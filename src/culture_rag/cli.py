@@ -319,14 +319,31 @@ def show(
 
 @app.command("eval")
 def evaluate(
-    questions: Annotated[Path, typer.Argument(help="Question set in the JSONL format of FORMAT.md.")],
+    questions: Annotated[Optional[Path], typer.Argument(help="Question set in the JSONL format of FORMAT.md.")] = None,
     mode: ModeOpt = None,
     endpoint: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL (endpoint mode).")] = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
+    split: Annotated[Optional[str], typer.Option(help="Score a split of the pooled sets instead: train, validation or dev.")] = None,
+    split_file: Annotated[Path, typer.Option(help="The committed split.")] = Path("bench/quality/split.json"),
+    shared: Annotated[Path, typer.Option(help="The shared/ folder of question sets and documents.")] = Path("../shared"),
+    engines: Annotated[str, typer.Option(help="Answerers scored side by side: baseline, rules, fitted.")] = "baseline,rules,fitted",
 ) -> None:
-    """Score a question set: retrieval, answers, citations, abstention and latency."""
+    """Score a question set: retrieval, answers, citations, abstention and latency. With
+    --split, score a split of the pooled sets (bench/quality/split.json), every engine side by
+    side on the same indexes, with evidence_in_quote."""
     from . import evaluation
+
+    if split is not None:
+        from .evalrun import run_splits, table
+        from .evalsets import read_split
+
+        results = run_splits(shared, read_split(split_file), split_file.parent / "own_broad.jsonl", [split],
+                             engines=tuple(e.strip() for e in engines.split(",") if e.strip()))
+        typer.echo(json.dumps(results) if as_json else table(results))
+        return
+    if questions is None:
+        raise CultureRagError("give a question set (JSONL) or --split train|validation|dev")
 
     assistant = _assistant(_settings(index, endpoint_url=endpoint))
     assistant.warm_up()  # latencies are warm; cold start is measured by bench/coldstart.py

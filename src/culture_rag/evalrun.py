@@ -96,6 +96,8 @@ def groups_of(pq: PooledQuestion) -> list[str]:
     """The lines a question is reported under: all, its kind of set, its language for XQuAD,
     and unanswerable."""
     kind = {"dev_seed": "dev", "dev_aragog": "dev", "dev_broad": "broad", "own_broad": "broad"}.get(pq.set_name, pq.set_name.split("-")[0])
+    if pq.set_name.startswith("crossed-"):
+        kind = "crossed"
     out = ["all", kind]
     if pq.collection == "xquad":
         out.append(f"xquad-{pq.language}")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .errors import CultureRagError
 from .evaluation import Question, read_questions
+from .query import detect_language
 
 SEED = 20261206
 VALIDATION_SHARE = 0.5
@@ -103,10 +104,26 @@ def pool(shared: Path, own: Path | None = None) -> list[PooledQuestion]:
                     documents=documents,
                     scope=scope,
                     in_context=raw.get("question_in_context"),
-                    language=raw.get("language", "en"),
+                    language=raw.get("language") or detect_language(q.question),
                     kind=raw.get("type", ""),
                 )
             )
+    return out + crossed(out)
+
+
+def crossed(questions: list[PooledQuestion]) -> list[PooledQuestion]:
+    """Questions asked of a collection about something else, whose right reply is a decline:
+    XQuAD's English questions (Warsaw, Victoria, the Methodist church, ...) asked of the
+    library, and the library's English questions asked of the XQuAD articles. They keep their
+    documents, so each stays on its side of the split. Without them nearly every unanswerable
+    question in the pool is QASPER's, asked of the one paper it is about."""
+    out = []
+    for q in questions:
+        if q.language != "en" or not q.question.answerable or q.set_name not in ("xquad", "dev_seed", "dev_broad"):
+            continue
+        target = "library" if q.collection == "xquad" else "xquad"
+        unanswerable = Question(id=f"crossed-{q.question.id}", question=q.question.question, answerable=False)
+        out.append(PooledQuestion(unanswerable, f"crossed-{q.set_name}", target, q.documents, kind="unanswerable"))
     return out
 
 

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
 
     answer_mode: AnswerMode = Field("extractive", description="extractive, local (llama.cpp) or endpoint.")
     answerer: Literal["fitted", "rules", "baseline"] = Field(
-        "rules",
+        "fitted",
         description="How an extractive answer is read: fitted (candidate sentences scored by weights fitted on the "
         "train split, bench/quality/fit.py), rules (the hand-written reader before them) or baseline (the top "
         "sentences of hybrid sentence retrieval, never declining; a yardstick).",

@@ -18,7 +18,7 @@ from .features import NAMES, IdfFn, bm25, features
 from .model import AnswerModel
 
 BASELINE_SENTENCES = 5  # as the issue's baseline: the top 5 sentences
-ANSWERABLE_NAMES = ("top_logit", "second_logit", "top3_mean_logit", "top_ce", "top_dense", "top_coverage", "top_bm25", "candidates")
+ANSWERABLE_NAMES = ("top_logit", "second_logit", "top3_mean_logit", "top_ce", "top_dense", "top_coverage", "top_bm25", "candidates", "rules_answered")
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,12 @@ def first_stage(question_words: Sequence[str], query_vector: np.ndarray, cands: 
     return np.argsort(-fused, kind="stable")
 
 
-def answerable_row(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
+def answerable_row(x: np.ndarray, logits: np.ndarray, rules_answered: bool = True) -> np.ndarray:
+    """The question's row for the answerable model: how good its best candidates look, and
+    whether the hand-written refusal checks (refusal.py) let it through."""
     col = {name: i for i, name in enumerate(NAMES)}
     if len(logits) == 0:
-        return np.array([-10.0, -10.0, -10.0, -10.0, 0.0, 0.0, 0.0, 0.0])
+        return np.array([-10.0, -10.0, -10.0, -10.0, 0.0, 0.0, 0.0, 0.0, float(rules_answered)])
     order = np.argsort(-logits)
     top = x[order[0]]
     return np.array([
@@ -58,6 +60,7 @@ def answerable_row(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
         float(top[col["coverage"]]),
         float(x[:, col["bm25"]].max()),
         float(np.log1p(len(logits))),
+        float(rules_answered),
     ])
 
 
@@ -68,7 +71,7 @@ class FittedAnswerer:
 
     def read(
         self, question: str, query_vector: np.ndarray, hits: list[Hit], idf: IdfFn,
-        paper_sizes: dict[str, int] | None = None, rerank: bool = True,
+        paper_sizes: dict[str, int] | None = None, rerank: bool = True, rules_answered: bool = True,
     ) -> Reading:
         cands = candidates(hits)
         q_words = content_words(question)
@@ -80,7 +83,7 @@ class FittedAnswerer:
             ce[top] = self.reranker.score(question, [cands[i].text for i in top])
         x = features(question, query_vector, cands, hits, idf, ce, paper_sizes)
         logits = self.model.sentence.logit(x) if len(cands) else np.zeros(0)
-        return Reading(tuple(cands), x, logits, answerable_row(x, logits), order)
+        return Reading(tuple(cands), x, logits, answerable_row(x, logits, rules_answered), order)
 
     def p_answerable(self, reading: Reading) -> float:
         return float(self.model.answerable.probability(reading.answerable_x[None, :])[0])

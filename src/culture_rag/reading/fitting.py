@@ -15,6 +15,8 @@ from .features import NAMES
 from .model import AnswerModel, Linear, Trees
 
 C = 1.0  # inverse L2 strength, on standardized features
+W_EVIDENCE, W_POINTS, W_PRECISION = 0.5, 0.25, 0.25
+MAX_FALSE_ABSTENTION = 0.05  # the product's target: at most one answerable question in twenty declined
 # The selection constants searched on train: decline threshold, share of the best's probability,
 # least probability, most sentences.
 GRID = (
@@ -105,9 +107,8 @@ def simulate(records: list[Labelled], model: AnswerModel) -> dict[str, float]:
     mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
     out = {"evidence_found": mean(found), "precision": mean(precision), "key_points": mean(kp),
            "abstention": mean(declined_ok), "false_abstention": mean(false_declines)}
-    # What a reader gets: the evidence and the key points, quotes that are right, declines that are.
-    out["objective"] = (0.3 * out["evidence_found"] + 0.2 * out["key_points"] + 0.2 * out["precision"]
-                        + 0.15 * out["abstention"] + 0.15 * (1 - out["false_abstention"]))
+    # What an answer gives: the evidence, the key points, quotes that are right.
+    out["objective"] = W_EVIDENCE * out["evidence_found"] + W_POINTS * out["key_points"] + W_PRECISION * out["precision"]
     return out
 
 
@@ -121,17 +122,26 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "linear") -> tu
     scored = []
     for r in records:
         logits = sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
-        scored.append(replace(r, reading=replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits))))
+        rules_answered = bool(r.reading.answerable_x[-1]) if len(r.reading.answerable_x) == len(ANSWERABLE_NAMES) else True
+        scored.append(replace(r, reading=replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, rules_answered))))
     rows = np.array([r.reading.answerable_x for r in scored])
     answerable_model = linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES)
     p = answerable_model.probability(rows)
     scored = [replace(r, p_answerable=float(pi)) for r, pi in zip(scored, p)]
+    # How much to quote: the constants that give the best answers when nothing is declined.
     best: tuple[dict[str, float], AnswerModel] | None = None
-    for decline, ratio, floor, most in itertools.product(*GRID):
-        model = AnswerModel(sentence, answerable_model, float(decline), float(ratio), float(floor), int(most), rerank_top)
+    for ratio, floor, most in itertools.product(*GRID[1:]):
+        model = AnswerModel(sentence, answerable_model, 0.0, float(ratio), float(floor), int(most), rerank_top)
         figures = simulate(scored, model)
         if best is None or figures["objective"] > best[0]["objective"] + 1e-12:
             best = (figures, model)
     assert best is not None
     figures, model = best
+    # When to decline: the highest threshold that keeps train's false abstention within the
+    # target, so that as many unanswerable questions as possible are declined at that cost.
+    for decline in sorted(GRID[0], reverse=True):
+        trial = simulate(scored, replace(model, decline_below=float(decline)))
+        if trial["false_abstention"] <= MAX_FALSE_ABSTENTION:
+            figures, model = trial, replace(model, decline_below=float(decline))
+            break
     return replace(model, fitted_on=f"{len(records)} questions, {len(y)} candidates ({int(y.sum())} positive)"), figures

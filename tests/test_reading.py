@@ -1,0 +1,143 @@
+"""The fitted answerer: its weights file (checked, reproducible), its features, its choices and
+declines, on a fake embedder and a word-overlap reranker (fast), then on the real models."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from culture_rag.errors import CultureRagError
+from culture_rag.evaluation import Question
+from culture_rag.reading import model as weights
+from culture_rag.reading.answerer import ANSWERABLE_NAMES, FittedAnswerer
+from culture_rag.reading.candidates import Candidate
+from culture_rag.types import Span
+from culture_rag.reading.features import NAMES
+from culture_rag.reading.fitting import Labelled, fit, labels, untrained
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class OverlapReranker:
+    """A test fake of rerank.Reranker: the share of the question's words in the passage."""
+
+    def score(self, query, passages):
+        q = set(re.findall(r"\w+", query.lower()))
+        return np.array([len(q & set(re.findall(r"\w+", p.lower()))) / (len(q) or 1) for p in passages], np.float32)
+
+
+def test_packaged_weights_load_after_their_checksum_and_refuse_tampering(tmp_path):
+    model = weights.load()
+    assert model.sentence.names == NAMES and model.answerable.names == ANSWERABLE_NAMES
+    assert 0 < model.decline_below < 1 and model.max_sentences >= 1
+    copy = tmp_path / "answerer.json"
+    shutil.copy(weights.packaged_path(), copy)
+    shutil.copy(weights.packaged_path().with_name("answerer.json.sha256"), tmp_path / "answerer.json.sha256")
+    assert weights.load(copy) == model
+    copy.write_text(copy.read_text().replace('"keep_ratio": ', '"keep_ratio": 1'), encoding="utf-8")
+    with pytest.raises(CultureRagError, match="answerer.json: sha256 .* does not match"):
+        weights.load(copy)
+    (tmp_path / "answerer.json.sha256").unlink()
+    with pytest.raises(CultureRagError, match="missing"):
+        weights.load(copy)
+
+
+def test_weights_of_another_shape_are_refused_with_what_to_do(tmp_path):
+    model = untrained(10)
+    broken = json.loads(model.to_json())
+    broken["sentence"]["names"] = broken["sentence"]["names"][:-1]
+    path = tmp_path / "w.json"
+    weights.save(weights.AnswerModel.from_json(json.dumps(broken), "w"), path)
+    loaded = weights.load(path)
+    with pytest.raises(CultureRagError, match="refit"):
+        loaded.sentence.logit(np.zeros((1, len(NAMES))))
+
+
+def test_labels_are_quotes_inside_gold_evidence_or_making_a_key_point():
+    q = Question("q", "What data?", True, evidence=("We use the Penn Treebank. It has 40k sentences.",), key_points=(("wsj",),))
+    got = labels(["We use the Penn Treebank.", "It is fun.", "Taken from the WSJ section.", "We use the Penn Treebank. It has 40k sentences. More."], q)
+    assert got.tolist() == [True, False, True, True]
+    assert not labels(["We use the Penn Treebank."], Question("u", "x", False)).any()
+
+
+def _synthetic_records(seed: int) -> list[Labelled]:
+    """Readings whose first feature (dense) separates evidence from the rest, with noise."""
+    from culture_rag.reading.answerer import Reading, answerable_row
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(60):
+        n = 8
+        x = rng.normal(size=(n, len(NAMES)))
+        y = np.zeros(n, bool)
+        answerable = i % 4 != 0
+        if answerable:
+            y[rng.integers(n)] = True
+            x[y, 0] += 3.0
+        vectors = rng.normal(size=(n, 4))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        cands = tuple(Candidate(0, j, "t", Span(100 * j, 100 * j + 50), v, "paper") for j, v in enumerate(vectors))
+        logits = np.zeros(n)
+        records.append(Labelled(Question(str(i), "q", answerable), Reading(cands, x, logits, answerable_row(x, logits), np.arange(n)), y, tuple("t" for _ in range(n))))
+    return records
+
+
+def test_fitting_is_reproducible_and_learns_the_separating_feature():
+    a, figures = fit(_synthetic_records(7), rerank_top=10)
+    b, _ = fit(_synthetic_records(7), rerank_top=10)
+    assert a.to_json() == b.to_json()  # same data, same bytes
+    coef = dict(zip(NAMES, a.sentence.coef))
+    assert max(coef, key=lambda k: abs(coef[k])) == NAMES[0] and coef[NAMES[0]] > 0
+    assert figures["evidence_found"] > 0.8
+
+
+@pytest.fixture(scope="module")
+def fake_assistant(tmp_path_factory):
+    from conftest import CORPUS, make_settings
+    from fakes import HashEmbedder
+
+    from culture_rag import Assistant
+
+    tmp = tmp_path_factory.mktemp("reading")
+    shutil.copytree(CORPUS, tmp / "corpus")
+    settings = make_settings(tmp)
+    assistant = Assistant(settings, embedder=HashEmbedder(), reader=FittedAnswerer(weights.load(), OverlapReranker()))
+    assistant.build(tmp / "corpus")
+    return assistant
+
+
+def test_the_fitted_answer_quotes_retrieved_sentences_and_cites_each(fake_assistant):
+    answer = fake_assistant.ask("What is the export value of Chinese cultural products?")
+    assert answer.answered and answer.citations
+    for c in answer.citations:
+        assert c.quote and c.quote in c.chunk.text
+        assert f"[{c.n}]" in answer.text
+    assert len(answer.citations) <= weights.load().max_sentences
+
+
+def test_baseline_gives_the_top_hybrid_sentences_and_never_declines(fake_assistant):
+    from culture_rag import Assistant
+
+    baseline = Assistant(library=fake_assistant.library, reader=fake_assistant.reader(), answerer="baseline")
+    answer = baseline.ask("Who won the 1998 football world cup in France?")
+    assert answer.answered and len(answer.citations) == 5
+
+
+def test_fit_script_reproduces_its_weights_on_real_train_questions(tmp_path):
+    """bench/quality/fit.py on the first train questions, twice: the same bytes (real models)."""
+    pytest.importorskip("sklearn")
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"w{run}.json"
+        subprocess.run([sys.executable, str(ROOT / "bench/quality/fit.py"), "--limit", "12", "--out", str(out),
+                        "--cache", str(tmp_path / "cache")], check=True, capture_output=True, text=True, timeout=900)
+        outs.append(out.read_text(encoding="utf-8"))
+    assert outs[0] == outs[1]
+    assert weights.load(tmp_path / "w0.json").sentence.names == NAMES
