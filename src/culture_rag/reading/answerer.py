@@ -126,8 +126,7 @@ def _repeats(a: Candidate, b: Candidate, cosine: float) -> bool:
 
 
 def _render(reading: Reading, chosen: list[int], hits: list[Hit]) -> Draft:
-    """The chosen sentences in the papers' order, each cited."""
-    chosen = sorted(chosen, key=lambda i: (hits[reading.cands[i].hit].paper.paper_id, reading.cands[i].span.start))
+    """The chosen sentences, each cited, in the order given: the likeliest answer first."""
     citations, parts = [], []
     for n, i in enumerate(chosen, start=1):
         c = reading.cands[i]

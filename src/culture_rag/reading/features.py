@@ -65,7 +65,9 @@ def bm25(query_words: Sequence[str], docs: Sequence[Sequence[str]], idf: dict[st
     for i, doc in enumerate(docs):
         counts = Counter(doc)
         norm = K1 * (1 - B + B * lengths[i] / (average or 1.0))
-        out[i] = sum(idf.get(w, 0.0) * counts[w] * (K1 + 1) / (counts[w] + norm) for w in set(query_words) if w in counts)
+        # In the question's order, not a set's: a sum in another order differs in its last bits
+        # from run to run (string hashing is salted per process), and fitting must be reproducible.
+        out[i] = sum(idf.get(w, 0.0) * counts[w] * (K1 + 1) / (counts[w] + norm) for w in dict.fromkeys(query_words) if w in counts)
     return out
 
 
