@@ -9,8 +9,8 @@ from pathlib import Path
 import common
 from common import ms, p50, p95, row
 
-SEARCH_P50_MS = 15  # issue 6 targets on the shipped corpus
-ASK_P50_MS = 60
+SEARCH_P50_MS = 15  # issue 6 target on the shipped corpus
+ASK_P50_MS, ASK_P95_MS = 300, 600  # issue 20: the fitted reader, cross-encoder included
 
 
 def has_ask(assistant) -> bool:
@@ -74,8 +74,19 @@ def measure(assistant, queries: list[str], label: str, search_target: float | No
         row(label, f"  keyword top-{n} p50", ms(p50(keyword)), "ms"),
     ]
     if has_ask(assistant):
-        ask = common.latencies(assistant.ask, ask_q)
-        rows += [row(label, "ask p50", ms(p50(ask)), "ms"), row(label, "ask p95", ms(p95(ask)), "ms")]
+        from culture_rag import Assistant
+
+        # The default (fitted) reader and the hand-written one, question by question in turn on
+        # the same library, so that both see the same load.
+        engines = {name: Assistant(library=assistant.library, answerer=name) for name in ("fitted", "rules")}
+        for engine in engines.values():
+            engine.ask("warm up: the cross-encoder and the weights load on the first question")
+        times: dict[str, list[float]] = {name: [] for name in engines}
+        for q in ask_q:
+            for name, engine in engines.items():
+                times[name] += common.latencies(engine.ask, [q])  # each engine has its own query cache
+        for name, values in times.items():
+            rows += [row(label, f"ask p50, {name}", ms(p50(values)), "ms"), row(label, f"ask p95, {name}", ms(p95(values)), "ms")]
     else:
         rows.append(row(label, "ask", float("nan"), "ms", "Assistant.ask not available yet"))
     return rows
@@ -94,8 +105,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"index: {assistant.snapshot.size} chunks of {len(assistant.papers())} papers; queries: {setup}", flush=True)
         rows = measure(assistant, common.distinct_queries(args.queries), "corpus", SEARCH_P50_MS)
     for r in rows:
-        if r["metric"] == "ask p50":
+        if r["metric"] == "ask p50, fitted":
             r.update(target=f"p50 <= {ASK_P50_MS} ms", met=r["value"] <= ASK_P50_MS)
+        if r["metric"] == "ask p95, fitted":
+            r.update(target=f"p95 <= {ASK_P95_MS} ms", met=r["value"] <= ASK_P95_MS)
     common.finish(rows, args.json)
 
 
