@@ -141,3 +141,14 @@ def test_fit_script_reproduces_its_weights_on_real_train_questions(tmp_path):
         outs.append(out.read_text(encoding="utf-8"))
     assert outs[0] == outs[1]
     assert weights.load(tmp_path / "w0.json").sentence.names == NAMES
+
+
+def test_a_question_naming_its_scoped_paper_by_title_asks_what_it_asks():
+    from culture_rag.reading.scope import without_titles
+    from culture_rag.types import PaperInfo
+
+    paper = PaperInfo("p", "p.md", "Cross-Lingual Adaptation Using Universal Dependencies", (), "md", None, 1, "", "", "")
+    asked = 'In the paper "Cross-Lingual Adaptation Using Universal Dependencies": What low-resource languages were used?'
+    assert without_titles(asked, [paper]) == "What low-resource languages were used?"
+    assert without_titles("What does the cross-lingual adaptation rely on?", [paper]) == "What does the cross-lingual adaptation rely on?"
+    assert without_titles(asked, []) == asked  # unscoped: the title is what finds the paper

@@ -30,6 +30,7 @@ from .ingest import BuildReport, ProgressFn
 from .library import Library
 from .prompts import build_messages, select_evidence
 from .reading.answerer import FittedAnswerer, Reading
+from .reading.scope import without_titles
 from .reading.model import load as load_answer_model
 from .query import QueryPlan, library_surnames, plan_question, question_parts, without_names
 from .retrieval import RetrievalConfig, retrieve
@@ -458,24 +459,6 @@ def retrieval_query(question: str, history: Sequence[str]) -> str:
     if history and follows:
         return f"{history[-1]} {question}"
     return question
-
-
-_IN_THE_PAPER = re.compile(r"^\s*(in|from|according to)\s+(the|this)\s+(paper|article|study|work)\s*[,:]?\s*", re.I)
-
-
-def without_titles(question: str, papers: Sequence[PaperInfo]) -> str:
-    """The question without the full title of a paper it is scoped to ('In the paper "<title>":
-    what baselines ...?' asks what baselines): once the search is inside that paper, the title's
-    words only pull its abstract and introduction ahead of the answer."""
-    out = question
-    for paper in papers:
-        title = (paper.title or "").strip()
-        if len(title.split()) >= 3:
-            out = re.sub(r"[\"“”'‘’]?\s*" + r"\s+".join(map(re.escape, title.split())) + r"\s*[\"“”'‘’]?", " ", out, flags=re.I)
-    if out == question:
-        return question
-    out = _IN_THE_PAPER.sub("", re.sub(r"\s+", " ", out)).strip(" :,")
-    return out or question
 
 
 def follow_up_notice(asked: str, searched: str, translation: Translation) -> str:
