@@ -42,7 +42,7 @@ def session(real_corpus_assistant):
     cited = real_corpus_assistant.ask(BELARUS).citations[0]  # the same engine and index as the server's
     calls = [
         ("ask", "ask", {"question": BELARUS}),
-        ("declined", "ask", {"question": "What was China's GDP in 2023?", "k": 3}),
+        ("declined", "ask", {"question": "Which team won the 2014 football World Cup?", "k": 3}),
         ("search", "search", {"question": "cultural diplomacy between China and Belarus", "k": 4}),
         ("scoped", "search", {"question": "cultural industry", "papers": [paper], "k": 3}),
         ("papers", "papers", {}),

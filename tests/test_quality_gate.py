@@ -26,7 +26,7 @@ def test_validation_figures_hold(tmp_path_factory):
     gate = json.loads(GATE.read_text(encoding="utf-8"))
     cache = Path.home() / ".cache" / "culture-rag" / "eval"  # the collections' indexes, built once per machine
     results = run_splits(SHARED, read_split(ROOT / "bench/quality/split.json"), ROOT / "bench/quality/own_broad.jsonl",
-                         ["validation"], engines=("baseline", "fitted"), cache=cache)
+                         ["validation"], engines=("baseline", "fitted"), languages=tuple(gate["languages"]), cache=cache)
     failures = []
     for key, reached in gate["figures"].items():
         now = results[key]

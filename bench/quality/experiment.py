@@ -35,7 +35,7 @@ def questions_of(split_name: str, shared: Path):
     from culture_rag.evalsets import pool, read_split, select
 
     chosen = select(pool(shared, HERE / "own_broad.jsonl"), read_split(HERE / "split.json"), split_name)
-    return [q for q in chosen if q.language == "en" and (not q.question.answerable or q.question.evidence or q.question.key_points)]
+    return [q for q in chosen if not q.question.answerable or q.question.evidence or q.question.key_points]  # as fit.py
 
 
 def save(records: list[Labelled], path: Path) -> None:

@@ -31,9 +31,10 @@ RERANK_TOP = 20  # first-stage candidates the cross-encoder reads: 30 cost 0.1 s
 
 
 def train_questions(shared: Path) -> list[PooledQuestion]:
-    """English train questions with something to label by (dev_aragog has reference answers only)."""
+    """Train questions with something to label by (dev_aragog has reference answers only), in
+    every language: a Chinese or Russian one is read as `ask` reads it, translated first."""
     chosen = select(pool(shared, HERE / "own_broad.jsonl"), read_split(HERE / "split.json"), "train")
-    return [q for q in chosen if q.language == "en" and (not q.question.answerable or q.question.evidence or q.question.key_points)]
+    return [q for q in chosen if not q.question.answerable or q.question.evidence or q.question.key_points]
 
 
 def read_all(questions: list[PooledQuestion], shared: Path, cache: Path, reader: FittedAnswerer, settings: Settings) -> list[Labelled]:

@@ -353,9 +353,9 @@ class Assistant:
 
     def read(self, question: str, papers: Iterable[str] | None = None) -> tuple[list[Hit], Reading]:
         """The passages the fitted answerer reads for `question` and its scored candidate
-        sentences, as `ask` reads them (without translation or a conversation): for fitting."""
+        sentences, as `ask` reads them (translated, without a conversation): for fitting."""
         snapshot = self._require_snapshot()
-        asked = self.check_question(question)
+        asked = self._translate(self.check_question(question), snapshot).english
         plan = self._plan(snapshot, asked, papers)
         query = without_names(asked, plan.author_names) or asked
         return self._fitted_reading(snapshot, plan, query, asked, self.settings.top_k)
