@@ -7,12 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import regions as roles
-from ..evidence import answer_text_of, quote_span
+from ..evidence import NEVER_QUOTED, answer_text_of, quote_span  # headings, captions, references...: never quoted
 from ..types import Hit, Span
-
-# A heading, caption, bibliography entry or page furniture is never a statement of the paper.
-NEVER_QUOTED = frozenset({roles.HEADING, roles.CAPTION, roles.REFERENCE, roles.BOILERPLATE, roles.FIGURE})
 
 
 @dataclass(frozen=True)
