@@ -270,7 +270,7 @@ class Assistant:
         mode = mode or self.settings.answer_mode
         fitted = mode == "extractive" and self.answerer != "rules"
         if fitted:
-            found, reading = self._fitted_reading(snapshot, plan, query, focus, k)
+            query, found = self._fitted_search(snapshot, plan, query, k)
         else:
             # A comparison needs passages on each side, which one ranking by similarity to the
             # question rarely puts in its first k: its answer reads twice as deep; the reader is
@@ -280,7 +280,10 @@ class Assistant:
         hits = found[:k]
         searched = time.perf_counter()
         if mode == "extractive":
-            draft = self._answer(reading, found) if fitted else self._extractive(snapshot, plan, query, focus, pool)
+            if fitted:  # reading the candidates (the cross-encoder) is answering, not searching
+                draft = self._answer(self._fitted_read(snapshot, plan, query, focus, k, found), found)
+            else:
+                draft = self._extractive(snapshot, plan, query, focus, pool)
             if draft.answered:
                 yield AnswerEvent("token", draft.text)
         else:
@@ -358,24 +361,28 @@ class Assistant:
         asked = self._translate(self.check_question(question), snapshot).english
         plan = self._plan(snapshot, asked, papers)
         query = without_names(asked, plan.author_names) or asked
-        return self._fitted_reading(snapshot, plan, query, asked, self.settings.top_k)
+        query, found = self._fitted_search(snapshot, plan, query, self.settings.top_k)
+        return found, self._fitted_read(snapshot, plan, query, asked, self.settings.top_k, found)
 
-    def _fitted_reading(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, k: int) -> tuple[list[Hit], Reading]:
-        """Passages deeper than the k shown (most of a chosen paper, or the library's best) and
-        their candidate sentences, scored. The rules' refusal (topic words the passages lack,
-        names the papers never use) enters as one feature of the answerable model, not a gate."""
+    def _fitted_search(self, snapshot: Snapshot, plan: QueryPlan, query: str, k: int) -> tuple[str, list[Hit]]:
+        """The query without the title of a paper it is scoped to, and passages deeper than the
+        k shown: most of a chosen paper, or the library's best."""
         query = without_titles(query, [p for p in snapshot.papers if p.paper_id in plan.papers])
         depth = self.settings.reading_depth_scoped if plan.papers else self.settings.reading_depth
-        found = self._search(snapshot, query, max(k, depth), plan.papers or None)
+        return query, self._search(snapshot, query, max(k, depth), plan.papers or None)
+
+    def _fitted_read(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, k: int, found: list[Hit]) -> Reading:
+        """The candidate sentences of `found`, scored. The rules' refusal (topic words the
+        passages lack, names the papers never use) enters as one feature of the answerable
+        model, not a gate."""
         idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
         sizes: dict[str, int] = {}
         for hit in found:  # how far into its paper a passage stands, as a share of what was read of it
             sizes[hit.paper.paper_id] = max(sizes.get(hit.paper.paper_id, 0), hit.chunk.end)
         if self.answerer == "baseline":  # the yardstick reads with no model: no cross-encoder, no rules
-            return found, self.reader().read(query, self.query_vector(query), found, idf, sizes, rerank=False)
-        shown = found[:k]
-        rules = self._extractive(snapshot, plan, query, focus, structural_pool(snapshot, plan, shown, self.query_vector(query)))
-        return found, self.reader().read(query, self.query_vector(query), found, idf, sizes, rules_answered=rules.answered)
+            return self.reader().read(query, self.query_vector(query), found, idf, sizes, rerank=False)
+        rules = self._extractive(snapshot, plan, query, focus, structural_pool(snapshot, plan, found[:k], self.query_vector(query)))
+        return self.reader().read(query, self.query_vector(query), found, idf, sizes, rules_answered=rules.answered)
 
     def _answer(self, reading: Reading, found: list[Hit]) -> Draft:
         if self.answerer == "baseline":
