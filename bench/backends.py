@@ -16,7 +16,7 @@ import common
 import numpy as np
 from common import ms, p50, row
 
-from culture_rag.backend.export import export_onnx, export_passage_graph, fused_graph, onnx_cache
+from culture_rag.embed.onnx_export import export_onnx, export_passage_graph, fused_graph, onnx_cache
 
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
 # The engine's defaults embed with its own ONNX encoders; here every backend goes through the
@@ -84,7 +84,7 @@ class OnnxModel:
 def onnx_embedder(settings, backend: str, threads: int, queries_only: bool = False):
     """A SentenceTransformerEmbedder whose model runs in ONNX Runtime. With `queries_only` it
     keeps torch's fingerprint, so it can query an index whose passages torch embedded."""
-    from culture_rag.embedding import SentenceTransformerEmbedder
+    from culture_rag.embed.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(settings)
     graphs = export(embedder.model_dir, embedder.weights_sha256, settings.cache_dir)
@@ -99,7 +99,7 @@ def onnx_embedder(settings, backend: str, threads: int, queries_only: bool = Fal
 
 
 def embedder_for(settings, backend: str, threads: int, queries_only: bool = False):
-    from culture_rag.embedding import SentenceTransformerEmbedder
+    from culture_rag.embed.embedder import SentenceTransformerEmbedder
 
     if backend == "torch-fp32":
         return SentenceTransformerEmbedder(settings)
@@ -121,7 +121,7 @@ def ranked(assistant, questions) -> dict[str, list]:
 
 def quality(results: dict[str, list], questions) -> dict[str, float]:
     """FORMAT.md's recall@5 and mrr (questions with evidence) and source_hit@5 (with sources)."""
-    from culture_rag.evaluation import contains_evidence
+    from culture_rag.evaluate.scoring import contains_evidence
 
     out = {}
     with_evidence = [q for q in questions if q.answerable and q.evidence]
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     common.quiet()
     common.header("backends: torch fp32 vs ONNX Runtime fp32 / int8")
     from culture_rag import Assistant
-    from culture_rag.evaluation import read_questions
+    from culture_rag.evaluate.scoring import read_questions
 
     sets = {"dev_seed": False, **({"dev_aragog": True} if args.pdfs else {})}  # name -> needs the PDFs
     questions = {name: read_questions(common.EVAL / f"{name}.jsonl") for name in sets}

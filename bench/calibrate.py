@@ -35,7 +35,7 @@ def index_for(corpus: Path, tmp: Path, embedder=None):
 
 
 def main() -> None:
-    from culture_rag.evaluation import key_point_metrics, metrics, read_questions, run
+    from culture_rag.evaluate.scoring import key_point_metrics, metrics, read_questions, run
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--top", type=int, default=8)

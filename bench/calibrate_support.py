@@ -22,8 +22,8 @@ from calibrate import ROOT, SHARED, index_for  # noqa: E402
 
 
 def main() -> None:
-    from culture_rag.citations import support_of
-    from culture_rag.evaluation import contains_evidence, read_questions
+    from culture_rag.answer.citations import support_of
+    from culture_rag.evaluate.scoring import contains_evidence, read_questions
 
     workdir = tempfile.TemporaryDirectory()  # removed when main returns
     tmp = Path(workdir.name)

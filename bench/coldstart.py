@@ -64,13 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     common.header("cold start: new process to first answer")
     index = common.real_index(pdfs=False).index_dir
     questions = iter(common.distinct_queries(3 * args.runs))
-    model = "from culture_rag import Settings; from culture_rag.embedding import SentenceTransformerEmbedder as E; E(Settings())._model"
+    model = "from culture_rag import Settings; from culture_rag.embed.embedder import SentenceTransformerEmbedder as E; E(Settings())._model"
     onnx = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import backends; from culture_rag import Settings; "
         "backends.onnx_embedder(Settings(), 'onnx-int8', 1, queries_only=True).embed_query('a question')"
     )
     parts = {
-        "python + import culture_rag.cli": python("import culture_rag.cli"),
+        "python + import culture_rag.serve.cli": python("import culture_rag.serve.cli"),
         "python + Assistant.load (index, no model)": python(f"from culture_rag import Assistant; Assistant.load({str(index)!r})"),
         "python + import sentence_transformers": python("import sentence_transformers"),
         "python + load the torch embedding model": python(model),

@@ -18,7 +18,7 @@ RATIO_TARGET = 2.0
 def stages(assistant) -> list[tuple[object, str]]:
     from culture_rag import files, library as module
     from culture_rag.index import reading, store, writing
-    from culture_rag.lexical import Postings, TermCounts
+    from culture_rag.index.lexical import Postings, TermCounts
 
     return [
         (module, "parse_file"),

@@ -34,7 +34,7 @@ def raw_encoder(embedder):
 def late_chunking_cost(embedder, chunks) -> float:
     """embed_passages' rate over raw encode's on the same texts, alternated so that drifting
     load hits both: what the sentence vectors cost apart from parsing and chunking."""
-    from culture_rag.chunking import sentence_spans_in_embed_text
+    from culture_rag.ingest.chunking import sentence_spans_in_embed_text
 
     texts = [c.embed_text for c in chunks]
     spans = [sentence_spans_in_embed_text(c) for c in chunks]
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     common.quiet()
     common.header(f"indexing: Assistant.build vs raw encode ({args.backend})")
     from culture_rag import Assistant
-    from culture_rag.embedding import SentenceTransformerEmbedder
+    from culture_rag.embed.embedder import SentenceTransformerEmbedder
 
     rows, build_rates, raw_rates, ratios, totals, build_seconds = [], [], [], [], {}, []
     with tempfile.TemporaryDirectory() as tmp:

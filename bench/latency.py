@@ -48,7 +48,7 @@ def apply_query_options(assistant, args) -> str:
 def measure(assistant, queries: list[str], label: str, search_target: float | None = None) -> list[dict]:
     """Rows of p50/p95 for search, its parts, and ask. Every query text is new to the assistant,
     so each search pays for its query embedding."""
-    from culture_rag import retrieval
+    from culture_rag.answer import retrieval
 
     snapshot = assistant.snapshot
     assistant.warm_up()

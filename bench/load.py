@@ -87,7 +87,7 @@ class Server:
             "GRADIO_TEMP_DIR": str(self.workdir / "uploads"),
             **self.env,
         }
-        cmd = [sys.executable, "-c", "from culture_rag.cli import main; main()", "serve",
+        cmd = [sys.executable, "-c", "from culture_rag.serve.cli import main; main()", "serve",
                "--index", str(self.workdir / "index"), "--port", str(self.port)]
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)

@@ -17,7 +17,7 @@ async def session(index, questions: list[str]) -> tuple[float, float, list[float
     from mcp.client.stdio import stdio_client
 
     server = StdioServerParameters(
-        command=sys.executable, args=["-m", "culture_rag.cli", "mcp", "--index", str(index)], env={"HF_HUB_OFFLINE": "1"}
+        command=sys.executable, args=["-m", "culture_rag.serve.cli", "mcp", "--index", str(index)], env={"HF_HUB_OFFLINE": "1"}
     )
     start = time.perf_counter()
     async with stdio_client(server) as (read, write), ClientSession(read, write) as client:

@@ -47,7 +47,7 @@ COMPARED = (  # (dpi, languages, OMP_THREAD_LIMIT)
 
 def without_text() -> list[Path]:
     from culture_rag.errors import IngestError
-    from culture_rag.papers import read_paper
+    from culture_rag.ingest.papers import read_paper
 
     found = []
     for path in sorted(ROBUSTNESS.glob("*/*.pdf")):
@@ -74,8 +74,8 @@ def page_times(path: Path, options) -> list[tuple[int, float, str, int]]:
     """(page, seconds, language, word characters read) for each page OCR reads, in this process."""
     import pypdfium2 as pdfium
 
-    from culture_rag import ocr
-    from culture_rag.pdf import pdfium_text
+    from culture_rag.ingest import ocr
+    from culture_rag.ingest.pdf import pdfium_text
 
     data = path.read_bytes()
     raw = pdfium_text(path, data, None)
@@ -94,8 +94,8 @@ def page_times(path: Path, options) -> list[tuple[int, float, str, int]]:
 
 
 def part1(rows: list) -> None:
-    from culture_rag.ingest import PdfParser
-    from culture_rag.ocr import OcrOptions
+    from culture_rag.ingest.build import PdfParser
+    from culture_rag.ingest.ocr import OcrOptions
     from culture_rag.settings import Settings
 
     settings = Settings()
@@ -168,8 +168,8 @@ def compare_pages() -> list[tuple[str, Path, int, str, bool]]:
 def part2(rows: list) -> None:
     import pypdfium2 as pdfium
 
-    from culture_rag import ocr
-    from culture_rag.ocr import OcrOptions
+    from culture_rag.ingest import ocr
+    from culture_rag.ingest.ocr import OcrOptions
 
     installed = ocr.installed_languages()
     pages = compare_pages()

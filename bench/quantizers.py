@@ -48,10 +48,10 @@ def quantize(options: dict, raw: Path, dest: Path, config) -> None:
 def prepare(out: Path) -> None:
     import common
 
-    from culture_rag.chunking import sentence_spans_in_embed_text
-    from culture_rag.backend.export import export_onnx
+    from culture_rag.ingest.chunking import sentence_spans_in_embed_text
+    from culture_rag.embed.onnx_export import export_onnx
 
-    from culture_rag.embedding import SentenceTransformerEmbedder
+    from culture_rag.embed.embedder import SentenceTransformerEmbedder
 
     out.mkdir(parents=True, exist_ok=True)
     embedder = SentenceTransformerEmbedder(common.settings(out / "unused", passage_backend="torch", query_backend="torch"))
@@ -74,8 +74,8 @@ def prepare(out: Path) -> None:
 def embed(out: Path, tag: str, variants: list[str], options: dict[str, str]) -> None:
     import onnxruntime as ort
 
-    from culture_rag.backend.onnx import max_seq_length, onnx_feed, piece_tokenizer
-    from culture_rag.backend.pooling import TokenVectors, pooled
+    from culture_rag.embed.onnx import max_seq_length, onnx_feed, piece_tokenizer
+    from culture_rag.embed.pooling import TokenVectors, pooled
 
     data = json.loads((out / "texts.json").read_text())
     model_dir = Path(data["model_dir"])
@@ -124,7 +124,7 @@ class ReplayEmbedder:
     """The engine's embedder, whose passage and free-text vectors come from a stored run."""
 
     def __new__(cls, settings, texts: list[str], vectors: dict):
-        from culture_rag.embedding import PassageVectors, SentenceTransformerEmbedder
+        from culture_rag.embed.embedder import PassageVectors, SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(settings)
         rows = {t: i for i, t in enumerate(texts)}
@@ -163,7 +163,7 @@ def report(out: Path, args_json: bool) -> None:
     import common
     from backends import overlap
 
-    from culture_rag.evaluation import read_questions
+    from culture_rag.evaluate.scoring import read_questions
 
     common.quiet()
     data = json.loads((out / "texts.json").read_text())
@@ -197,9 +197,9 @@ def passage_runners(out: Path, threads: int) -> dict:
     text per request on every core (it reads the unfused fp32 ONNX graph itself)."""
     import common
 
-    from culture_rag.backend.export import export_onnx, fused_graph
-    from culture_rag.backend.onnx import OnnxPassageEncoder, max_seq_length, onnx_session, piece_tokenizer
-    from culture_rag.embedding import SentenceTransformerEmbedder
+    from culture_rag.embed.onnx_export import export_onnx, fused_graph
+    from culture_rag.embed.onnx import OnnxPassageEncoder, max_seq_length, onnx_session, piece_tokenizer
+    from culture_rag.embed.embedder import SentenceTransformerEmbedder
 
     torch_embedder = SentenceTransformerEmbedder(common.settings(out / "unused", passage_backend="torch", query_backend="torch"))
     model_dir = torch_embedder.model_dir
@@ -222,8 +222,8 @@ def openvino_runner(out: Path, model_dir: Path, threads: int):
 
     import openvino
 
-    from culture_rag.backend.export import export_onnx
-    from culture_rag.backend.onnx import max_seq_length, onnx_feed, piece_tokenizer
+    from culture_rag.embed.onnx_export import export_onnx
+    from culture_rag.embed.onnx import max_seq_length, onnx_feed, piece_tokenizer
 
     raw = export_onnx(model_dir, out / "passage-fp32-raw.onnx", True, lambda r, o, _: shutil.copy(r, o))
     compiled = openvino.Core().compile_model(str(raw), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
@@ -247,7 +247,7 @@ def speed(out: Path, rounds: int, limit: int, json_path: Path | None) -> None:
     for _ in range(rounds):  # interleaved, so that drifting load hits every backend alike
         for name, run in runners.items():
             seconds[name].append(common.timed(partial(run, texts)))
-    from culture_rag.backend.quantize import int8_kernels
+    from culture_rag.embed.quantize import int8_kernels
 
     pieces = float(np.mean([len(e.ids) for e in passage_pieces(data["model_dir"], texts)]))
     rows, torch_rate = [], len(texts) / common.p50(seconds["torch"])
@@ -260,7 +260,7 @@ def speed(out: Path, rounds: int, limit: int, json_path: Path | None) -> None:
 
 
 def passage_pieces(model_dir: str, texts: list[str]):
-    from culture_rag.backend.onnx import max_seq_length, piece_tokenizer
+    from culture_rag.embed.onnx import max_seq_length, piece_tokenizer
 
     tokenizer = piece_tokenizer(Path(model_dir), max_seq_length(Path(model_dir)))
     return tokenizer.encode_batch(texts)

@@ -45,7 +45,7 @@ class TokenVectors:
     def __init__(self, folder: Path, threads: int, max_length: int) -> None:
         from tokenizers import Tokenizer
 
-        from culture_rag.backend.onnx import onnx_session
+        from culture_rag.embed.onnx import onnx_session
 
         self.session = onnx_session(folder / "model.onnx", threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     common.quiet()
     common.header("rerank: 40 (question, sentence) pairs")
     print(f"cpu flags: {cpu_flags()}", flush=True)
-    from culture_rag.rerank import OnnxCrossEncoder, packaged_reranker_dir
+    from culture_rag.answer.rerank import OnnxCrossEncoder, packaged_reranker_dir
 
     texts = sentences()
     modes = {  # label: OnnxCrossEncoder keywords

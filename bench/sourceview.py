@@ -13,7 +13,7 @@ from common import ARAGOG, ms, p50, row
 
 def parse_cost(rounds: int = 3) -> tuple[float, float, int]:
     """Median parse time of all five PDFs with line anchors and without, alternated."""
-    from culture_rag import papers
+    from culture_rag.ingest import papers
 
     pdfs = sorted(ARAGOG.glob("*.pdf"))
     original = papers._line_anchors

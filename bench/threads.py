@@ -16,7 +16,7 @@ def configure(torch_threads: int, faiss_threads: int) -> None:
     """Both counts are kept per thread: call it in every thread that searches."""
     import torch
 
-    from culture_rag.dense import set_search_threads
+    from culture_rag.index.dense import set_search_threads
 
     torch.set_num_threads(torch_threads)
     set_search_threads(faiss_threads)  # applied by search_dense in the thread that searches

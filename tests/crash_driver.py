@@ -81,8 +81,8 @@ def warm_up() -> None:
     import pypdf  # noqa: F401
     import pypdfium2  # noqa: F401
 
-    import culture_rag.chunking  # noqa: F401
-    from culture_rag.lexical import _stemmer
+    import culture_rag.ingest.chunking  # noqa: F401
+    from culture_rag.index.lexical import _stemmer
 
     _stemmer()
 

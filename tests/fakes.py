@@ -32,7 +32,7 @@ class HashEmbedder:
         return v / n if n else v
 
     def embed_passages(self, texts, sentence_spans, progress=None):
-        from culture_rag.embedding import PassageVectors
+        from culture_rag.embed.embedder import PassageVectors
 
         self.embedded += len(texts)
         if progress:

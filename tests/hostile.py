@@ -1,6 +1,6 @@
 """Stand-ins for hostile PDFs, for the contained parser's tests.
 
-`hostile_worker` replaces `culture_rag.ingest._worker` as the child process's entry point
+`hostile_worker` replaces `culture_rag.ingest.build._worker` as the child process's entry point
 (the parser spawns a fresh interpreter, which imports this module by name). It behaves like the
 real worker except for files whose names ask for trouble: a crash (SIGSEGV), a hang, or a
 memory blow-up. Real PDFs that reliably do this to today's pypdf do not exist; these make
@@ -15,7 +15,7 @@ import time
 
 
 def hostile_worker(conn, memory_mb: int, parent_pid: int | None = None, ocr: dict | None = None) -> None:
-    from culture_rag import ingest
+    from culture_rag.ingest import build as ingest
 
     real_read_paper = ingest.read_paper
 

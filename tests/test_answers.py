@@ -13,9 +13,9 @@ from conftest import load_questions, make_settings
 
 from culture_rag import Assistant, ModelError
 from culture_rag.settings import PACKAGED_LLM_SMALL
-from culture_rag.answer import DECLINED, check_generated
-from culture_rag.prompts import Evidence, build_messages
-from culture_rag.evaluation import contains_evidence, metrics, read_questions, run
+from culture_rag.answer.compose import DECLINED, check_generated
+from culture_rag.answer.prompts import Evidence, build_messages
+from culture_rag.evaluate.scoring import contains_evidence, metrics, read_questions, run
 from conftest import EVAL
 
 pytestmark = pytest.mark.slow

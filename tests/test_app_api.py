@@ -22,7 +22,7 @@ from conftest import CORPUS, free_port
 
 
 def test_untrusted_text_cannot_become_markup():
-    from culture_rag.webapp.render import md_text
+    from culture_rag.serve.webapp.render import md_text
 
     hostile = (
         '![x](http://evil.example/p.png) [click](http://evil.example) <img src="http://evil.example/i.png"> '
@@ -35,7 +35,7 @@ def test_untrusted_text_cannot_become_markup():
 
 
 def test_sources_panel_escapes_passages_and_marks_the_quote():
-    from culture_rag.webapp.render import sources_html
+    from culture_rag.serve.webapp.render import sources_html
 
     passage = 'Intro <b>bold</b> & more. The quoted sentence <img src="http://x/y.png">. Tail.'
     start = passage.index("The quoted")
@@ -70,7 +70,7 @@ def test_sources_panel_escapes_passages_and_marks_the_quote():
 
 
 def test_markers_link_to_their_source_cards_only():
-    from culture_rag.webapp.render import answer_markdown
+    from culture_rag.serve.webapp.render import answer_markdown
 
     answer = {"answered": True, "text": "Growth was 7% [1]. See [the site](http://x.example) [2].", "notice": ""}
     md = answer_markdown(answer, 6)
@@ -81,7 +81,7 @@ def test_markers_link_to_their_source_cards_only():
 
 
 def test_only_the_apps_routes_are_open():
-    from culture_rag.webapp.server import route_allowed
+    from culture_rag.serve.webapp.server import route_allowed
 
     for path in ("/", "/config", "/assets/index-1.js", "/gradio_api/queue/join", "/gradio_api/upload",
                  "/gradio_api/heartbeat/abc", "/gradio_api/file=/tmp/gradio/abc/paper.pdf"):
@@ -130,7 +130,7 @@ def served(tmp_path_factory):
     }
     log = tmp / "server.log"
     serve = ["serve", "--index", str(tmp / "index"), "--port", str(port)]
-    cmd = [sys.executable, "-c", "from culture_rag.cli import main; main()", *serve]
+    cmd = [sys.executable, "-c", "from culture_rag.serve.cli import main; main()", *serve]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp)
     url = f"http://127.0.0.1:{port}/"

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from conftest import CHROMIUM, free_port, launch_chromium
 
-from culture_rag.feedback import read_feedback
-from culture_rag.users import UsersFile, add_user
+from culture_rag.serve.feedback import read_feedback
+from culture_rag.serve.users import UsersFile, add_user
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ PASSWORD = "a long enough password"
 
 @pytest.fixture(scope="module")
 def server(real_corpus_assistant, tmp_path_factory):
-    from culture_rag.webapp.server import build_app, serve
+    from culture_rag.serve.webapp.server import build_app, serve
 
     users_toml = tmp_path_factory.mktemp("auth") / "users.toml"
     add_user(users_toml, "alice", PASSWORD)

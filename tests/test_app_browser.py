@@ -35,7 +35,7 @@ def served_app(tmp_path, monkeypatch, embedder, pdfs: tuple[str, ...] = ()):
     packaged model (the session's already-loaded embedder, to spare a second model load);
     yields its URL and assistant."""
     from culture_rag import Assistant
-    from culture_rag.webapp.server import build_app, serve
+    from culture_rag.serve.webapp.server import build_app, serve
 
     shutil.copytree(CORPUS, tmp_path / "corpus")
     for name in pdfs:
@@ -367,7 +367,7 @@ def _reading_room(page, assistant, pdfium, expect, tmp_path):
     page.locator("#feedback-comment textarea").fill("the second point cites the abstract")
     page.locator("#feedback-send").click()
     expect(page.locator("#feedback-note")).to_contain_text("recorded as wrong citation")
-    from culture_rag.feedback import read_feedback
+    from culture_rag.serve.feedback import read_feedback
 
     entries = read_feedback(assistant.index_dir).entries
     assert [(e.kind, e.comment, e.question) for e in entries] == [

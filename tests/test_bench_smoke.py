@@ -16,7 +16,7 @@ def test_keyword_top_k_matches_bm25s():
     """The top-k shortcut (ranking only documents above a sampled floor) returns bm25s's top k."""
     import bm25s
 
-    from culture_rag.lexical import KeywordIndex, Postings, TermCounts, content_words, tokenize
+    from culture_rag.index.lexical import KeywordIndex, Postings, TermCounts, content_words, tokenize
 
     texts = [f"cultural industry trade number {i} " + "export " * (i % 5) + "belt road " * (i % 3) for i in range(300)]
     reference = bm25s.BM25()
@@ -39,7 +39,7 @@ def test_keyword_top_k_matches_bm25s():
 def test_content_words_match_bm25s_tokenize():
     import bm25s
 
-    from culture_rag.lexical import _stemmer, content_words
+    from culture_rag.index.lexical import _stemmer, content_words
 
     for text in ("The Belt and Road's cultural industries, e.g. films (2019).", "Ünïcödé café x2 of THE a", ""):
         expected = bm25s.tokenize([text], stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False)[0]
@@ -47,7 +47,7 @@ def test_content_words_match_bm25s_tokenize():
 
 
 def test_a_large_part_is_an_inverted_file_that_finds_exact_neighbours(monkeypatch):
-    from culture_rag import dense
+    from culture_rag.index import dense
 
     monkeypatch.setattr(dense, "IVF_THRESHOLD", 100)
     rng = np.random.default_rng(0)

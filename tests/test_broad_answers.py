@@ -10,7 +10,7 @@ import shutil
 import pytest
 from conftest import ARAGOG, CORPUS, make_settings
 
-from culture_rag.regions import REFERENCE
+from culture_rag.ingest.regions import REFERENCE
 
 pytestmark = pytest.mark.slow
 

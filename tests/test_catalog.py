@@ -7,7 +7,7 @@ import pytest
 from conftest import make_settings
 
 from culture_rag import Assistant, QueryError
-from culture_rag.catalog import parse_years, select_papers
+from culture_rag.index.catalog import parse_years, select_papers
 from culture_rag.types import PaperInfo
 
 

@@ -8,9 +8,9 @@ from conftest import ARAGOG
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from culture_rag.chunking import chunk_paper, split_sentences
-from culture_rag.embedding import packaged_model_dir, token_windows
-from culture_rag.papers import Paper, Region
+from culture_rag.ingest.chunking import chunk_paper, split_sentences
+from culture_rag.embed.embedder import packaged_model_dir, token_windows
+from culture_rag.ingest.papers import Paper, Region
 
 
 class RealTokenizer:
@@ -104,7 +104,7 @@ def test_sections_are_not_mixed_in_one_chunk():
 
 
 def _real_chunks(path):
-    from culture_rag.papers import read_metadata_file, read_paper
+    from culture_rag.ingest.papers import read_metadata_file, read_paper
 
     paper = read_paper(path, meta=read_metadata_file(path.parent).get(path.name))
     return paper, chunk_paper(paper, tokenizer(), 200, 40, limit=254)
@@ -137,7 +137,7 @@ def test_references_and_quoted_text_never_share_a_chunk_with_the_papers_own():
 
 
 def test_a_two_by_two_grid_reads_cell_by_cell_with_its_headers():
-    from culture_rag.chunking import table_cells
+    from culture_rag.ingest.chunking import table_cells
     from conftest import CORPUS
 
     _, chunks = _real_chunks(CORPUS / "mao-cultural-industry-economic-market-in-china-and-belarus-under-the-belt-and-road.txt")

@@ -296,7 +296,7 @@ def test_a_real_file_size_limit_is_a_clear_write_error(
     if fails_in == "vector index":  # only a merge writes a faiss file: make this build merge every part
         import faiss
 
-        from culture_rag.dense import build_dense, part_vectors
+        from culture_rag.index.dense import build_dense, part_vectors
 
         monkeypatch.setattr("culture_rag.index.writing.MAX_SEGMENT_PARTS", 0)
         monkeypatch.setattr("culture_rag.index.writing.MAX_MERGED_PARTS", 1)

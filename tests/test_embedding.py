@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from culture_rag import ModelError, Settings
-from culture_rag.backend.export import PASSAGE_GRAPH
-from culture_rag.embedding import SentenceTransformerEmbedder
+from culture_rag.embed.onnx_export import PASSAGE_GRAPH
+from culture_rag.embed.embedder import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ INT8_SCRIPT = """
 import sys
 from pathlib import Path
 from culture_rag import Settings
-from culture_rag.embedding import SentenceTransformerEmbedder
+from culture_rag.embed.embedder import SentenceTransformerEmbedder
 embedder = SentenceTransformerEmbedder(Settings(cache_dir=Path(sys.argv[1]), passage_backend="onnx-int8"))
 text = "Belarus has a strong heritage in crafts. China exports films to Africa."
 vectors = embedder.embed_passages([text], [[(0, 40), (41, len(text))]])
@@ -66,8 +66,8 @@ def corpus_chunks(embedder) -> tuple[list[str], list[list[tuple[int, int]]]]:
     """The real chunks of corpus/ (as indexing cuts them): embed texts and sentence spans."""
     from conftest import CORPUS
 
-    from culture_rag.chunking import chunk_paper, sentence_spans_in_embed_text
-    from culture_rag.papers import Paper, Region
+    from culture_rag.ingest.chunking import chunk_paper, sentence_spans_in_embed_text
+    from culture_rag.ingest.papers import Paper, Region
 
     texts, spans = [], []
     for path in sorted(CORPUS.glob("*.[mt][dx]*")):
@@ -102,7 +102,7 @@ def retrieval(assistant, name: str) -> tuple[dict[str, float], list[set[str]]]:
     """FORMAT.md's recall@5, mrr and source_hit@5 from search alone, and each question's top 10."""
     from conftest import EVAL
 
-    from culture_rag.evaluation import contains_evidence, read_questions
+    from culture_rag.evaluate.scoring import contains_evidence, read_questions
 
     questions = read_questions(EVAL / f"{name}.jsonl")
     hits = [assistant.search(q.question, k=10) for q in questions]
@@ -194,7 +194,7 @@ def test_int8_export_is_cached_and_loading_needs_no_torch(int8_cache, monkeypatc
     def no_export(*args):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr("culture_rag.backend.export._trace", no_export)
+    monkeypatch.setattr("culture_rag.embed.onnx_export._trace", no_export)
     again = SentenceTransformerEmbedder(Settings(cache_dir=int8_cache, passage_backend="onnx-int8"))
     assert again.embed_texts(["Belarus crafts"]).shape == (1, 384)
     after = graph.stat()
@@ -220,7 +220,7 @@ def test_int8_index_is_refused_with_torch_settings(int8_cache, tmp_path, corpus_
 
 
 def test_int8_kernel_family_from_cpu_flags():
-    from culture_rag.backend.quantize import int8_kernels
+    from culture_rag.embed.quantize import int8_kernels
 
     assert int8_kernels(frozenset({"sse4_1", "avx2", "fma"})) == "avx2"  # the CPU of issue 11
     assert int8_kernels(frozenset({"avx2", "avx512bw", "avx512_vnni"})) == "avx512-vnni"  # Linux's spelling
@@ -239,7 +239,7 @@ def test_index_records_int8_kernels_and_accepts_papers_from_another_family(int8_
     from conftest import make_settings
 
     from culture_rag import Assistant
-    from culture_rag.backend.quantize import int8_kernels
+    from culture_rag.embed.quantize import int8_kernels
 
     settings = make_settings(tmp_path, cache_dir=int8_cache, passage_backend="onnx-int8")
     added = sorted(corpus_copy.glob("*.[mt][dx]*"))[-1]
@@ -283,7 +283,7 @@ import sys
 import numpy as np
 from pathlib import Path
 from culture_rag import Settings
-from culture_rag.embedding import SentenceTransformerEmbedder
+from culture_rag.embed.embedder import SentenceTransformerEmbedder
 embedder = SentenceTransformerEmbedder(Settings(cache_dir=Path(sys.argv[1]), passage_backend="onnx-int8"))
 texts = json.loads(Path(sys.argv[2]).read_text())
 spans = [[(0, len(t) // 2), (len(t) // 2, len(t))] for t in texts]

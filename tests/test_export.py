@@ -13,8 +13,8 @@ from conftest import CORPUS, make_settings
 from pybtex.database import parse_string
 
 from culture_rag import Assistant
-from culture_rag.export import ExportedAnswer, Reference, Source, answer_markdown, bibtex, cited_papers, conversation_markdown
-from culture_rag.serialize import answer_json
+from culture_rag.serve.export import ExportedAnswer, Reference, Source, answer_markdown, bibtex, cited_papers, conversation_markdown
+from culture_rag.serve.serialize import answer_json
 
 QUESTIONS = ("What is the Belt and Road Initiative?", "Which film industries does Belarus face fierce competition from?")
 

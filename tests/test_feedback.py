@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from culture_rag.errors import FeedbackError
-from culture_rag.evaluation import read_questions
-from culture_rag.feedback import (
+from culture_rag.evaluate.scoring import read_questions
+from culture_rag.serve.feedback import (
     CitedPassage,
     as_eval_questions,
     citations_from_answer,
@@ -125,7 +125,7 @@ def test_the_cli_lists_feedback_as_json_and_as_eval_lines(tmp_path):
     record_feedback(tmp_path, question="What was the GDP in 2023?", answer="5 [1].", kind="should_have_declined", user="bob")
     feedback_path(tmp_path).open("a").write("{broken\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    base = [sys.executable, "-m", "culture_rag.cli", "feedback", "--index", str(tmp_path)]
+    base = [sys.executable, "-m", "culture_rag.serve.cli", "feedback", "--index", str(tmp_path)]
     listed = subprocess.run([*base, "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert [(e["user"], e["kind"]) for e in json.loads(listed.stdout)] == [("bob", "should_have_declined")]

@@ -9,10 +9,10 @@ import importlib
 import pytest
 
 from culture_rag import ModelError, Settings
-from culture_rag.generation import PACKAGED_MODELS, LocalGenerator, PackagedModel, model_path
-from culture_rag.prompts import DECLINED, SYSTEM_PROMPT, Evidence, build_messages
+from culture_rag.answer.generation import PACKAGED_MODELS, LocalGenerator, PackagedModel, model_path
+from culture_rag.answer.prompts import DECLINED, SYSTEM_PROMPT, Evidence, build_messages
 from culture_rag.settings import PACKAGED_LLM_SMALL
-from culture_rag.translation import (
+from culture_rag.answer.translation import (
     TRANSLATION_TOKENS,
     QuestionTranslator,
     detect_language,

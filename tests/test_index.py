@@ -179,7 +179,7 @@ def test_keyword_scores_match_bm25s_also_across_parts():
     """Query-time BM25 must give bm25s's own scores, for one part and for papers appended as parts."""
     import bm25s
 
-    from culture_rag.lexical import KeywordIndex, Postings, TermCounts, content_words, tokenize
+    from culture_rag.index.lexical import KeywordIndex, Postings, TermCounts, content_words, tokenize
 
     texts = [
         "Cultural trade along the Silk Road grew; cultural exports grew faster.",
@@ -241,7 +241,7 @@ def test_parts_no_kept_generation_names_are_collected(built, fake_embedder, monk
 
 
 def check_same_as_disk(assistant, fake_embedder):
-    from culture_rag.dense import part_vectors
+    from culture_rag.index.dense import part_vectors
 
     fresh = Assistant.load(assistant.index_dir, settings=assistant.settings, embedder=fake_embedder)
     mine, disk = assistant.snapshot, fresh.snapshot

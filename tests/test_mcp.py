@@ -23,7 +23,7 @@ async def _session(index_dir, calls):
     env = {k: v for k, v in os.environ.items() if k.startswith(("CULTURE_RAG_", "HF_", "TRANSFORMERS_"))}
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "culture_rag.cli", "mcp", "--index", str(index_dir)],
+        args=["-m", "culture_rag.serve.cli", "mcp", "--index", str(index_dir)],
         env={**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
     )
     results = {}
@@ -133,7 +133,7 @@ def test_streamable_http_serves_the_same_tools_on_loopback_only(real_corpus_assi
 
     port = free_port()
     log = tmp_path / "mcp-http.log"
-    cmd = [sys.executable, "-m", "culture_rag.cli", "mcp", "--index", str(real_corpus_assistant.index_dir), "--http", str(port)]
+    cmd = [sys.executable, "-m", "culture_rag.serve.cli", "mcp", "--index", str(real_corpus_assistant.index_dir), "--http", str(port)]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 

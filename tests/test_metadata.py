@@ -10,8 +10,8 @@ from conftest import ARAGOG, CORPUS, ROBUSTNESS, make_settings
 
 from culture_rag import Assistant, IngestError
 from culture_rag.errors import IndexModelMismatch
-from culture_rag.metadata import arxiv_year, front_metadata, normalize_doi, read_metadata_file
-from culture_rag.papers import read_paper
+from culture_rag.ingest.metadata import arxiv_year, front_metadata, normalize_doi, read_metadata_file
+from culture_rag.ingest.papers import read_paper
 
 MAO = "mao-cultural-industry-economic-market-in-china-and-belarus-under-the-belt-and-road.txt"
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import ROBUSTNESS, make_settings
 
 from culture_rag import Assistant
-from culture_rag.ocr import OcrOptions, read_scanned_pages
-from culture_rag.pdf import pdfium_text
-from culture_rag.serialize import hit_json, paper_json
+from culture_rag.ingest.ocr import OcrOptions, read_scanned_pages
+from culture_rag.ingest.pdf import pdfium_text
+from culture_rag.serve.serialize import hit_json, paper_json
 
 CHINESE_SCAN = ROBUSTNESS / "corrupt" / "malformed-from-issue-932.pdf"  # a scanned signature page; text layer "2021 3 31"
 BOOK_SCAN = ROBUSTNESS / "image_or_scanned" / "Seige_of_Vicksburg_Sample_OCR.pdf"  # a scanned book with an OCR layer

@@ -20,8 +20,8 @@ HIGHER_IS_BETTER = ("evidence_in_quote", "key_point_coverage", "citation_precisi
 
 @pytest.mark.slow
 def test_validation_figures_hold(tmp_path_factory):
-    from culture_rag.evalrun import run_splits
-    from culture_rag.evalsets import read_split
+    from culture_rag.evaluate.compare import run_splits
+    from culture_rag.evaluate.pool import read_split
 
     gate = json.loads(GATE.read_text(encoding="utf-8"))
     cache = Path.home() / ".cache" / "culture-rag" / "eval"  # the collections' indexes, built once per machine

@@ -10,8 +10,8 @@ import pytest
 from conftest import ARAGOG, CORPUS
 
 from culture_rag.types import PaperInfo
-from culture_rag.papers import read_metadata_file, read_paper
-from culture_rag.query import (
+from culture_rag.ingest.papers import read_metadata_file, read_paper
+from culture_rag.answer.query import (
     INTENTS,
     comparison_sides,
     detect_intent,

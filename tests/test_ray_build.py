@@ -48,7 +48,7 @@ def corpus(tmp_path_factory):
 def build_on_ray(corpus, index, address, env: dict[str, str] | None = None) -> dict:
     """The CLI in a process of its own: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import."""
     done = subprocess.run(
-        [sys.executable, "-m", "culture_rag.cli", "build", str(corpus), "--index", str(index), "--ray", address, "--json"],
+        [sys.executable, "-m", "culture_rag.serve.cli", "build", str(corpus), "--index", str(index), "--ray", address, "--json"],
         capture_output=True, text=True, timeout=300, env={**os.environ, **LOOPBACK_ENV, **(env or {})},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -75,7 +75,7 @@ def library(index, corpus, create=False):
 
 @pytest.mark.slow
 def test_a_ray_build_gives_the_index_an_in_process_build_gives(ray_build, corpus, tmp_path):
-    from culture_rag.serialize import report_json
+    from culture_rag.serve.serialize import report_json
 
     ray_index, ray_report = ray_build
     here = library(tmp_path / "index", corpus, create=True)
@@ -148,9 +148,9 @@ def test_a_paper_crosses_arrow_whole_and_a_failed_one_as_its_outcome(corpus, fak
     import pyarrow as pa
 
     from culture_rag import Settings
-    from culture_rag.distributed import paper_row, read_paper, row_schema
+    from culture_rag.ingest.distributed import paper_row, read_paper, row_schema
     from culture_rag.errors import ModelError
-    from culture_rag.ingest import PdfParser
+    from culture_rag.ingest.build import PdfParser
     from culture_rag.library import PaperReader
 
     settings = Settings(index_dir=tmp_path / "index", corpus_dir=corpus)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from culture_rag.errors import CultureRagError
-from culture_rag.evaluation import Question
+from culture_rag.evaluate.scoring import Question
 from culture_rag.reading import model as weights
 from culture_rag.reading.answerer import ANSWERABLE_NAMES, FittedAnswerer
 from culture_rag.reading.candidates import Candidate

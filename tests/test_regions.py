@@ -8,9 +8,9 @@ from functools import lru_cache
 import pytest
 from conftest import ARAGOG, CORPUS
 
-from culture_rag import regions
-from culture_rag.papers import Locator, locate, read_metadata_file, read_paper
-from culture_rag.regions import Line, classify, dominant_role, heading_paths
+from culture_rag.ingest import regions
+from culture_rag.ingest.papers import Locator, locate, read_metadata_file, read_paper
+from culture_rag.ingest.regions import Line, classify, dominant_role, heading_paths
 
 MAO = "mao-cultural-industry-economic-market-in-china-and-belarus-under-the-belt-and-road.txt"
 SHANG = "shang-liu-international-development-of-cultural-industry-in-the-belt-and-road-initiative.md"

@@ -20,7 +20,7 @@ import pytest
 from conftest import ROBUSTNESS, make_settings
 
 from culture_rag import Assistant, QueryError
-from culture_rag.ingest import _RESERVED, scan_corpus
+from culture_rag.ingest.build import _RESERVED, scan_corpus
 
 PASSWORDS = {  # ../shared/README.md
     "r4-aes-user-password.pdf": "asdfzxcv",
@@ -186,9 +186,9 @@ def test_encrypted_pdfs_ask_for_the_password_then_open(tmp_path, fake_embedder):
 
 
 def test_the_parser_process_imports_no_engine():
-    """The parser's child imports culture_rag.ingest only; the engine (FAISS, numpy, the
+    """The parser's child imports culture_rag.ingest.build only; the engine (FAISS, numpy, the
     answerer) made every parser start 0.3 s slower, a cost indexing pays once per build."""
-    code = "import sys, culture_rag.ingest; print(sorted({'faiss', 'numpy', 'culture_rag.assistant'} & set(sys.modules)))"
+    code = "import sys, culture_rag.ingest.build; print(sorted({'faiss', 'numpy', 'culture_rag.assistant'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
@@ -211,7 +211,7 @@ def test_parse_timeout_is_a_per_file_error_and_the_batch_goes_on(tmp_path, fake_
 def test_crash_hang_and_memory_blowup_cost_one_file_each(tmp_path, fake_embedder, monkeypatch):
     import hostile
 
-    monkeypatch.setattr("culture_rag.ingest._worker", hostile.hostile_worker)
+    monkeypatch.setattr("culture_rag.ingest.build._worker", hostile.hostile_worker)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     good = ROBUSTNESS / "good" / "crazyones-pdfa.pdf"
@@ -234,7 +234,7 @@ def test_a_timed_out_parser_leaves_no_child_process(tmp_path, fake_embedder, mon
 
     import hostile
 
-    monkeypatch.setattr("culture_rag.ingest._worker", hostile.hostile_worker)
+    monkeypatch.setattr("culture_rag.ingest.build._worker", hostile.hostile_worker)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shutil.copy(ROBUSTNESS / "good" / "crazyones-pdfa.pdf", corpus / "hang.pdf")

@@ -18,9 +18,9 @@ from PIL import Image
 
 from culture_rag import Assistant
 from culture_rag.errors import IndexLoadError, IndexModelMismatch, QueryError, SourceFileError
-from culture_rag.papers import clean_text, read_paper
-from culture_rag.sourcemap import clean_traced
-from culture_rag.sourceview import MAX_SCALE
+from culture_rag.ingest.papers import clean_text, read_paper
+from culture_rag.ingest.sourcemap import clean_traced
+from culture_rag.serve.sourceview import MAX_SCALE
 
 TOL = 0.5  # PDF points
 
@@ -278,7 +278,7 @@ def test_traced_cleaning_is_the_cleaning(text):
 def test_cli_show_writes_the_page_and_prints_its_boxes(real_aragog_assistant, tmp_path):
     from typer.testing import CliRunner
 
-    from culture_rag.cli import app
+    from culture_rag.serve.cli import app
 
     chunk = next(c for c in real_aragog_assistant.snapshot.chunks if c.paper_id == "bert" and (c.page_start or 0) > 2)
     s = chunk.sentences[-1]
@@ -325,7 +325,7 @@ def test_line_anchors_keep_numpy_out_of_the_parser_process():
     import sys
 
     code = (
-        "import sys; from pathlib import Path; from culture_rag.papers import read_paper; "
+        "import sys; from pathlib import Path; from culture_rag.ingest.papers import read_paper; "
         f"assert read_paper(Path({str(ARAGOG / 'distilbert.pdf')!r})).line_anchors; print('numpy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

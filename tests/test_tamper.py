@@ -276,7 +276,7 @@ def test_sentence_vectors_of_another_dimension_are_refused(index):
 
 
 def test_term_counts_of_another_size_are_refused(index):
-    from culture_rag.lexical import TermCounts
+    from culture_rag.index.lexical import TermCounts
 
     size = index.manifest(index.gen2)["papers"][0]["n_chunks"]
     TermCounts.of_texts(["one more document about marionettes"] * (size + 1)).save(index.segment("anchor") / "terms.npz")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_rag.evaluation import Question
+from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
 from culture_rag.reading.fitting import Labelled, fit, simulate
@@ -32,7 +32,7 @@ CACHE = Path.home() / ".cache" / "culture-rag"
 
 
 def questions_of(split_name: str, shared: Path):
-    from culture_rag.evalsets import pool, read_split, select
+    from culture_rag.evaluate.pool import pool, read_split, select
 
     chosen = select(pool(shared, HERE / "own_broad.jsonl"), read_split(HERE / "split.json"), split_name)
     return [q for q in chosen if not q.question.answerable or q.question.evidence or q.question.key_points]  # as fit.py
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.step == "read":
         from culture_rag.reading.fitting import untrained
-        from culture_rag.rerank import OnnxCrossEncoder
+        from culture_rag.answer.rerank import OnnxCrossEncoder
 
         settings = Settings()
         reader = FittedAnswerer(untrained(RERANK_TOP), OnnxCrossEncoder(threads=settings.reranker_threads))

@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from culture_rag.assistant import Assistant
-from culture_rag.evalrun import collection_library
-from culture_rag.evalsets import PooledQuestion, collections, pool, read_split, select
+from culture_rag.evaluate.compare import collection_library
+from culture_rag.evaluate.pool import PooledQuestion, collections, pool, read_split, select
 from culture_rag.reading.answerer import FittedAnswerer
 from culture_rag.reading.features import NAMES
 from culture_rag.reading.fitting import Labelled, fit, labels, untrained
@@ -64,7 +64,7 @@ def main() -> None:
     settings = Settings()
     reranker = None
     if not args.no_reranker:
-        from culture_rag.rerank import OnnxCrossEncoder
+        from culture_rag.answer.rerank import OnnxCrossEncoder
 
         reranker = OnnxCrossEncoder(threads=settings.reranker_threads)
     questions = train_questions(args.shared)

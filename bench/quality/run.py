@@ -14,8 +14,8 @@ import platform
 import sys
 from pathlib import Path
 
-from culture_rag.evalrun import ENGINES, FORMS, run_splits, table
-from culture_rag.evalsets import read_split
+from culture_rag.evaluate.compare import ENGINES, FORMS, run_splits, table
+from culture_rag.evaluate.pool import read_split
 
 HERE = Path(__file__).resolve().parent
 

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from culture_rag.evalsets import draw_split, pool, side_of
+from culture_rag.evaluate.pool import draw_split, pool, side_of
 
 HERE = Path(__file__).resolve().parent
 

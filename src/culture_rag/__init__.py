@@ -1,7 +1,7 @@
 """culture-rag: offline question answering with checked citations over research papers.
 
 The public names are imported on first use: the PDF parser's child process imports only
-`culture_rag.ingest`, and importing the whole engine (FAISS, numpy, the answerer) with it cost
+`culture_rag.ingest.build`, and importing the whole engine (FAISS, numpy, the answerer) with it cost
 0.38 s of every parser start, most of the time to index one small paper beside its embedding.
 """
 
@@ -30,20 +30,20 @@ _MODULE_OF = {
     "QueryError": "errors",
     "SourceFileError": "errors",
     "PaperInfo": "types",
-    "select_papers": "catalog",
-    "ExportedAnswer": "export",
-    "answer_markdown": "export",
-    "bibtex": "export",
-    "cited_papers": "export",
-    "conversation_markdown": "export",
+    "select_papers": "index.catalog",
+    "ExportedAnswer": "serve.export",
+    "answer_markdown": "serve.export",
+    "bibtex": "serve.export",
+    "cited_papers": "serve.export",
+    "conversation_markdown": "serve.export",
     "PaperMeta": "types",
-    "BuildReport": "ingest",
-    "FileOutcome": "ingest",
-    "FileStatus": "ingest",
-    "Paper": "papers",
+    "BuildReport": "ingest.build",
+    "FileOutcome": "ingest.build",
+    "FileStatus": "ingest.build",
+    "Paper": "ingest.papers",
     "Hit": "types",
-    "Box": "sourceview",
-    "SourceView": "sourceview",
+    "Box": "serve.sourceview",
+    "SourceView": "serve.sourceview",
     "Settings": "settings",
 }
 
@@ -64,8 +64,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .assistant import Assistant
-    from .errors import (
+    from culture_rag.assistant import Assistant
+    from culture_rag.errors import (
         CultureRagError,
         EncryptedPdfError,
         IndexLoadError,
@@ -77,11 +77,11 @@ if TYPE_CHECKING:
         QueryError,
         SourceFileError,
     )
-    from .catalog import select_papers
-    from .export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
-    from .ingest import BuildReport, FileOutcome, FileStatus
-    from .library import Library
-    from .papers import Paper
-    from .sourceview import Box, SourceView
-    from .settings import Settings
-    from .types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, PaperMeta, Span, Timings
+    from culture_rag.index.catalog import select_papers
+    from culture_rag.serve.export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
+    from culture_rag.ingest.build import BuildReport, FileOutcome, FileStatus
+    from culture_rag.library import Library
+    from culture_rag.ingest.papers import Paper
+    from culture_rag.serve.sourceview import Box, SourceView
+    from culture_rag.settings import Settings
+    from culture_rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, PaperMeta, Span, Timings

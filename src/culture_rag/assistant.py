@@ -14,30 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .answer import (
+from culture_rag.answer.compose import (
     Draft,
     ExtractiveConfig,
     check_generated,
     extractive_answer,
 )
-from .dense import set_search_threads
-from .embedding import Embedder
-from .errors import CultureRagError, PaperNotFoundError, QueryError
-from .evidence import Pool, gather, structural_pool
-from .generation import EndpointGenerator, Generator, LocalGenerator
-from .index import Snapshot
-from .ingest import BuildReport, ProgressFn
-from .library import Library
-from .prompts import build_messages, select_evidence
-from .reading.answerer import FittedAnswerer, Reading
-from .reading.scope import without_titles
-from .reading.model import load as load_answer_model
-from .query import QueryPlan, library_surnames, plan_question, question_parts, without_names
-from .retrieval import RetrievalConfig, retrieve
-from .settings import Settings
-from .sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
-from .translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
-from .types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, Timings
+from culture_rag.index.dense import set_search_threads
+from culture_rag.embed.embedder import Embedder
+from culture_rag.errors import CultureRagError, PaperNotFoundError, QueryError
+from culture_rag.answer.evidence import Pool, gather, structural_pool
+from culture_rag.answer.generation import EndpointGenerator, Generator, LocalGenerator
+from culture_rag.index import Snapshot
+from culture_rag.ingest.build import BuildReport, ProgressFn
+from culture_rag.library import Library
+from culture_rag.answer.prompts import build_messages, select_evidence
+from culture_rag.reading.answerer import FittedAnswerer, Reading
+from culture_rag.reading.scope import without_titles
+from culture_rag.reading.model import load as load_answer_model
+from culture_rag.answer.query import QueryPlan, library_surnames, plan_question, question_parts, without_names
+from culture_rag.answer.retrieval import RetrievalConfig, retrieve
+from culture_rag.settings import Settings
+from culture_rag.serve.sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
+from culture_rag.answer.translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
+from culture_rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, Timings
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ class Assistant:
             if self._reader is None:
                 reranker = None
                 if self.settings.reranker == "cross-encoder":
-                    from .rerank import OnnxCrossEncoder  # onnxruntime loads only for the first question
+                    from culture_rag.answer.rerank import OnnxCrossEncoder  # onnxruntime loads only for the first question
 
                     reranker = OnnxCrossEncoder(threads=self.settings.reranker_threads)
                 self._reader = FittedAnswerer(load_answer_model(self.settings.answerer_weights), reranker)

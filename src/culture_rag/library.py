@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import select_papers
-from .chunking import chunk_paper, sentence_spans_in_embed_text, table_row_text
-from .embedding import Embedder, PassageVectors, SentenceTransformerEmbedder
-from .files import file_sha256, unique_name
-from .errors import IndexModelMismatch, IndexWriteError, IngestError, PaperNotFoundError
-from .index import KeptPaper, ModelInfo, PaperInfo, Segment, Snapshot, Store, open_store, segment_id
-from .ingest import (
+from culture_rag.index.catalog import select_papers
+from culture_rag.ingest.chunking import chunk_paper, sentence_spans_in_embed_text, table_row_text
+from culture_rag.embed.embedder import Embedder, PassageVectors, SentenceTransformerEmbedder
+from culture_rag.files import file_sha256, unique_name
+from culture_rag.errors import IndexModelMismatch, IndexWriteError, IngestError, PaperNotFoundError
+from culture_rag.index import KeptPaper, ModelInfo, PaperInfo, Segment, Snapshot, Store, open_store, segment_id
+from culture_rag.ingest.build import (
     BuildReport,
     FileOutcome,
     FileStatus,
@@ -32,11 +32,11 @@ from .ingest import (
     scan_corpus,
     stored_path,
 )
-from .lexical import TermCounts
-from .ocr import ocr_options
-from .papers import Paper, read_metadata_file
-from .settings import Settings
-from .types import Chunk, PaperMeta
+from culture_rag.index.lexical import TermCounts
+from culture_rag.ingest.ocr import ocr_options
+from culture_rag.ingest.papers import Paper, read_metadata_file
+from culture_rag.settings import Settings
+from culture_rag.types import Chunk, PaperMeta
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class Library:
         if ray is None:
             papers = self._read_here(smallest_first, metadata, progress)
         else:
-            from .distributed import read_on_ray
+            from culture_rag.ingest.distributed import read_on_ray
 
             papers = read_on_ray(ray, self.settings, self.embedder.fingerprint, smallest_first, metadata, progress)
         segments: dict[str, Segment] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
-from . import regions as roles
+from culture_rag.ingest import regions as roles
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,10 +9,10 @@ atomically, behind a small store interface (store.Store).
     store.py     the Store Protocol and LocalStore, an index folder on this machine
     milvus.py    MilvusStore, an index in a Milvus server (imported only when used)
 
-FAISS search itself is culture_rag.dense: queries need no storage code.
+FAISS search itself is culture_rag.index.dense: queries need no storage code.
 """
 
-from .layout import (
+from culture_rag.index.layout import (
     CURRENT,
     FORMAT,
     LINES_FILE,
@@ -27,10 +27,10 @@ from .layout import (
     manifest_digest,
     segment_id,
 )
-from .reading import generations, load_snapshot, read_chunks, read_current, read_lines
-from .snapshot import LocalSnapshot
-from .store import LocalStore, Store, open_store
-from .writing import Stamp, write_generation, write_lock
+from culture_rag.index.reading import generations, load_snapshot, read_chunks, read_current, read_lines
+from culture_rag.index.snapshot import LocalSnapshot
+from culture_rag.index.store import LocalStore, Store, open_store
+from culture_rag.index.writing import Stamp, write_generation, write_lock
 
 __all__ = [
     "CURRENT", "FORMAT", "LINES_FILE", "MANIFEST_DIGEST", "KeptPaper", "KeywordSearch", "LocalSnapshot", "LocalStore", "ModelInfo", "PaperInfo",

@@ -37,8 +37,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..lexical import KeywordHits, TermCounts
-from ..types import Chunk, PaperInfo
+from culture_rag.index.lexical import KeywordHits, TermCounts
+from culture_rag.types import Chunk, PaperInfo
 
 # 2: the manifest carries its own sha256 (manifest_sha256), checked before anything else.
 # 3: segments keep their keyword term counts; a flat generation has no dense file of its own.

@@ -45,14 +45,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexLoadError, IndexModelMismatch, IndexWriteError
-from ..lexical import KeywordHits, content_words
-from ..types import Chunk, PaperInfo, PaperMeta
-from . import layout
-from .layout import MANIFEST_DIGEST, KeptPaper, ModelInfo, Segment, manifest_digest
-from .reading import chunk_of
-from .store import kept_without
-from .writing import Stamp, _chunk_record, _record, stamp_record, write_lock
+from culture_rag.errors import IndexLoadError, IndexModelMismatch, IndexWriteError
+from culture_rag.index.lexical import KeywordHits, content_words
+from culture_rag.types import Chunk, PaperInfo, PaperMeta
+from culture_rag.index import layout
+from culture_rag.index.layout import MANIFEST_DIGEST, KeptPaper, ModelInfo, Segment, manifest_digest
+from culture_rag.index.reading import chunk_of
+from culture_rag.index.store import kept_without
+from culture_rag.index.writing import Stamp, _chunk_record, _record, stamp_record, write_lock
 
 log = logging.getLogger(__name__)
 
@@ -588,7 +588,7 @@ class MilvusSnapshot:
         return False  # the collection's schema is the only format
 
     def kinds(self, rows: Sequence[int]) -> np.ndarray:
-        from ..chunking import passage_kind
+        from culture_rag.ingest.chunking import passage_kind
 
         fetched = self._rows(list(rows))  # one query for the rows not cached
         return np.fromiter((passage_kind(fetched[r].chunk) for r in rows), np.uint8, count=len(rows))

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import file_sha256
-from ..errors import IndexLoadError, IndexModelMismatch
-from ..lexical import Postings, TermCounts, TermFileError
-from ..regions import ROLE_CODES, ROLES
-from ..types import Chunk, PaperMeta, Span
-from . import layout
-from .layout import (
+from culture_rag.files import file_sha256
+from culture_rag.errors import IndexLoadError, IndexModelMismatch
+from culture_rag.index.lexical import Postings, TermCounts, TermFileError
+from culture_rag.ingest.regions import ROLE_CODES, ROLES
+from culture_rag.types import Chunk, PaperMeta, Span
+from culture_rag.index import layout
+from culture_rag.index.layout import (
     _GEN_NAME,
     _SEGMENT_NAME,
     _SHA256,
@@ -30,7 +30,7 @@ from .layout import (
     PaperInfo,
     digest_matches,
 )
-from .snapshot import LazyChunks, LocalSnapshot, Part, PaperData, row_arrays, unreadable
+from culture_rag.index.snapshot import LazyChunks, LocalSnapshot, Part, PaperData, row_arrays, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def _load_parts(index_dir, manifest, manifest_path, layout_parts, placement, pap
 
 def segment_part(segment: str, data: PaperData, terms: TermCounts, dimension: int) -> Part:
     """A paper added since the last merge, searched on its own."""
-    from ..dense import build_dense
+    from culture_rag.index.dense import build_dense
 
     return Part("segment", segment, build_dense(data.vectors, dimension), Postings.of_counts(terms), *row_arrays(data.chunks), terms)
 
@@ -251,7 +251,7 @@ def segment_part(segment: str, data: PaperData, terms: TermCounts, dimension: in
 def _merged_part(folder: Path, checksums, record: dict, dimension: int) -> Part:
     import faiss
 
-    from ..dense import part_type
+    from culture_rag.index.dense import part_type
 
     if not isinstance(checksums, dict) or sorted(checksums) != sorted(PART_FILES):
         raise IndexLoadError(folder, "damaged manifest: no checksums for this part")

@@ -11,10 +11,10 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import IndexLoadError, PaperNotFoundError
-from .layout import CURRENT, MANIFEST_DIGEST, KeptPaper, ModelInfo, PaperInfo, Segment, Snapshot
-from .reading import generations, load_snapshot, read_current, read_lines
-from .writing import Stamp, write_generation, write_lock
+from culture_rag.errors import IndexLoadError, PaperNotFoundError
+from culture_rag.index.layout import CURRENT, MANIFEST_DIGEST, KeptPaper, ModelInfo, PaperInfo, Segment, Snapshot
+from culture_rag.index.reading import generations, load_snapshot, read_current, read_lines
+from culture_rag.index.writing import Stamp, write_generation, write_lock
 
 
 class Store(Protocol):
@@ -121,7 +121,7 @@ def kept_without(paper_id: str, previous: Snapshot) -> list[KeptPaper]:
 def open_store(settings, fingerprint: str, dimension: int) -> Store:
     """The store `settings.store` names, for vectors of a model's `fingerprint` and `dimension`."""
     if settings.store == "milvus":
-        from .milvus import MilvusStore  # pymilvus is imported only by those who use it
+        from culture_rag.index.milvus import MilvusStore  # pymilvus is imported only by those who use it
 
         lock_dir = Path(settings.cache_dir) / "milvus-locks" / settings.milvus_collection
         return MilvusStore(

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evidence import NEVER_QUOTED, answer_text_of, quote_span  # headings, captions, references...: never quoted
-from ..types import Hit, Span
+from culture_rag.answer.evidence import NEVER_QUOTED, answer_text_of, quote_span  # headings, captions, references...: never quoted
+from culture_rag.types import Hit, Span
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .. import regions as roles
-from ..chunking import is_abstract
-from ..lexical import content_words
-from ..types import Hit
-from .candidates import Candidate
+from culture_rag.ingest import regions as roles
+from culture_rag.ingest.chunking import is_abstract
+from culture_rag.index.lexical import content_words
+from culture_rag.types import Hit
+from culture_rag.reading.candidates import Candidate
 
 IdfFn = Callable[[list[str]], dict[str, float]]
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from ..evaluation import Question, normalize
-from .answerer import ANSWERABLE_NAMES, FittedAnswerer, Reading, answerable_row
-from .features import NAMES
-from .model import AnswerModel, Linear, Trees
+from culture_rag.evaluate.scoring import Question, normalize
+from culture_rag.reading.answerer import ANSWERABLE_NAMES, FittedAnswerer, Reading, answerable_row
+from culture_rag.reading.features import NAMES
+from culture_rag.reading.model import AnswerModel, Linear, Trees
 
 C = 1.0  # inverse L2 strength, on standardized features
 W_EVIDENCE, W_POINTS, W_PRECISION = 0.5, 0.25, 0.25

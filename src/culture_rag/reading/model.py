@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CultureRagError
-from ..files import file_sha256
+from culture_rag.errors import CultureRagError
+from culture_rag.files import file_sha256
 
 FORMAT = "culture-rag-answerer/1"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..types import PaperInfo
+from culture_rag.types import PaperInfo
 
 _IN_THE_PAPER = re.compile(r"^\s*(in|from|according to)\s+(the|this)\s+(paper|article|study|work)\s*[,:]?\s*", re.I)
 

@@ -1,0 +1,1 @@
+"""Answering a question: understanding it, retrieving and reranking passages, choosing evidence, composing and checking the answer."""

@@ -1,0 +1,1 @@
+"""Embedding models behind one facade (embedder.py) and their ONNX backends."""

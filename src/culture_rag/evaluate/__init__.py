@@ -1,0 +1,1 @@
+"""Scoring question sets: metrics, the pooled sets and their split, and engines side by side."""

@@ -1,0 +1,1 @@
+"""The faces of the engine: the CLI, the web chat, the MCP server, accounts, feedback, exports and source views."""
