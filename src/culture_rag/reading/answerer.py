@@ -3,18 +3,16 @@ when the best ones do not look like an answer, else quote the best and those nea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from culture_rag.answer.compose import Draft
 from culture_rag.answer.citations import cite
-from culture_rag.index.lexical import content_words
 from culture_rag.answer.prompts import DECLINED
 from culture_rag.types import Hit
 from culture_rag.reading.candidates import Candidate, candidates
-from culture_rag.reading.features import NAMES, IdfFn, bm25, features
+from culture_rag.reading.features import NAMES, Closeness, IdfFn, closeness, features
 from culture_rag.reading.model import AnswerModel
 
 BASELINE_SENTENCES = 5  # as the issue's baseline: the top 5 sentences
@@ -32,14 +30,13 @@ class Reading:
     first_stage: np.ndarray  # candidate indices by hybrid rank (cosine and BM25 fused), no model
 
 
-def first_stage(question_words: Sequence[str], query_vector: np.ndarray, cands: Sequence[Candidate], idf: dict[str, float]) -> np.ndarray:
+def first_stage(close: Closeness) -> np.ndarray:
     """Candidates by reciprocal rank fusion of their cosine and BM25: which the cross-encoder reads."""
-    dense = np.array([float(c.vector @ query_vector) for c in cands])
-    lexical = bm25(question_words, [content_words(c.text) for c in cands], idf)
-    fused = np.zeros(len(cands))
-    for scores in (dense, lexical):
+    n = len(close.dense)
+    fused = np.zeros(n)
+    for scores in (close.dense, close.lexical):
         order = np.argsort(-scores, kind="stable")
-        fused[order] += 1.0 / (60 + np.arange(1, len(cands) + 1))
+        fused[order] += 1.0 / (60 + np.arange(1, n + 1))
     return np.argsort(-fused, kind="stable")
 
 
@@ -74,14 +71,14 @@ class FittedAnswerer:
         paper_sizes: dict[str, int] | None = None, rerank: bool = True, rules_answered: bool = True,
     ) -> Reading:
         cands = candidates(hits)
-        q_words = content_words(question)
-        order = first_stage(q_words, query_vector, cands, idf(list(dict.fromkeys(q_words)))) if cands else np.zeros(0, int)
+        close = closeness(question, query_vector, cands, idf)
+        order = first_stage(close)
         ce = None
         if cands and rerank and self.reranker is not None:
             top = order[: self.model.rerank_top]
             ce = np.full(len(cands), np.nan)
             ce[top] = self.reranker.score(question, [cands[i].text for i in top])
-        x = features(question, query_vector, cands, hits, idf, ce, paper_sizes)
+        x = features(question, close, cands, hits, ce, paper_sizes)
         logits = self.model.sentence.logit(x) if len(cands) else np.zeros(0)
         return Reading(tuple(cands), x, logits, answerable_row(x, logits, rules_answered), order)
 

@@ -10,6 +10,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,6 +72,26 @@ def bm25(query_words: Sequence[str], docs: Sequence[Sequence[str]], idf: dict[st
     return out
 
 
+@dataclass(frozen=True)
+class Closeness:
+    """The question's closeness to each candidate before any model: cosine and BM25. Computed
+    once a question, for the first-stage ranking (which candidates the cross-encoder reads) and
+    for the features."""
+
+    weights: dict[str, float]  # idf of the question's content words, in the question's order
+    words: list[list[str]]  # each candidate's content words
+    dense: np.ndarray
+    lexical: np.ndarray
+
+
+def closeness(question: str, query_vector: np.ndarray, cands: Sequence[Candidate], idf: IdfFn) -> Closeness:
+    q_words = content_words(question)
+    weights = idf(list(dict.fromkeys(q_words)))
+    words = [content_words(c.text) for c in cands]
+    dense = np.array([float(c.vector @ query_vector) for c in cands])
+    return Closeness(weights, words, dense, bm25(q_words, words, weights))
+
+
 def question_features(question: str) -> dict[str, float]:
     return {
         "number_question": float(bool(_NUMBER_QUESTION.search(question))),
@@ -82,10 +103,9 @@ def question_features(question: str) -> dict[str, float]:
 
 def features(
     question: str,
-    query_vector: np.ndarray,
+    close: Closeness,
     cands: list[Candidate],
     hits: list[Hit],
-    idf: IdfFn,
     ce_scores: np.ndarray | None = None,
     paper_sizes: dict[str, int] | None = None,
 ) -> np.ndarray:
@@ -94,12 +114,8 @@ def features(
     n = len(cands)
     if n == 0:
         return np.zeros((0, len(NAMES)))
-    q_words = content_words(question)
-    weights = idf(list(dict.fromkeys(q_words)))
+    weights, docs, dense, lexical = close.weights, close.words, close.dense, close.lexical
     total = sum(weights.values()) or 1.0
-    docs = [content_words(c.text) for c in cands]
-    dense = np.array([float(c.vector @ query_vector) for c in cands])
-    lexical = bm25(q_words, docs, weights)
     if ce_scores is None:
         ce = np.zeros(n)
     else:
