@@ -76,20 +76,7 @@ class Runner:
         start = time.perf_counter()
         answer = assistant.ask(question, papers=papers)
         elapsed = (time.perf_counter() - start) * 1000
-        return Outcome(
-            question=pq.question,
-            hit_texts=tuple(h.chunk.text for h in answer.passages),
-            hit_sources=tuple(h.paper.source for h in answer.passages),
-            answer_text=answer.text,
-            answered=answer.answered,
-            cited_texts=tuple(c.chunk.text for c in answer.citations),
-            cited_sources=tuple(c.paper.source for c in answer.citations),
-            removed=len(answer.removed),
-            fell_back=False,
-            search_ms=answer.timings.search_ms,
-            answer_ms=elapsed,
-            cited_quotes=tuple(c.quote for c in answer.citations),
-        )
+        return Outcome.of(pq.question, answer, answer.passages, answer.timings.search_ms, elapsed)
 
 
 def groups_of(pq: PooledQuestion) -> list[str]:

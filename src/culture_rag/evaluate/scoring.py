@@ -91,6 +91,25 @@ class Outcome:
     first_token_ms: float | None = None  # from asking to the first streamed text; None when declined
     cited_quotes: tuple[str, ...] = ()  # the exact text each citation quotes
 
+    @classmethod
+    def of(cls, question: Question, answer, hits, search_ms: float, answer_ms: float, first_token_ms: float | None = None) -> Outcome:
+        """The outcome of one asked question: `hits` are the passages its retrieval is judged by."""
+        return cls(
+            question=question,
+            hit_texts=tuple(h.chunk.text for h in hits),
+            hit_sources=tuple(h.paper.source for h in hits),
+            answer_text=answer.text,
+            answered=answer.answered,
+            cited_texts=tuple(c.chunk.text for c in answer.citations),
+            cited_sources=tuple(c.paper.source for c in answer.citations),
+            removed=len(answer.removed),
+            fell_back=answer.mode != "extractive" and "extractive answer" in answer.notice,
+            search_ms=search_ms,
+            answer_ms=answer_ms,
+            first_token_ms=first_token_ms,
+            cited_quotes=tuple(c.quote for c in answer.citations),
+        )
+
 
 def run(assistant, questions: list[Question], mode: str | None = None, k: int = 10) -> list[Outcome]:
     outcomes = []
@@ -104,23 +123,7 @@ def run(assistant, questions: list[Question], mode: str | None = None, k: int = 
             if event.kind == "token" and first_token_ms is None:
                 first_token_ms = (time.perf_counter() - start) * 1000
             answer = event.answer or answer
-        outcomes.append(
-            Outcome(
-                question=q,
-                hit_texts=tuple(h.chunk.text for h in hits),
-                hit_sources=tuple(h.paper.source for h in hits),
-                answer_text=answer.text,
-                answered=answer.answered,
-                cited_texts=tuple(c.chunk.text for c in answer.citations),
-                cited_sources=tuple(c.paper.source for c in answer.citations),
-                removed=len(answer.removed),
-                fell_back=answer.mode != "extractive" and "extractive answer" in answer.notice,
-                search_ms=search_ms,
-                answer_ms=answer.timings.total_ms,
-                first_token_ms=first_token_ms,
-                cited_quotes=tuple(c.quote for c in answer.citations),
-            )
-        )
+        outcomes.append(Outcome.of(q, answer, hits, search_ms, answer.timings.total_ms, first_token_ms))
     return outcomes
 
 
