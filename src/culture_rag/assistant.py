@@ -292,7 +292,7 @@ class Assistant:
             for piece in self._generator(mode).stream(build_messages(focus, evidence)):
                 pieces.append(piece)
                 yield AnswerEvent("token", piece)
-            idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
+            idf = _idf_of(snapshot)
             draft = check_generated(
                 "".join(pieces), cited, self.embedder.embed_texts, self.settings.support_min_score, idf
             )
@@ -375,7 +375,7 @@ class Assistant:
         """The candidate sentences of `found`, scored. The rules' refusal (topic words the
         passages lack, names the papers never use) enters as one feature of the answerable
         model, not a gate."""
-        idf = snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
+        idf = _idf_of(snapshot)
         sizes: dict[str, int] = {}
         for hit in found:  # how far into its paper a passage stands, as a share of what was read of it
             sizes[hit.paper.paper_id] = max(sizes.get(hit.paper.paper_id, 0), hit.chunk.end)
@@ -495,3 +495,8 @@ def follow_up_question(question: str, history: Sequence[str], papers: Sequence =
 
 
 __all__ = ["Assistant", "CultureRagError"]
+
+
+def _idf_of(snapshot: Snapshot):
+    """The keyword index's idf, or every word alike when the index has none (keyword search off)."""
+    return snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
