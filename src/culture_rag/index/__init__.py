@@ -7,11 +7,14 @@ atomically, behind a small store interface (store.Store).
     writing.py   writing segments, parts and a generation (the manifest's one author), the
                  merge policy, garbage collection
     store.py     the Store Protocol and LocalStore, an index folder on this machine
-    milvus.py    MilvusStore, an index in a Milvus server (imported only when used)
+    milvus.py    MilvusStore, an index in a Milvus server (imported only when used); the
+                 milvus_*.py modules beside it do its work
+    factory.py   open_store: the store the settings name
 
 FAISS search itself is culture_rag.index.dense: queries need no storage code.
 """
 
+from culture_rag.index.factory import open_store
 from culture_rag.index.layout import (
     CURRENT,
     FORMAT,
@@ -29,7 +32,7 @@ from culture_rag.index.layout import (
 )
 from culture_rag.index.reading import generations, load_snapshot, read_chunks, read_current, read_lines
 from culture_rag.index.snapshot import LocalSnapshot
-from culture_rag.index.store import LocalStore, Store, open_store
+from culture_rag.index.store import LocalStore, Store
 from culture_rag.index.writing import Stamp, write_generation, write_lock
 
 __all__ = [

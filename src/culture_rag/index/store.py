@@ -1,11 +1,12 @@
 """The store interface everything else writes and reads generations through, and the store of
-one local index folder. A store of another kind (issue 15: several machines) implements the
-same Protocol; nothing outside this package knows where or how a generation is kept."""
+one local index folder. A store of another kind (issue 15: several machines; milvus.py)
+implements the same Protocol, and factory.open_store picks one by settings; nothing outside this
+package knows where or how a generation is kept."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -88,10 +89,8 @@ class LocalStore:
         ends = (f'"{MANIFEST_DIGEST}":"{digest}"}}', f'"{MANIFEST_DIGEST}": "{digest}"}}')
         return digest is not None and tail.endswith(tuple(e.encode() for e in ends))
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        with write_lock(self.index_dir):
-            yield
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return write_lock(self.index_dir)
 
     def write(
         self,
@@ -117,15 +116,3 @@ def kept_without(paper_id: str, previous: Snapshot) -> list[KeptPaper]:
         raise PaperNotFoundError(paper_id)
     return [KeptPaper(p) for p in previous.papers if p.paper_id != paper_id]
 
-
-def open_store(settings, fingerprint: str, dimension: int) -> Store:
-    """The store `settings.store` names, for vectors of a model's `fingerprint` and `dimension`."""
-    if settings.store == "milvus":
-        from culture_rag.index.milvus import MilvusStore  # pymilvus is imported only by those who use it
-
-        lock_dir = Path(settings.cache_dir) / "milvus-locks" / settings.milvus_collection
-        return MilvusStore(
-            settings.milvus_uri, settings.milvus_collection, fingerprint, dimension, settings.milvus_token, lock_dir,
-            shards=settings.milvus_shards, replicas=settings.milvus_replicas,
-        )
-    return LocalStore(settings.index_dir, fingerprint, dimension, settings.keep_generations)
