@@ -7,11 +7,13 @@ atomically, behind a small store interface (store.Store).
     writing.py   writing segments, parts and a generation (the manifest's one author), the
                  merge policy, garbage collection
     store.py     the Store Protocol and LocalStore, an index folder on this machine
-    milvus.py    MilvusStore, an index in a Milvus server (imported only when used); the
-                 milvus_*.py modules beside it do its work
     factory.py   open_store: the store the settings name
+    milvus/      MilvusStore, an index in a Milvus server (imported only when used)
+    dense.py     FAISS search of a part's vectors
+    lexical.py   the keyword index: BM25 postings over stemmed words
+    catalog.py   the library's filters: papers by author, year and title words
 
-FAISS search itself is culture_rag.index.dense: queries need no storage code.
+Queries need no storage code: dense.py and lexical.py search what a snapshot maps.
 """
 
 from culture_rag.index.factory import open_store

@@ -8,7 +8,7 @@ import base64
 import json
 import zlib
 
-from culture_rag.index.milvus_client import TOP_MAX, MilvusConnection, batches
+from culture_rag.index.milvus.client import TOP_MAX, MilvusConnection, batches
 
 PIECE = 60_000  # base64 characters per record piece
 

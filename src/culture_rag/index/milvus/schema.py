@@ -1,6 +1,6 @@
 """What the Milvus store's two collections hold, and their making: the fields and indexes of
 `<name>_chunks_<dim>` (a chunk's record, vector, sentence vectors, keyword tokens with BM25) and
-of `<name>_records` (heads and pieces, milvus_records), and the keyword tokens themselves.
+of `<name>_records` (heads and pieces, milvus.records), and the keyword tokens themselves.
 
 Keyword tokens are the local store's own stems, so BM25 sees the same terms. Milvus Lite has
 only the `standard` and `jieba` tokenizers (no `whitespace`), so every stored token is written
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from culture_rag.index.lexical import content_words
-from culture_rag.index.milvus_client import MilvusConnection
+from culture_rag.index.milvus.client import MilvusConnection
 
 STORE_FORMAT = 1
 VARCHAR_MAX = 65_535  # bytes: Milvus's largest VARCHAR

@@ -19,9 +19,9 @@ import numpy as np
 
 from culture_rag.errors import IndexLoadError
 from culture_rag.index.layout import MANIFEST_DIGEST
-from culture_rag.index.milvus_client import ID_BATCH, MilvusConnection, batches, quoted
-from culture_rag.index.milvus_records import read_pieces
-from culture_rag.index.milvus_search import Found, MilvusKeyword, search_dense, search_hybrid
+from culture_rag.index.milvus.client import ID_BATCH, MilvusConnection, batches, quoted
+from culture_rag.index.milvus.records import read_pieces
+from culture_rag.index.milvus.search import Found, MilvusKeyword, search_dense, search_hybrid
 from culture_rag.index.reading import chunk_of
 from culture_rag.types import Chunk, PaperInfo
 
@@ -116,7 +116,7 @@ class MilvusSnapshot:
         rows = [r for r in rows if r is not None]
         return min(rows) if rows else None
 
-    # --- searching (milvus_search) ----------------------------------------------------------
+    # --- searching (milvus.search) ----------------------------------------------------------
 
     def dense_search(self, vector: np.ndarray, k: int, rows: Sequence[tuple[int, int]] | None = None) -> tuple[list[int], list[float]]:
         return search_dense(self, vector, k, rows)

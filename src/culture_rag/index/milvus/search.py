@@ -10,14 +10,14 @@ from typing import Protocol
 import numpy as np
 
 from culture_rag.index.lexical import KeywordHits
-from culture_rag.index.milvus_client import TOP_MAX, MilvusConnection
-from culture_rag.index.milvus_schema import keyword_text, keyword_token
+from culture_rag.index.milvus.client import TOP_MAX, MilvusConnection
+from culture_rag.index.milvus.schema import keyword_text, keyword_token
 
 Found = list[tuple[int, float, dict]]  # (row, score, entity) of hits, best first
 
 
 class Searched(Protocol):
-    """What a search needs of the generation it searches (milvus_snapshot.MilvusSnapshot)."""
+    """What a search needs of the generation it searches (milvus.snapshot.MilvusSnapshot)."""
 
     store: MilvusConnection
     collection: str

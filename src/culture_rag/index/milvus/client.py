@@ -34,7 +34,7 @@ def batches(items: Sequence, size: int) -> Iterator[Sequence]:
 
 class MilvusConnection:
     """The collections of one `collection` name on the Milvus server at `uri`, for vectors of
-    `dimension` (milvus_schema says what they hold). `shards` spread a new chunks collection's
+    `dimension` (milvus.schema says what they hold). `shards` spread a new chunks collection's
     writes over that many channels; `replicas` load each collection on that many query-node
     groups, for read throughput and failover."""
 

@@ -12,10 +12,10 @@ import numpy as np
 from culture_rag.errors import IndexLoadError, IndexModelMismatch
 from culture_rag.index import layout
 from culture_rag.index.layout import MANIFEST_DIGEST, manifest_digest
-from culture_rag.index.milvus_client import MilvusConnection
-from culture_rag.index.milvus_records import read_manifest, read_pieces
-from culture_rag.index.milvus_schema import STORE_FORMAT
-from culture_rag.index.milvus_snapshot import MilvusSnapshot
+from culture_rag.index.milvus.client import MilvusConnection
+from culture_rag.index.milvus.records import read_manifest, read_pieces
+from culture_rag.index.milvus.schema import STORE_FORMAT
+from culture_rag.index.milvus.snapshot import MilvusSnapshot
 from culture_rag.types import PaperInfo, PaperMeta
 
 _SEGMENT = re.compile(r"[0-9a-f]{24}")

@@ -14,9 +14,9 @@ import numpy as np
 
 from culture_rag.errors import IndexWriteError
 from culture_rag.index.layout import MANIFEST_DIGEST, KeptPaper, Segment, Snapshot, manifest_digest
-from culture_rag.index.milvus_client import BATCH, ID_BATCH, MilvusConnection, batches, quoted
-from culture_rag.index.milvus_records import heads, insert_pieces, live_head, pieces, read_manifest, record_row
-from culture_rag.index.milvus_schema import STORE_FORMAT, VARCHAR_MAX, ensure_collections, keyword_text
+from culture_rag.index.milvus.client import BATCH, ID_BATCH, MilvusConnection, batches, quoted
+from culture_rag.index.milvus.records import heads, insert_pieces, live_head, pieces, read_manifest, record_row
+from culture_rag.index.milvus.schema import STORE_FORMAT, VARCHAR_MAX, ensure_collections, keyword_text
 from culture_rag.index.writing import Stamp, _chunk_record, _record, stamp_record
 
 log = logging.getLogger(__name__)

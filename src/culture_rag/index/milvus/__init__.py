@@ -2,13 +2,13 @@
 server): the same generations as a local index folder, for libraries that outgrow one machine.
 MilvusStore is the entry point; the work is done by the modules beside this one:
 
-    milvus_client.py    the connection to the server, request limits, filter literals
-    milvus_schema.py    the two collections' fields and indexes, the keyword tokens
-    milvus_records.py   generation heads and the pieces of manifests and line anchors
-    milvus_writing.py   writing a generation and committing it; collecting what none needs
-    milvus_reading.py   opening a generation, verified
-    milvus_snapshot.py  a generation as questions read it, rows fetched on demand
-    milvus_search.py    dense, BM25 and hybrid search of a generation; keyword statistics
+    milvus/client.py    the connection to the server, request limits, filter literals
+    milvus/schema.py    the two collections' fields and indexes, the keyword tokens
+    milvus/records.py   generation heads and the pieces of manifests and line anchors
+    milvus/writing.py   writing a generation and committing it; collecting what none needs
+    milvus/reading.py   opening a generation, verified
+    milvus/snapshot.py  a generation as questions read it, rows fetched on demand
+    milvus/search.py    dense, BM25 and hybrid search of a generation; keyword statistics
 
 Two collections per `collection` name:
 
@@ -38,14 +38,14 @@ import numpy as np
 
 from culture_rag.errors import IndexLoadError
 from culture_rag.index.layout import KeptPaper, ModelInfo, Segment
-from culture_rag.index.milvus_client import GRPC_OPTIONS, MilvusConnection
-from culture_rag.index.milvus_reading import is_head_of, line_anchors, load_generation
-from culture_rag.index.milvus_records import live_head
-from culture_rag.index.milvus_schema import STORE_FORMAT, keyword_text
-from culture_rag.index.milvus_schema import keyword_token as _token  # the name the tests know it by
-from culture_rag.index.milvus_search import MilvusKeyword
-from culture_rag.index.milvus_snapshot import MilvusSnapshot
-from culture_rag.index.milvus_writing import insert_generation
+from culture_rag.index.milvus.client import GRPC_OPTIONS, MilvusConnection
+from culture_rag.index.milvus.reading import is_head_of, line_anchors, load_generation
+from culture_rag.index.milvus.records import live_head
+from culture_rag.index.milvus.schema import STORE_FORMAT, keyword_text
+from culture_rag.index.milvus.schema import keyword_token as _token  # the name the tests know it by
+from culture_rag.index.milvus.search import MilvusKeyword
+from culture_rag.index.milvus.snapshot import MilvusSnapshot
+from culture_rag.index.milvus.writing import insert_generation
 from culture_rag.index.store import kept_without
 from culture_rag.index.writing import Stamp, write_lock
 from culture_rag.types import PaperInfo
