@@ -73,7 +73,7 @@ def test_table_rows_are_read_with_their_header(real_corpus_assistant):
 
 def test_declines_when_the_papers_do_not_say(real_corpus_assistant):
     # The hand-written reader: the fitted default answers this one with the sentence that names
-    # the film (a known gap: README, "Limits"); its abstention is gated on the validation split.
+    # the film (a known gap: docs/limits.md); its abstention is gated on the validation split.
     answer = Assistant(library=real_corpus_assistant.library, answerer="rules").ask("Who directed The Wandering Earth?")
     assert not answer.answered and answer.text == DECLINED
     assert answer.citations == () and len(answer.passages) > 0  # closest passages are still shown
