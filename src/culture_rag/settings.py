@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     store: Literal["local", "milvus"] = Field(
         "local",
         description="Where the index is kept: local (index_dir on this machine) or milvus (a Milvus Standalone or "
-        "Distributed server at milvus_uri, for libraries past one machine; README \"Scaling out\").",
+        "Distributed server at milvus_uri, for libraries past one machine; docs/scaling.md).",
     )
     milvus_uri: str = Field(
         "http://127.0.0.1:19530", description="Milvus server of store=milvus, e.g. http://milvus.example.org:19530."
