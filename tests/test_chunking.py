@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from culture_rag.ingest.chunking import chunk_paper, split_sentences
 from culture_rag.embed.embedder import packaged_model_dir, token_windows
-from culture_rag.ingest.papers import Paper, Region
+from culture_rag.ingest.parsed import Paper, Region
 
 
 class RealTokenizer:
@@ -104,7 +104,8 @@ def test_sections_are_not_mixed_in_one_chunk():
 
 
 def _real_chunks(path):
-    from culture_rag.ingest.papers import read_metadata_file, read_paper
+    from culture_rag.ingest.metadata import read_metadata_file
+    from culture_rag.ingest.papers import read_paper
 
     paper = read_paper(path, meta=read_metadata_file(path.parent).get(path.name))
     return paper, chunk_paper(paper, tokenizer(), 200, 40, limit=254)

@@ -67,7 +67,7 @@ def corpus_chunks(embedder) -> tuple[list[str], list[list[tuple[int, int]]]]:
     from conftest import CORPUS
 
     from culture_rag.ingest.chunking import chunk_paper, sentence_spans_in_embed_text
-    from culture_rag.ingest.papers import Paper, Region
+    from culture_rag.ingest.parsed import Paper, Region
 
     texts, spans = [], []
     for path in sorted(CORPUS.glob("*.[mt][dx]*")):

@@ -19,7 +19,9 @@ from culture_rag.ingest.chunking import chunk_paper, sentence_spans_in_embed_tex
 from culture_rag.errors import CultureRagError, IngestError
 from culture_rag.ingest.checks import check_content_type
 from culture_rag.ingest.build import _RESERVED, PdfParser, safe_name
-from culture_rag.ingest.papers import _CONTROL, Paper, clean_text, has_real_text, parse_paper
+from culture_rag.ingest.cleaning import CONTROL as _CONTROL, clean_text, has_real_text
+from culture_rag.ingest.papers import parse_paper
+from culture_rag.ingest.parsed import Paper
 
 # FUZZ_SCALE=20 for a long hunt; the default keeps the suite fast.
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))

@@ -4,7 +4,9 @@ import pytest
 from conftest import ARAGOG, ROBUSTNESS
 
 from culture_rag.errors import EncryptedPdfError, IngestError
-from culture_rag.ingest.papers import clean_text, locate, paper_id_for, parse_paper, read_paper
+from culture_rag.ingest.cleaning import clean_text
+from culture_rag.ingest.papers import paper_id_for, parse_paper, read_paper
+from culture_rag.ingest.parsed import locate
 
 
 def test_clean_text_rejoins_hyphens_and_drops_control_characters():
@@ -76,7 +78,7 @@ def test_pdf_keeps_page_numbers_and_title():
 
 def test_running_headers_are_dropped():
     pages = "\f".join(f"Journal of Things Vol. {i}\nBody text of page {i} talks about trade.\n{i}" for i in range(1, 6))
-    from culture_rag.ingest.papers import _drop_running_lines
+    from culture_rag.ingest.pdfpaper import _drop_running_lines
 
     cleaned = _drop_running_lines(pages.split("\f"))
     assert all("Journal of Things" not in p for p in cleaned)
@@ -130,7 +132,7 @@ def test_a_paper_crosses_the_parser_pipe_unchanged():
     import json
     from dataclasses import asdict
 
-    from culture_rag.ingest.papers import paper_from_dict
+    from culture_rag.ingest.parsed import paper_from_dict
     from culture_rag.types import PaperMeta
 
     paper = read_paper(ARAGOG / "distilbert.pdf", meta=PaperMeta("DistilBERT", ("Victor Sanh",), "Hugging Face"))
@@ -139,7 +141,7 @@ def test_a_paper_crosses_the_parser_pipe_unchanged():
 
 
 def test_affiliation_in_papers_toml_must_be_text(tmp_path):
-    from culture_rag.ingest.papers import read_metadata_file
+    from culture_rag.ingest.metadata import read_metadata_file
 
     (tmp_path / "papers.toml").write_text('["a.txt"]\ntitle = "T"\naffiliation = ["Uni A", "Lab B"]\n["b.txt"]\naffiliation = 3\n')
     with pytest.raises(IngestError, match="affiliation"):

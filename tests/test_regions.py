@@ -9,7 +9,9 @@ import pytest
 from conftest import ARAGOG, CORPUS
 
 from culture_rag.ingest import regions
-from culture_rag.ingest.papers import Locator, locate, read_metadata_file, read_paper
+from culture_rag.ingest.metadata import read_metadata_file
+from culture_rag.ingest.papers import read_paper
+from culture_rag.ingest.parsed import Locator, locate
 from culture_rag.ingest.regions import Line, classify, dominant_role, heading_paths
 
 MAO = "mao-cultural-industry-economic-market-in-china-and-belarus-under-the-belt-and-road.txt"

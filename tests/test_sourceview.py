@@ -18,7 +18,8 @@ from PIL import Image
 
 from culture_rag import Assistant
 from culture_rag.errors import IndexLoadError, IndexModelMismatch, QueryError, SourceFileError
-from culture_rag.ingest.papers import clean_text, read_paper
+from culture_rag.ingest.cleaning import clean_text
+from culture_rag.ingest.papers import read_paper
 from culture_rag.ingest.sourcemap import clean_traced
 from culture_rag.serve.sourceview import MAX_SCALE
 

@@ -32,7 +32,9 @@ from culture_rag.answer.prompts import build_messages, select_evidence
 from culture_rag.reading.answerer import FittedAnswerer, Reading
 from culture_rag.reading.scope import without_titles
 from culture_rag.reading.model import load as load_answer_model
-from culture_rag.answer.query import QueryPlan, library_surnames, plan_question, question_parts, without_names
+from culture_rag.answer.intents import question_parts
+from culture_rag.answer.naming import library_surnames, without_names
+from culture_rag.answer.query import QueryPlan, plan_question
 from culture_rag.answer.retrieval import RetrievalConfig, retrieve
 from culture_rag.settings import Settings
 from culture_rag.serve.sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view

@@ -16,7 +16,7 @@ from typing import Protocol
 import sentencex
 
 from culture_rag.ingest import regions as roles
-from culture_rag.ingest.papers import Locator, Paper, Region
+from culture_rag.ingest.parsed import Locator, Paper, Region
 from culture_rag.types import Chunk, Span
 
 

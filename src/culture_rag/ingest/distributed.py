@@ -2,7 +2,7 @@
 
 Ray Data streams the files to a pool of actors. Each actor builds the embedder and a PDF
 parser once. It then runs each file through the per-paper path that a build in this process
-runs (library.PaperReader: parse, chunk, count terms, embed). It sends back columns that Arrow
+runs (pipeline.PaperReader: parse, chunk, count terms, embed). It sends back columns that Arrow
 holds as they are: JSON for the paper and its chunks (the parser process's own format), and
 the raw float32 and int32 bytes of the vectors and term counts. The driver makes the segments
 and writes them through its store, as an in-process build does (Library._ingest).
@@ -30,9 +30,9 @@ import numpy as np
 
 from culture_rag.errors import ClusterError, CultureRagError, ModelError
 from culture_rag.ingest.build import FileOutcome, FileStatus, ProgressFn
-from culture_rag.library import PaperReader, ReadPaper
 from culture_rag.index.lexical import TermCounts
-from culture_rag.ingest.papers import paper_from_dict
+from culture_rag.ingest.parsed import paper_from_dict
+from culture_rag.ingest.pipeline import PaperReader, ReadPaper
 from culture_rag.settings import Settings
 from culture_rag.types import Chunk, PaperMeta, Span
 

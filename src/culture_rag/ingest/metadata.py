@@ -1,6 +1,6 @@
-"""A paper's bibliographic metadata: what the corpus's papers.toml says, what the paper's front
-matter says (DOI, arXiv identifier, year), and how the two combine (papers.toml wins, field by
-field).
+"""A paper's bibliographic metadata: what the corpus's papers.toml says, what the paper itself
+says (its PDF metadata, and its first page's title, authors, DOI, arXiv identifier and year),
+and how the two combine (papers.toml wins, field by field).
 
 The PDF's /Info dates are not used for the year: they are the file's, not the paper's (a
 re-saved or scanned copy carries the day it was saved), so a wrong year would silently misfile
@@ -168,3 +168,37 @@ def _publication_year(line: str) -> int | None:
             if plausible_year(year):
                 return year
     return None
+
+
+# --- title and authors -------------------------------------------------------------------------
+
+
+def found_metadata(pdf: PaperMeta, text: str) -> PaperMeta:
+    """What the file says: PDF metadata (title, authors), then the first page (title, authors,
+    DOI, arXiv identifier, year). A curated entry (papers.toml) goes over it (PaperMeta.over)."""
+    guess_title, guess_authors = _first_page_guess(text)
+    return pdf.over(PaperMeta(title=guess_title, authors=guess_authors)).over(front_metadata(text))
+
+
+def _first_page_guess(text: str) -> tuple[str, tuple[str, ...]]:
+    lines = [ln.strip() for ln in text[:3000].split("\n") if ln.strip()][:8]
+    if not lines:
+        return "Untitled", ()
+    start = next((i for i, ln in enumerate(lines) if 2 <= len(ln.split()) <= 30), 0)
+    title, rest = lines[start], lines[start + 1 :]
+    # A title broken over two lines: the first ends on a joining word or the second runs on.
+    if rest and len(title) + len(rest[0]) < 250 and (
+        re.search(r"(\b(for|of|and|in|on|with|the|a|to)|[:,])$", title, re.IGNORECASE) or rest[0][:1].islower()
+    ):
+        title, rest = f"{title} {rest[0]}", rest[1:]
+    return title[:300], _author_names(rest[0]) if rest else ()
+
+
+def _author_names(line: str) -> tuple[str, ...]:
+    if len(line) > 200 or re.search(r"abstract|universit|institut|@|http", line, re.IGNORECASE):
+        return ()
+    line = re.sub(r"[\d∗*†‡§¶♠♣♥♦]+", " ", line)
+    names = [n.strip() for n in re.split(r",|;|\band\b|\s{2,}", line) if n.strip()]
+    if names and all(2 <= len(n.split()) <= 4 and n[:1].isupper() for n in names):
+        return tuple(names)
+    return ()

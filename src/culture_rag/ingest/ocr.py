@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from culture_rag.errors import IngestError
+from culture_rag.ingest.cleaning import has_real_text, word_chars
 from culture_rag.ingest.pdf import PdfText, _passwords
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ MAX_PIXELS = 40_000_000  # an A2 page at 300 dpi; a larger page is rendered coar
 MAX_SIDE_PX = 30_000  # Tesseract refuses images over 32767 pixels a side
 
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
-_WORD_CHAR = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,6 @@ def ocr_page_from_dict(raw: dict) -> OcrPage:
         for ln in raw["lines"]
     )
     return OcrPage(raw["page"], raw["language"], raw["seconds"], lines)
-
-
-def word_chars(text: str) -> int:
-    return len(_WORD_CHAR.findall(text))
 
 
 # --- which pages ------------------------------------------------------------------------------
@@ -167,7 +163,7 @@ def read_scanned_pages(
             pages[page.page - 1] = page.text
             kept.append(page)
     failed = read.count(None)
-    if not _has_real_text("\n".join(pages)):
+    if not has_real_text("\n".join(pages)):
         if not failed:
             raise IngestError(
                 where, "no_text", f"no text layer, and OCR found no words on its {len(read)} image or drawn page(s)"
@@ -218,14 +214,8 @@ def installed_languages() -> frozenset[str]:
         return frozenset()
 
 
-def _has_real_text(text: str) -> bool:
-    from culture_rag.ingest.papers import has_real_text  # papers imports this module
-
-    return has_real_text(text)
-
-
 def _refuse_if_all_scans(where, doc, raw: PdfText, wanted: list[int], problem: str) -> None:
-    if _has_real_text("\n".join(raw.pages)):
+    if has_real_text("\n".join(raw.pages)):
         log.warning("%s: %d page(s) without a text layer are not read: %s", where, len(wanted), problem)
         return
     scanned = [i for i in wanted if _has_image(doc, i)]

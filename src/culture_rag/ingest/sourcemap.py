@@ -1,9 +1,9 @@
 """Where each character of a PDF paper's text comes from: PDFium character indices.
 
-papers.py cleans PDFium's page text (`clean_text`) and joins its lines into the paper's text.
-To show a quote on its page the index keeps, per line of the paper text, three integers: its
-offset in the paper text, its page, and the offset of its first character in PDFium's text of
-that page (`line_anchors`). At view time the page's text is read again with each character's
+pdfpaper.py cleans PDFium's page text (cleaning.clean_text) and joins its lines into the
+paper's text. To show a quote on its page the index keeps, per line of the paper text, three
+integers: its offset in the paper text, its page, and the offset of its first character in
+PDFium's text of that page (`line_anchors`). At view time the page's text is read again with each character's
 PDFium char index (pdf.page_char_trace) and cleaned again, tracing each output character to the
 page-text offset it came from (`clean_traced`); the anchor finds the line there, and every
 offset of the line maps to its characters (`quote_chars`). The traced text must equal the
@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-# No numpy: papers.py calls line_anchors in the PDF parser's process, which starts without it.
+from culture_rag.ingest.cleaning import CONTROL, HYPHEN_BREAK, SPACES
 
+# No numpy: papers.py calls line_anchors in the PDF parser's process, which starts without it.
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,13 @@ def _resub(text: str, src: list[int], pattern: re.Pattern, pieces: Callable[[re.
 
 
 def clean_traced(text: str, chars: list[int]) -> Traced:
-    """`papers.clean_text(text, join_lines=False)`, step by step, keeping each character's source."""
-    from culture_rag.ingest.papers import _CONTROL, _HYPHEN_BREAK, _SPACES
-
+    """`cleaning.clean_text(text, join_lines=False)`, step by step, keeping each character's source."""
     t, s = _nfkc(text, list(chars))
     t, s = _resub(t, s, re.compile(r"\r\n?"), lambda m: [("\n", m.end() - 1)])
-    t, s = _resub(t, s, _CONTROL, lambda m: [])
-    t, s = _resub(t, s, _HYPHEN_BREAK, lambda m: [(m[1], m.start(1)), (m[2], m.start(2))])
-    # only the runs _SPACES.sub(" ") changes: two or more, or one that is not " " (most are one " ")
-    spaces = re.compile(f"{_SPACES.pattern[:-1]}{{2,}}|(?! ){_SPACES.pattern[:-1]}")
+    t, s = _resub(t, s, CONTROL, lambda m: [])
+    t, s = _resub(t, s, HYPHEN_BREAK, lambda m: [(m[1], m.start(1)), (m[2], m.start(2))])
+    # only the runs SPACES.sub(" ") changes: two or more, or one that is not " " (most are one " ")
+    spaces = re.compile(f"{SPACES.pattern[:-1]}{{2,}}|(?! ){SPACES.pattern[:-1]}")
     t, s = _resub(t, s, spaces, lambda m: [(" ", m.start())])
     t, s = _resub(t, s, re.compile(r" *\n *"), lambda m: [("\n", m.start() + m[0].index("\n"))])
     t, s = _resub(t, s, re.compile(r"\n{3,}"), lambda m: [("\n", m.start()), ("\n", m.start() + 1)])
