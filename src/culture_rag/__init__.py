@@ -40,7 +40,7 @@ _MODULE_OF = {
     "BuildReport": "ingest.build",
     "FileOutcome": "ingest.build",
     "FileStatus": "ingest.build",
-    "Paper": "ingest.papers",
+    "Paper": "ingest.parsed",
     "Hit": "types",
     "Box": "serve.sourceview",
     "SourceView": "serve.sourceview",
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from culture_rag.serve.export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
     from culture_rag.ingest.build import BuildReport, FileOutcome, FileStatus
     from culture_rag.library import Library
-    from culture_rag.ingest.papers import Paper
+    from culture_rag.ingest.parsed import Paper
     from culture_rag.serve.sourceview import Box, SourceView
     from culture_rag.settings import Settings
     from culture_rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, PaperMeta, Span, Timings

@@ -4,7 +4,6 @@ of a `Library`, which does all the writing (build, add and remove pass through t
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -38,7 +37,8 @@ from culture_rag.answer.query import QueryPlan, plan_question
 from culture_rag.answer.retrieval import RetrievalConfig, retrieve
 from culture_rag.settings import Settings
 from culture_rag.serve.sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
-from culture_rag.answer.translation import LANGUAGE_NAMES, QuestionTranslator, Translation, detect_language
+from culture_rag.answer.conversation import follow_up_notice, follow_up_question, language_notice, retrieval_query
+from culture_rag.answer.translation import QuestionTranslator, Translation, detect_language
 from culture_rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, Timings
 
 log = logging.getLogger(__name__)
@@ -446,54 +446,6 @@ class Assistant:
 def paper_ids(papers: Iterable[str]) -> tuple[str, ...]:
     """A scope as paper ids: one id given as a string is that paper, not its letters."""
     return (papers,) if isinstance(papers, str) else tuple(papers)
-
-
-def language_notice(translation: Translation, answered: bool) -> str:
-    """Says that a question was translated, into what, and in which language the quotes are."""
-    if translation.source_language == "en":
-        return ""
-    name = LANGUAGE_NAMES.get(translation.source_language, "another language")
-    quotes = " The quotes are in English, the papers' language." if answered else ""
-    return f"Asked in {name}; searched in English as “{translation.english}” ({translation.ms / 1000:.1f} s).{quotes}"
-
-
-_CONNECTIVE = re.compile(r"^(and|but|also|so|then|what about|how about)\b", re.I)
-_BACK_REFERENCE = re.compile(r"\b(it|its|they|their|them|this|that|these|those|there|he|she|his|her)\b", re.I)
-
-
-def retrieval_query(question: str, history: Sequence[str]) -> str:
-    """A follow-up ("and what about Belarus?", "why is that?") is searched together with the
-    question before it. A self-contained question is searched alone, short or not."""
-    follows = _CONNECTIVE.search(question) or (len(question.split()) <= 5 and _BACK_REFERENCE.search(question))
-    if history and follows:
-        return f"{history[-1]} {question}"
-    return question
-
-
-def follow_up_notice(asked: str, searched: str, translation: Translation) -> str:
-    """Says how a follow-up was read, so that the reader can tell what was answered."""
-    if translation.source_language != "en" or searched == asked:
-        return ""  # a translated question's notice says what was searched
-    return f"Read with the question before as “{searched}”."
-
-
-_ELLIPSIS = re.compile(r"^\s*(?:(?:and|but|so)\s+)?(?:what|how)\s+about\s+(?P<rest>.+?)\s*[?.!]*\s*$", re.I)
-
-
-def follow_up_question(question: str, history: Sequence[str], papers: Sequence = ()) -> str:
-    """"What about Belarus?" after "What does Mao conclude?" is "What does Mao conclude about
-    Belarus?": the question before, of something else, with its papers and its intent; "How
-    about HellaSwag?" after "What are the contributions of the BERT paper?" names another
-    paper, which takes the place of the one named before. Other questions are themselves."""
-    match = _ELLIPSIS.match(question)
-    if not history or not match:
-        return question
-    rest, before = match.group("rest"), history[-1].strip().rstrip("?.! ")
-    named = plan_question(before, papers).names
-    if named and plan_question(f"What does {rest} say?", papers).papers and named[0] in before and named[-1] in before:
-        start, end = before.index(named[0]), before.rindex(named[-1]) + len(named[-1])
-        return f"{before[:start]}{rest}{before[end:]}?"
-    return re.sub(r"\s+about\s+.*$", "", before, flags=re.I) + f" about {rest}?"
 
 
 __all__ = ["Assistant", "CultureRagError"]

@@ -123,7 +123,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     except OSError as exc:
         raise ClusterError(
             f"no Ray head answers at {address} ({exc.strerror or exc}); start one with `ray start --head "
-            f"--port {port}` (README, Scaling out) or give the address it printed"
+            f"--port {port}` (docs/scaling.md) or give the address it printed"
         ) from exc
 
 
