@@ -20,8 +20,8 @@ from common import p50, row
 from culture_rag import Settings
 from culture_rag.answer.generation import LocalGenerator
 from culture_rag.answer.prompts import Evidence, build_messages
-from culture_rag.settings import PACKAGED_LLM, PACKAGED_LLM_SMALL
 from culture_rag.answer.translation import QuestionTranslator, detect_language
+from culture_rag.settings import PACKAGED_LLM, PACKAGED_LLM_SMALL
 
 QUESTION = "What strategies do the papers propose for China's cultural industry to go international?"
 

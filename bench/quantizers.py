@@ -48,8 +48,8 @@ def quantize(options: dict, raw: Path, dest: Path, config) -> None:
 def prepare(out: Path) -> None:
     import common
 
-    from culture_rag.ingest.chunking import sentence_spans_in_embed_text
     from culture_rag.embed.onnx_export import export_onnx
+    from culture_rag.ingest.chunking import sentence_spans_in_embed_text
 
     from culture_rag.embed.embedder import SentenceTransformerEmbedder
 
@@ -197,9 +197,9 @@ def passage_runners(out: Path, threads: int) -> dict:
     text per request on every core (it reads the unfused fp32 ONNX graph itself)."""
     import common
 
-    from culture_rag.embed.onnx_export import export_onnx, fused_graph
-    from culture_rag.embed.onnx import OnnxPassageEncoder, max_seq_length, onnx_session, piece_tokenizer
     from culture_rag.embed.embedder import SentenceTransformerEmbedder
+    from culture_rag.embed.onnx import OnnxPassageEncoder, max_seq_length, onnx_session, piece_tokenizer
+    from culture_rag.embed.onnx_export import export_onnx, fused_graph
 
     torch_embedder = SentenceTransformerEmbedder(common.settings(out / "unused", passage_backend="torch", query_backend="torch"))
     model_dir = torch_embedder.model_dir
@@ -222,8 +222,8 @@ def openvino_runner(out: Path, model_dir: Path, threads: int):
 
     import openvino
 
-    from culture_rag.embed.onnx_export import export_onnx
     from culture_rag.embed.onnx import max_seq_length, onnx_feed, piece_tokenizer
+    from culture_rag.embed.onnx_export import export_onnx
 
     raw = export_onnx(model_dir, out / "passage-fp32-raw.onnx", True, lambda r, o, _: shutil.copy(r, o))
     compiled = openvino.Core().compile_model(str(raw), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})

@@ -12,10 +12,10 @@ import pytest
 from conftest import load_questions, make_settings
 
 from culture_rag import Assistant, ModelError
-from culture_rag.settings import PACKAGED_LLM_SMALL
 from culture_rag.answer.compose import DECLINED, check_generated
 from culture_rag.answer.prompts import Evidence, build_messages
 from culture_rag.evaluate.scoring import contains_evidence, metrics, read_questions, run
+from culture_rag.settings import PACKAGED_LLM_SMALL
 from conftest import EVAL
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from conftest import ARAGOG
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from culture_rag.ingest.chunking import chunk_paper, split_sentences
 from culture_rag.embed.embedder import packaged_model_dir, token_windows
+from culture_rag.ingest.chunking import chunk_paper, split_sentences
 from culture_rag.ingest.parsed import Paper, Region
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from culture_rag import ModelError, Settings
-from culture_rag.embed.onnx_export import PASSAGE_GRAPH
 from culture_rag.embed.embedder import SentenceTransformerEmbedder
+from culture_rag.embed.onnx_export import PASSAGE_GRAPH
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from culture_rag.types import Answer, AnswerEvent, Timings
 from culture_rag.errors import CultureRagError
 from culture_rag.evaluate.scoring import Outcome, Question, key_point_metrics, metrics, points_made, read_questions, run
+from culture_rag.types import Answer, AnswerEvent, Timings
 
 POINTS = (("top-level design", "overall plan"), ("brand",), ("regional advantage", "local strength"))
 

@@ -15,10 +15,10 @@ from fakes import HashEmbedder
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from culture_rag.ingest.chunking import chunk_paper, sentence_spans_in_embed_text
 from culture_rag.errors import CultureRagError, IngestError
-from culture_rag.ingest.checks import check_content_type
 from culture_rag.ingest.build import _RESERVED, PdfParser, safe_name
+from culture_rag.ingest.checks import check_content_type
+from culture_rag.ingest.chunking import chunk_paper, sentence_spans_in_embed_text
 from culture_rag.ingest.cleaning import CONTROL as _CONTROL, clean_text, has_real_text
 from culture_rag.ingest.papers import parse_paper
 from culture_rag.ingest.parsed import Paper

@@ -11,7 +11,6 @@ import pytest
 from culture_rag import ModelError, Settings
 from culture_rag.answer.generation import PACKAGED_MODELS, LocalGenerator, PackagedModel, model_path
 from culture_rag.answer.prompts import DECLINED, SYSTEM_PROMPT, Evidence, build_messages
-from culture_rag.settings import PACKAGED_LLM_SMALL
 from culture_rag.answer.translation import (
     TRANSLATION_TOKENS,
     QuestionTranslator,
@@ -20,6 +19,7 @@ from culture_rag.answer.translation import (
     romanize_names,
     romanize_surnames,
 )
+from culture_rag.settings import PACKAGED_LLM_SMALL
 
 
 @pytest.fixture(scope="module")

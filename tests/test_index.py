@@ -372,9 +372,9 @@ def test_chunks_keep_roles_heading_paths_and_affiliation_through_the_index(built
 
 
 def test_chunk_records_refuse_an_unknown_role(tmp_path):
-    from culture_rag.types import Chunk, Span
-    from culture_rag.index.writing import _chunk_record
     from culture_rag.index.reading import read_chunks
+    from culture_rag.index.writing import _chunk_record
+    from culture_rag.types import Chunk, Span
 
     chunk = Chunk("c1", "p", "Some text.", 10, 20, 3, (Span(10, 20, 1, "caption"),), role="caption", heading_path=("2 Data",))
     path = tmp_path / "chunks.jsonl"

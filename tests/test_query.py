@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from conftest import ARAGOG, CORPUS
 
-from culture_rag.types import PaperInfo
-from culture_rag.ingest.metadata import read_metadata_file
-from culture_rag.ingest.papers import read_paper
 from culture_rag.answer.headings import match_headings, section_headings
 from culture_rag.answer.intents import INTENTS, comparison_sides, defined_term, detect_intent, listed_noun
 from culture_rag.answer.language import detect_language
 from culture_rag.answer.naming import without_names
 from culture_rag.answer.query import plan_question
+from culture_rag.ingest.metadata import read_metadata_file
+from culture_rag.ingest.papers import read_paper
+from culture_rag.types import PaperInfo
 
 
 def _info(paper_id: str, source: str, title: str, authors: tuple[str, ...]) -> PaperInfo:

@@ -148,9 +148,9 @@ def test_a_paper_crosses_arrow_whole_and_a_failed_one_as_its_outcome(corpus, fak
     import pyarrow as pa
 
     from culture_rag import Settings
-    from culture_rag.ingest.distributed import paper_row, read_paper, row_schema
     from culture_rag.errors import ModelError
     from culture_rag.ingest.build import PdfParser
+    from culture_rag.ingest.distributed import paper_row, read_paper, row_schema
     from culture_rag.ingest.pipeline import PaperReader
 
     settings = Settings(index_dir=tmp_path / "index", corpus_dir=corpus)

@@ -18,9 +18,9 @@ from culture_rag.evaluate.scoring import Question
 from culture_rag.reading import model as weights
 from culture_rag.reading.answerer import ANSWERABLE_NAMES, FittedAnswerer
 from culture_rag.reading.candidates import Candidate
-from culture_rag.types import Span
 from culture_rag.reading.features import NAMES
 from culture_rag.reading.fitting import Labelled, fit, labels, untrained
+from culture_rag.types import Span
 
 ROOT = Path(__file__).resolve().parents[1]
 

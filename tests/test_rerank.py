@@ -12,8 +12,8 @@ import pytest
 from conftest import SHARED
 from fake_reranker import WordOverlapReranker
 
-from culture_rag.errors import ModelError
 from culture_rag.answer.rerank import OnnxCrossEncoder, Reranker, packaged_reranker_dir
+from culture_rag.errors import ModelError
 
 # (question, a phrase of the one sentence that answers it)
 QUESTIONS = [

@@ -9,10 +9,10 @@ import pytest
 from conftest import ARAGOG, make_settings
 
 from culture_rag import Assistant, PaperNotFoundError
+from culture_rag.answer.query import plan_question
 from culture_rag.index import dense
 from culture_rag.index.dense import build_dense, search_parts
 from culture_rag.index.lexical import KeywordIndex
-from culture_rag.answer.query import plan_question
 
 
 @pytest.fixture

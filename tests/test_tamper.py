@@ -403,9 +403,9 @@ def test_pickles_disguised_as_arrays_are_never_unpickled(index, tmp_path, target
     [[[0, 99]], [[5, 3]], [[True, 4]], [[0, 4, "p"]], [[0, 4, 1, 2]], [[0]], "0-4", [{"start": 0, "end": 4}]],
 )
 def test_chunk_lines_with_impossible_sentences_are_refused(tmp_path, sentences):
-    from culture_rag.types import Chunk, Span
-    from culture_rag.index.writing import _chunk_record
     from culture_rag.index.reading import read_chunks
+    from culture_rag.index.writing import _chunk_record
+    from culture_rag.types import Chunk, Span
 
     chunk = Chunk("c1", "p", "Some text.", 10, 20, 3, (Span(10, 20, 1),), page_start=1, page_end=1)
     path = tmp_path / "chunks.jsonl"

@@ -77,8 +77,8 @@ def main() -> None:
     parser.add_argument("--learner", choices=("linear", "trees"), default="linear")
     args = parser.parse_args()
     if args.step == "read":
-        from culture_rag.reading.fitting import untrained
         from culture_rag.answer.rerank import OnnxCrossEncoder
+        from culture_rag.reading.fitting import untrained
 
         settings = Settings()
         reader = FittedAnswerer(untrained(RERANK_TOP), OnnxCrossEncoder(threads=settings.reranker_threads))

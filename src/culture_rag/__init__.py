@@ -78,10 +78,10 @@ if TYPE_CHECKING:
         SourceFileError,
     )
     from culture_rag.index.catalog import select_papers
-    from culture_rag.serve.export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
     from culture_rag.ingest.build import BuildReport, FileOutcome, FileStatus
-    from culture_rag.library import Library
     from culture_rag.ingest.parsed import Paper
+    from culture_rag.library import Library
+    from culture_rag.serve.export import ExportedAnswer, answer_markdown, bibtex, cited_papers, conversation_markdown
     from culture_rag.serve.sourceview import Box, SourceView
     from culture_rag.settings import Settings
     from culture_rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, PaperMeta, Span, Timings

@@ -19,26 +19,26 @@ from culture_rag.answer.compose import (
     check_generated,
     extractive_answer,
 )
-from culture_rag.index.dense import set_search_threads
-from culture_rag.embed.embedder import Embedder
-from culture_rag.errors import CultureRagError, PaperNotFoundError, QueryError
+from culture_rag.answer.conversation import follow_up_notice, follow_up_question, language_notice, retrieval_query
 from culture_rag.answer.evidence import Pool, gather, structural_pool
 from culture_rag.answer.generation import EndpointGenerator, Generator, LocalGenerator
-from culture_rag.index import Snapshot
-from culture_rag.ingest.build import BuildReport, ProgressFn
-from culture_rag.library import Library
-from culture_rag.answer.prompts import build_messages, select_evidence
-from culture_rag.reading.answerer import FittedAnswerer, Reading
-from culture_rag.reading.scope import without_titles
-from culture_rag.reading.model import load as load_answer_model
 from culture_rag.answer.intents import question_parts
 from culture_rag.answer.naming import library_surnames, without_names
+from culture_rag.answer.prompts import build_messages, select_evidence
 from culture_rag.answer.query import QueryPlan, plan_question
 from culture_rag.answer.retrieval import RetrievalConfig, retrieve
-from culture_rag.settings import Settings
-from culture_rag.serve.sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
-from culture_rag.answer.conversation import follow_up_notice, follow_up_question, language_notice, retrieval_query
 from culture_rag.answer.translation import QuestionTranslator, Translation, detect_language
+from culture_rag.embed.embedder import Embedder
+from culture_rag.errors import CultureRagError, PaperNotFoundError, QueryError
+from culture_rag.index import Snapshot
+from culture_rag.index.dense import set_search_threads
+from culture_rag.ingest.build import BuildReport, ProgressFn
+from culture_rag.library import Library
+from culture_rag.reading.answerer import FittedAnswerer, Reading
+from culture_rag.reading.model import load as load_answer_model
+from culture_rag.reading.scope import without_titles
+from culture_rag.serve.sourceview import DEFAULT_SCALE, PageRenderer, SourceView, source_view
+from culture_rag.settings import Settings
 from culture_rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperInfo, Timings
 
 log = logging.getLogger(__name__)

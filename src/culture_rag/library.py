@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_rag.index.catalog import select_papers
 from culture_rag.embed.embedder import Embedder, SentenceTransformerEmbedder
-from culture_rag.files import file_sha256, unique_name
 from culture_rag.errors import IndexModelMismatch, IndexWriteError, IngestError, PaperNotFoundError
+from culture_rag.files import file_sha256, unique_name
 from culture_rag.index import KeptPaper, ModelInfo, PaperInfo, Segment, Snapshot, Store, open_store, segment_id
+from culture_rag.index.catalog import select_papers
 from culture_rag.ingest.build import (
     BuildReport,
     FileOutcome,
@@ -31,8 +31,8 @@ from culture_rag.ingest.build import (
     scan_corpus,
     stored_path,
 )
-from culture_rag.ingest.ocr import ocr_options
 from culture_rag.ingest.metadata import read_metadata_file
+from culture_rag.ingest.ocr import ocr_options
 from culture_rag.ingest.pipeline import PaperReader, ReadPaper
 from culture_rag.settings import Settings
 from culture_rag.types import PaperMeta

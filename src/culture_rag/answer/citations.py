@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from culture_rag.ingest.chunking import split_sentences
 from culture_rag.index.lexical import content_words
+from culture_rag.ingest.chunking import split_sentences
 from culture_rag.types import Citation, Hit, Span
 
 MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from culture_rag.ingest import regions as roles
 from culture_rag.answer.citations import (
     CheckedSentence,
     IdfFn,
@@ -18,13 +17,14 @@ from culture_rag.answer.citations import (
     cite,
     split_claims,
 )
-from culture_rag.ingest.chunking import is_abstract
 from culture_rag.answer.evidence import Evidence, Pool, Weights, gather, quote_span, row_headers, tidy
-from culture_rag.index.lexical import KeywordIndex, content_words
-from culture_rag.answer.prompts import DECLINED
 from culture_rag.answer.headings import section_rank
+from culture_rag.answer.prompts import DECLINED
 from culture_rag.answer.query import QueryPlan
 from culture_rag.answer.refusal import answers_question, topic_terms
+from culture_rag.index.lexical import KeywordIndex, content_words
+from culture_rag.ingest import regions as roles
+from culture_rag.ingest.chunking import is_abstract
 from culture_rag.types import Citation, Hit
 
 log = logging.getLogger(__name__)

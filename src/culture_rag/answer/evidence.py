@@ -15,13 +15,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from culture_rag.ingest import regions as roles
-from culture_rag.ingest.chunking import is_abstract, table_row_text
 from culture_rag.answer.citations import is_instruction
-from culture_rag.index.lexical import KeywordIndex, content_words, stem_in
 from culture_rag.answer.headings import captions, match_headings, section_headings
 from culture_rag.answer.query import QueryPlan
 from culture_rag.answer.retrieval import paper_rows
+from culture_rag.index.lexical import KeywordIndex, content_words, stem_in
+from culture_rag.ingest import regions as roles
+from culture_rag.ingest.chunking import is_abstract, table_row_text
 from culture_rag.types import Chunk, Hit, Span
 
 # Roles (chunking.Span.role) whose text is never an answer: the reader wants the paper's

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from culture_rag.files import file_sha256, replacing
 from culture_rag.errors import ModelError
+from culture_rag.files import file_sha256, replacing
 from culture_rag.settings import PACKAGED_LLM, PACKAGED_LLM_SMALL, PACKAGED_LLM_TINY, Settings
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from functools import lru_cache
 import numpy as np
 
 from culture_rag.answer.evidence import Evidence, framing_words
-from culture_rag.index.lexical import KeywordIndex, content_words, stem_in
 from culture_rag.answer.query import QueryPlan
+from culture_rag.index.lexical import KeywordIndex, content_words, stem_in
 from culture_rag.types import Hit
 
 # A capitalized word after the first, or a word with capitals inside it (ImageNet, GPUs): a name.

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from culture_rag.ingest.chunking import ABSTRACT_PASSAGE, REFERENCE_PASSAGE
 from culture_rag.errors import PaperNotFoundError
+from culture_rag.ingest.chunking import ABSTRACT_PASSAGE, REFERENCE_PASSAGE
 from culture_rag.types import Hit
 
 if TYPE_CHECKING:  # searching needs no storage code: only the types of what it searches

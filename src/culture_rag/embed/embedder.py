@@ -19,13 +19,13 @@ from typing import Protocol
 
 import numpy as np
 
-from culture_rag.embed.onnx_export import onnx_cache
 from culture_rag.embed.onnx import OnnxPassageEncoder, OnnxQueryEncoder, max_seq_length, piece_tokenizer
+from culture_rag.embed.onnx_export import onnx_cache
 from culture_rag.embed.pooling import SpanList, TokenVectors, pooled
 from culture_rag.embed.quantize import INT8_SCHEME
-from culture_rag.ingest.chunking import Tokenizer
 from culture_rag.errors import ModelError
 from culture_rag.files import file_sha256
+from culture_rag.ingest.chunking import Tokenizer
 from culture_rag.settings import PACKAGED_MODEL, Settings
 
 log = logging.getLogger(__name__)

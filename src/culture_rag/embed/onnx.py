@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_rag.errors import ModelError
 from culture_rag.embed.onnx_export import export_passage_graph, export_query_graph
 from culture_rag.embed.pooling import Pooled, SpanList, TokenVectors, pooled
+from culture_rag.errors import ModelError
 
 
 def onnx_session(path: Path, threads: int):

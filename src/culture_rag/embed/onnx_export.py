@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from culture_rag.files import replacing, temporary_sibling
 from culture_rag.embed.quantize import INT8_SCHEME, int8_graph
+from culture_rag.files import replacing, temporary_sibling
 
 log = logging.getLogger(__name__)
 

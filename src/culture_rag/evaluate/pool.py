@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from culture_rag.answer.language import detect_language
 from culture_rag.errors import CultureRagError
 from culture_rag.evaluate.scoring import Question, read_questions
-from culture_rag.answer.language import detect_language
 
 SEED = 20261206
 VALIDATION_SHARE = 0.5

@@ -11,11 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_rag.files import file_sha256
 from culture_rag.errors import IndexLoadError, IndexModelMismatch
-from culture_rag.index.lexical import Postings, TermCounts, TermFileError
-from culture_rag.ingest.regions import ROLE_CODES, ROLES
-from culture_rag.types import Chunk, PaperMeta, Span
+from culture_rag.files import file_sha256
 from culture_rag.index import layout
 from culture_rag.index.layout import (
     _GEN_NAME,
@@ -30,7 +27,10 @@ from culture_rag.index.layout import (
     PaperInfo,
     digest_matches,
 )
+from culture_rag.index.lexical import Postings, TermCounts, TermFileError
 from culture_rag.index.snapshot import LazyChunks, LocalSnapshot, Part, PaperData, row_arrays, unreadable
+from culture_rag.ingest.regions import ROLE_CODES, ROLES
+from culture_rag.types import Chunk, PaperMeta, Span
 
 log = logging.getLogger(__name__)
 

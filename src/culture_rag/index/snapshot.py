@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_rag.ingest.chunking import passage_kind
-from culture_rag.index.dense import search_parts
 from culture_rag.errors import IndexLoadError
-from culture_rag.index.lexical import KeywordIndex, Postings, TermCounts
-from culture_rag.types import Chunk, PaperInfo
+from culture_rag.index.dense import search_parts
 from culture_rag.index.layout import FORMAT
+from culture_rag.index.lexical import KeywordIndex, Postings, TermCounts
+from culture_rag.ingest.chunking import passage_kind
+from culture_rag.types import Chunk, PaperInfo
 
 CACHED_PAPERS = 256  # papers whose chunks and vectors stay parsed: the working set of recent questions
 

@@ -25,14 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_rag.index.dense import build_dense, part_vectors
 from culture_rag.embed.quantize import int8_kernels
-from culture_rag.files import file_sha256, replacing, write_text
 from culture_rag.errors import IndexLoadError, IndexWriteError
-from culture_rag.index.lexical import Postings, TermCounts
-from culture_rag.ingest.regions import ROLE_CODES
-from culture_rag.types import Chunk
+from culture_rag.files import file_sha256, replacing, write_text
 from culture_rag.index import layout
+from culture_rag.index.dense import build_dense, part_vectors
 from culture_rag.index.layout import (
     CURRENT,
     LINES_FILE,
@@ -47,8 +44,11 @@ from culture_rag.index.layout import (
     digest_of,
     library_versions,
 )
+from culture_rag.index.lexical import Postings, TermCounts
 from culture_rag.index.reading import _PaperReader, generations, read_current, segment_part
 from culture_rag.index.snapshot import LocalSnapshot, Part, paper_data, row_arrays
+from culture_rag.ingest.regions import ROLE_CODES
+from culture_rag.types import Chunk
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Self
 from culture_rag import worker
 from culture_rag.errors import CultureRagError, IngestError
 from culture_rag.files import ascii_fold, ascii_slug, file_sha256, unique_name
-from culture_rag.ingest.ocr import OcrOptions
 from culture_rag.ingest.checks import HEADER_BYTES, PDF_SUFFIXES, SUPPORTED_SUFFIXES, check_content_type
+from culture_rag.ingest.ocr import OcrOptions
 from culture_rag.ingest.papers import read_paper
 from culture_rag.ingest.parsed import Paper, paper_from_dict
 from culture_rag.types import PaperMeta

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from culture_rag.errors import ClusterError, CultureRagError, ModelError
-from culture_rag.ingest.build import FileOutcome, FileStatus, ProgressFn
 from culture_rag.index.lexical import TermCounts
+from culture_rag.ingest.build import FileOutcome, FileStatus, ProgressFn
 from culture_rag.ingest.parsed import paper_from_dict
 from culture_rag.ingest.pipeline import PaperReader, ReadPaper
 from culture_rag.settings import Settings

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from culture_rag.answer.compose import Draft
 from culture_rag.answer.citations import cite
+from culture_rag.answer.compose import Draft
 from culture_rag.answer.prompts import DECLINED
-from culture_rag.types import Hit
 from culture_rag.reading.candidates import Candidate, candidates
 from culture_rag.reading.features import NAMES, Closeness, IdfFn, closeness, features
 from culture_rag.reading.model import AnswerModel
+from culture_rag.types import Hit
 
 BASELINE_SENTENCES = 5  # as the baseline: the top 5 sentences
 ANSWERABLE_NAMES = ("top_logit", "second_logit", "top3_mean_logit", "top_ce", "top_dense", "top_coverage", "top_bm25", "candidates", "rules_answered")

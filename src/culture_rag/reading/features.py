@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from culture_rag.index.lexical import content_words
 from culture_rag.ingest import regions as roles
 from culture_rag.ingest.chunking import is_abstract
-from culture_rag.index.lexical import content_words
-from culture_rag.types import Hit
 from culture_rag.reading.candidates import Candidate
+from culture_rag.types import Hit
 
 IdfFn = Callable[[list[str]], dict[str, float]]
 

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from culture_rag.ingest import pdf, sourcemap
 from culture_rag import worker
 from culture_rag.errors import QueryError, SourceFileError
+from culture_rag.ingest import pdf, sourcemap
 from culture_rag.ingest.papers import content_hash, parse_paper
 
 if TYPE_CHECKING:  # not imported at run time: the renderer's process needs neither FAISS nor scipy
