@@ -26,7 +26,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Rewrite requirements.lock with today's releases (see README, "Installing"); then run make test.
+# Rewrite requirements.lock with today's releases (README, "The two commands": upgrading); then run make test.
 lock:
 	test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet uv
 	UV=$(VENV)/bin/uv .ci/lock
@@ -55,8 +55,10 @@ ocr:
 index: setup
 	$(VENV)/bin/culture-rag build $(CORPUS) --index $(INDEX)
 
+# The deployable app (app/app.py), told where everything is through the environment it reads.
 run: index
-	$(VENV)/bin/culture-rag serve --index $(INDEX) --host $(HOST) --port $(PORT)
+	CULTURE_RAG_INDEX_DIR=$(INDEX) CULTURE_RAG_CORPUS_DIR=$(CORPUS) GRADIO_SERVER_NAME=$(HOST) GRADIO_SERVER_PORT=$(PORT) \
+	  $(PY) app/app.py
 
 test: setup browser
 	$(PY) -m pytest -q -ra

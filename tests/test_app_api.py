@@ -81,7 +81,7 @@ def test_markers_link_to_their_source_cards_only():
 
 
 def test_only_the_apps_routes_are_open():
-    from culture_rag.serve.webapp.server import route_allowed
+    from culture_rag.serve.webapp.guard import route_allowed
 
     for path in ("/", "/config", "/assets/index-1.js", "/gradio_api/queue/join", "/gradio_api/upload",
                  "/gradio_api/heartbeat/abc", "/gradio_api/file=/tmp/gradio/abc/paper.pdf"):

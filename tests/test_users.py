@@ -110,14 +110,14 @@ def test_users_add_reads_the_password_from_stdin_never_argv(tmp_path):
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost"])
 def test_loopback_needs_no_logins(host):
-    from culture_rag.serve.webapp.server import check_exposure
+    from culture_rag.serve.webapp.guard import check_exposure
 
     check_exposure(host, None)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.1", "2001:db8::1"])
 def test_other_addresses_are_refused_without_auth(host, tmp_path):
-    from culture_rag.serve.webapp.server import check_exposure
+    from culture_rag.serve.webapp.guard import check_exposure
 
     with pytest.raises(ExposureError, match="--auth"):
         check_exposure(host, None)
@@ -134,7 +134,7 @@ def test_serve_on_all_interfaces_without_auth_stops_before_loading_anything(tmp_
 
 
 def test_login_routes_open_only_with_auth():
-    from culture_rag.serve.webapp.server import route_allowed
+    from culture_rag.serve.webapp.guard import route_allowed
 
     for path in ("/login", "/login/", "/logout"):
         assert route_allowed(path, login=True), path
