@@ -254,3 +254,65 @@ def test_the_checker_finds_what_is_broken(tmp_path):
     assert length_problems(readme) == []
     readme.write_text("line\n" * (MAX_README_LINES + 1), encoding="utf-8")
     assert length_problems(readme) == [f"README.md has {MAX_README_LINES + 1} lines; move detail into docs/ (at most 300)"]
+
+
+PACKAGE = ROOT / "src" / "culture_rag"
+
+
+def map_block(architecture: Path) -> str:
+    """The code block under docs/architecture.md's heading "The folder map"."""
+    section = architecture.read_text(encoding="utf-8").split("\n## The folder map\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```\n(.*?)```", section, flags=re.S).group(1)
+
+
+def map_problems(block: str, package: Path) -> list[str]:
+    """Modules the folder map leaves out, and entries it names that are not there. An entry is
+    a name at the start of a line indented 2 (the package's own files and folders) or 4 (a
+    folder's); a folder's deeper modules need only be named in its entry's text."""
+    sections: dict[str, str] = {}
+    top, current = set(), None
+    for line in block.splitlines():
+        entry = re.match(r"^( {2}| {4})([\w/]+)(?:\s|$)", line)
+        if entry and len(entry.group(1)) == 2:
+            current = entry.group(2)
+            top.add(current)
+            sections.setdefault(current, "")
+        elif entry and current is not None:
+            name = f"{current}{entry.group(2)}"
+            sections.setdefault(name, "")
+        if current is not None:
+            sections[current] += line + "\n"
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__init__" and len(parts) > 1:
+            continue
+        if len(parts) == 1:
+            if parts[0] not in top:
+                problems.append(f"{parts[0]}: not in the folder map")
+        elif f"{parts[0]}/" not in top:
+            problems.append(f"{parts[0]}/: not in the folder map")
+        elif not re.search(rf"\b{re.escape(parts[-1])}\b", sections[f"{parts[0]}/"]):
+            problems.append(f"{'/'.join(parts)}: not named under {parts[0]}/ in the folder map")
+    for name in sorted(sections):
+        target = package / name
+        if not (target.with_suffix(".py").exists() or target.is_dir() or name == "data/"):
+            problems.append(f"{name}: in the folder map but not in the package")
+    return problems
+
+
+def test_the_folder_map_matches_the_package():
+    assert map_problems(map_block(DOCS / "architecture.md"), PACKAGE) == []
+
+
+def test_the_folder_map_check_finds_what_is_missing(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "stage").mkdir(parents=True)
+    for name in ("__init__.py", "front.py", "stage/__init__.py", "stage/kept.py", "stage/forgotten.py", "lost.py"):
+        (package / name).write_text("")
+    block = "  __init__    the public names\n  front       the front\n  stage/      a stage\n    kept      kept\n    gone      moved away\n"
+    assert map_problems(block, package) == [
+        "lost: not in the folder map",
+        "stage/forgotten: not named under stage/ in the folder map",
+        "stage/gone: in the folder map but not in the package",
+    ]
