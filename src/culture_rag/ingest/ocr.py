@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -206,12 +207,14 @@ def unavailable(options: OcrOptions, installed: frozenset[str]) -> str | None:
 
 
 def installed_languages() -> frozenset[str]:
-    import pytesseract
-
+    """Tesseract's languages, from `tesseract --list-langs` itself: pytesseract imports pandas
+    (1.2 s here), and this runs before the parser is told of the scanned pages, inside its plain
+    parse budget (parse_timeout_s), which a one-page scan then outran."""
     try:
-        return frozenset(pytesseract.get_languages(config=""))
-    except (pytesseract.TesseractError, OSError):
+        listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
         return frozenset()
+    return frozenset(line.strip() for line in listed.stdout.splitlines()[1:] if line.strip())
 
 
 def _refuse_if_all_scans(where, doc, raw: PdfText, wanted: list[int], problem: str) -> None:
