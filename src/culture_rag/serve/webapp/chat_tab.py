@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -272,8 +273,10 @@ def chat_tab(assistant: Assistant, controls: AnswerControls, query: dict) -> gr.
     send_verdict.click(
         send_feedback, [state, verdict, comment], [verdict_note, comment], queue=False, api_visibility="private"
     )
+    # The choice is bound here, not passed as a gr.State: a component made at this point would
+    # sit inside gr.Tabs beside the tabs, and Gradio then drew the Library tab twice.
     for button, which in ((export_answer, "answer"), (export_all, "conversation")):
         button.click(
-            export_files, [state, gr.State(which)], [exported, export_note], queue=False, api_visibility="private"
+            partial(export_files, which=which), state, [exported, export_note], queue=False, api_visibility="private"
         )
     return scope
