@@ -16,7 +16,8 @@ RATIO_TARGET = 2.0
 
 
 def stages(assistant) -> list[tuple[object, str]]:
-    from culture_rag import files, library as module
+    from culture_rag import files
+    from culture_rag.ingest import pipeline as module  # the per-paper step: parse_file and chunk_paper as it calls them
     from culture_rag.index import reading, store, writing
     from culture_rag.index.lexical import Postings, TermCounts
 

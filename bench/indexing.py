@@ -17,7 +17,7 @@ CHUNKS_PER_S_TARGET = 60  # of about 160 word pieces (issue 11; it was 28)
 
 def stages(assistant) -> list[tuple[object, str]]:
     """The build's stages, as (owner, attribute) for common.stage_timers."""
-    from culture_rag import library as module
+    from culture_rag.ingest import pipeline as module  # the per-paper step: parse_file and chunk_paper as it calls them
     from culture_rag.index import store
 
     return [(module, "parse_file"), (module, "chunk_paper"), (assistant.embedder, "embed_passages"), (store, "write_generation")]
