@@ -10,7 +10,10 @@ from conftest import ARAGOG, CORPUS, ROBUSTNESS, make_settings
 
 from culture_rag import Assistant, IngestError
 from culture_rag.errors import IndexModelMismatch
-from culture_rag.ingest.metadata import arxiv_year, front_metadata, normalize_doi, read_metadata_file
+from culture_rag.ingest.metadata import arxiv_year, found_metadata, front_metadata, normalize_doi, read_metadata_file
+from culture_rag.ingest.pdf import PdfText
+from culture_rag.ingest.pdfpaper import _pdf_meta
+from culture_rag.types import PaperMeta
 from culture_rag.ingest.papers import read_paper
 
 MAO = "mao-cultural-industry-economic-market-in-china-and-belarus-under-the-belt-and-road.txt"
@@ -98,6 +101,34 @@ def test_front_matter_publication_lines_win_over_the_arxiv_year_and_citations_do
     assert front_metadata("Journal of Econometrics 210 (2019) 1-20\nTitle").year == 2019
     assert front_metadata("Title\nThis journal's view (Smith and Jones, 2015) holds.").year is None
     assert front_metadata("Title\nBERT (Devlin et al., 2019) and arXiv:1810.04805 are cited here.").year is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "arXiv:1907.11692v1 [cs.CL] 26 Jul 2019",
+        "Published as a conference paper at ICLR 2020",
+        "Proceedings of NAACL-HLT 2019, pages 4171-4186",
+        "Journal of Econometrics 210 (2019) 1-20",
+        "Preprint. Under review.",
+    ],
+)
+def test_an_arxiv_stamp_a_journal_header_or_a_running_head_is_never_a_title(header):
+    """The first page's first line of a few words is the title, unless it says where the paper
+    appeared; in a PDF's /Title such a line is no title either."""
+    page = f"{header}\nA Robustly Optimized Pretraining Approach\nAda Lovelace, Alan Turing\nAbstract\nWe study things."
+    meta = found_metadata(PaperMeta(), page)
+    assert meta.title == "A Robustly Optimized Pretraining Approach"
+    assert meta.authors == ("Ada Lovelace", "Alan Turing")
+    assert _pdf_meta(PdfText(("",), header, "")).title is None
+    assert _pdf_meta(PdfText(("",), "A Robustly Optimized Pretraining Approach", "")).title == "A Robustly Optimized Pretraining Approach"
+
+
+def test_the_arxiv_pdfs_titles_are_their_titles():
+    titles = {pdf.name: read_paper(pdf).title for pdf in sorted(ARAGOG.glob("*.pdf"))}
+    assert titles["bert.pdf"] == "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"
+    assert titles["distilbert.pdf"].startswith("DistilBERT, a distilled version of BERT")
+    assert not any(t.startswith("arXiv") for t in titles.values()), titles
 
 
 def test_the_shipped_papers_state_no_year_and_none_is_made_up():

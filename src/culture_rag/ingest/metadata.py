@@ -180,8 +180,22 @@ def found_metadata(pdf: PaperMeta, text: str) -> PaperMeta:
     return pdf.over(PaperMeta(title=guess_title, authors=guess_authors)).over(front_metadata(text))
 
 
+# Lines on a first page that are about the paper, not its title: the venue, a preprint notice, a
+# page or line number, an address.
+_NOT_TITLE = re.compile(
+    r"\b(?:preprint|under review|draft|technical report|page \d+|vol(?:ume)?\.? ?\d+|pp\.|issn|doi)\b|https?://|www\.|@",
+    re.IGNORECASE,
+)
+
+
+def not_a_title(line: str) -> bool:
+    """An arXiv stamp, a journal header or a running head ("Published as a conference paper at
+    ICLR 2020"): a line that states where the paper appeared is never its title."""
+    return bool(_ARXIV_STAMP.search(line) or _NOT_TITLE.search(line) or any(p.search(line) for p in _PUBLICATION_YEAR))
+
+
 def _first_page_guess(text: str) -> tuple[str, tuple[str, ...]]:
-    lines = [ln.strip() for ln in text[:3000].split("\n") if ln.strip()][:8]
+    lines = [ln.strip() for ln in text[:3000].split("\n") if ln.strip() and not not_a_title(ln)][:8]
     if not lines:
         return "Untitled", ()
     start = next((i for i, ln in enumerate(lines) if 2 <= len(ln.split()) <= 30), 0)

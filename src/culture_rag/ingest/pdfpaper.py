@@ -13,6 +13,7 @@ from culture_rag.errors import IngestError
 from culture_rag.ingest import pdf, regions as roles
 from culture_rag.ingest.checks import check_pdf_header
 from culture_rag.ingest.cleaning import clean_text, has_real_text
+from culture_rag.ingest.metadata import not_a_title
 from culture_rag.ingest.ocr import OcrOptions, OcrPage, read_scanned_pages
 from culture_rag.ingest.parsed import Region, merge_spans
 from culture_rag.ingest.pdf import PdfText
@@ -75,7 +76,7 @@ def _read_pdf(where, data: bytes, password: str | None) -> PdfText:
 def _pdf_meta(raw: PdfText) -> PaperMeta:
     title, author = raw.title.strip(), raw.author.strip()
     # Producers often leave placeholders such as "untitled" or the file name in /Title.
-    if len(title) < 6 or re.search(r"untitled|\.(docx?|pdf|tex|dvi)$|^microsoft", title, re.IGNORECASE):
+    if len(title) < 6 or re.search(r"untitled|\.(docx?|pdf|tex|dvi)$|^microsoft", title, re.IGNORECASE) or not_a_title(title):
         title = ""
     authors = tuple(a.strip() for a in re.split(r";|,| and ", author) if a.strip()) if author else ()
     return PaperMeta(title=title or None, authors=authors)
