@@ -49,6 +49,7 @@ texts = st.lists(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts, max_tokens=st.integers(8, 254), overlap=st.integers(0, 60))
 @example(text="\x1b0:0:0:0:0", max_tokens=8, overlap=0)  # a character the tokenizer drops, at a cut
+@example(text="0:0:0:0:0A0S0000000:0:0000", max_tokens=10, overlap=0)  # a piece that takes more word pieces alone than in place
 def test_chunk_invariants_on_arbitrary_text(text, max_tokens, overlap):
     tok = tokenizer()
     paper = make_paper(text)

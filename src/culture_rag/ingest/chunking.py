@@ -98,11 +98,23 @@ def _units(paper: Paper, tokenizer: Tokenizer, max_tokens: int) -> list[tuple[Sp
             continue
         # A sentence longer than the model's window (tables flattened by PDF extraction):
         # cut it at word-piece boundaries rather than let the model truncate it silently.
-        text = paper.text[span.start : span.end]
-        pieces = [Span(span.start + a, span.start + b) for a, b in tokenizer.windows(text, max_tokens)]
-        piece_counts = tokenizer.count([paper.text[p.start : p.end] for p in pieces])
-        units.extend(zip(pieces, piece_counts))
+        units.extend(_cut(paper.text, span, tokenizer, max_tokens, max_tokens))
     return units
+
+
+def _cut(text: str, span: Span, tokenizer: Tokenizer, max_tokens: int, window: int) -> list[tuple[Span, int]]:
+    """`span` in pieces of at most `max_tokens` word pieces each, counted alone. A piece cut out
+    of a word is read from a word's start again and can take more pieces alone than in place
+    ("0S0000000" cut inside: 11 for 10), so a piece that does not fit is cut again, tighter."""
+    body = text[span.start : span.end]
+    pieces = [Span(span.start + a, span.start + b) for a, b in tokenizer.windows(body, window)]
+    out: list[tuple[Span, int]] = []
+    for piece, n in zip(pieces, tokenizer.count([text[p.start : p.end] for p in pieces])):
+        if n <= max_tokens or piece.end - piece.start <= 1:
+            out.append((piece, n))
+        else:  # smaller each time (the piece is cut in two or more), so this ends
+            out.extend(_cut(text, piece, tokenizer, max_tokens, max(1, 2 * max_tokens - n)))
+    return out
 
 
 def _table_header(text: str, start: int) -> str | None:
