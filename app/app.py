@@ -22,6 +22,7 @@ except ImportError:  # a checkout that is not installed: the package from the re
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from culture_rag.errors import CultureRagError, IndexLoadError
+from culture_rag.serve.users import UsersFile
 from culture_rag.serve.webapp.page import build_app, index_missing_page
 from culture_rag.serve.webapp.server import DEFAULT_HOST, DEFAULT_PORT, open_index, start
 from culture_rag.settings import Settings
@@ -48,7 +49,7 @@ if __name__ == "__main__" and gr.NO_RELOAD:
             settings,
             host=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
             port=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
-            auth=Path(auth) if auth else None,
+            users=UsersFile(auth) if auth else None,
         )
     except CultureRagError as exc:  # e.g. a public address without logins: one line, as the CLI says it
         sys.exit(f"error: {exc}")

@@ -99,12 +99,11 @@ def start(
     settings: Settings,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    auth: Path | None = None,
+    users: UsersFile | None = None,
 ) -> None:
     """Warm the assistant that `demo` answers from (None: a page without one, such as
-    page.index_missing_page) and serve until interrupted; with `auth` (a users.toml) only its
-    users get in."""
-    users = UsersFile(auth) if auth is not None else None
+    page.index_missing_page) and serve until interrupted; with `users` (a users.toml's
+    accounts) only they get in."""
     check_exposure(host, users)  # before the slow part
     if assistant is not None:
         limit_threads()
@@ -123,6 +122,7 @@ def start(
 def launch(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, auth: Path | None = None) -> None:
     """`culture-rag serve`: load (or build) the index, warm the model, and serve until
     interrupted; with `auth` (a users.toml) only its users get in."""
-    check_exposure(host, UsersFile(auth) if auth is not None else None)  # before building an index
+    users = UsersFile(auth) if auth is not None else None  # read once, for the check and the server
+    check_exposure(host, users)  # before building an index
     assistant = open_assistant(settings)
-    start(build_app(assistant), assistant, settings, host=host, port=port, auth=auth)
+    start(build_app(assistant), assistant, settings, host=host, port=port, users=users)
