@@ -124,6 +124,16 @@ def test_an_arxiv_stamp_a_journal_header_or_a_running_head_is_never_a_title(head
     assert _pdf_meta(PdfText(("",), "A Robustly Optimized Pretraining Approach", "")).title == "A Robustly Optimized Pretraining Approach"
 
 
+def test_an_identifier_line_under_a_title_is_neither_title_nor_its_continuation():
+    """QASPER's Markdown papers put "arXiv: <id>" under the title; read as the title's second
+    line, it made every title end in the identifier, and a question naming the paper by its
+    title then no longer matched it."""
+    page = "Cross-Lingual Adaptation Using Universal Dependencies\narXiv: 2003.10816\nAbstract\nWe describe a method."
+    meta = found_metadata(PaperMeta(), page)
+    assert meta.title == "Cross-Lingual Adaptation Using Universal Dependencies"
+    assert meta.arxiv_id == "2003.10816"
+
+
 def test_the_arxiv_pdfs_titles_are_their_titles():
     titles = {pdf.name: read_paper(pdf).title for pdf in sorted(ARAGOG.glob("*.pdf"))}
     assert titles["bert.pdf"] == "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"

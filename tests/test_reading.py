@@ -152,3 +152,9 @@ def test_a_question_naming_its_scoped_paper_by_title_asks_what_it_asks():
     assert without_titles(asked, [paper]) == "What low-resource languages were used?"
     assert without_titles("What does the cross-lingual adaptation rely on?", [paper]) == "What does the cross-lingual adaptation rely on?"
     assert without_titles(asked, []) == asked  # unscoped: the title is what finds the paper
+    # A title stored with more than the user typed (a subtitle, an identifier line read with it),
+    # or typed in other case and without quotes, is still the title.
+    longer = PaperInfo("p", "p.md", "Cross-Lingual Adaptation Using Universal Dependencies: A Study", (), "md", None, 1, "", "", "")
+    assert without_titles(asked, [longer]) == "What low-resource languages were used?"
+    loose = "in the paper cross-lingual adaptation using universal dependencies, which languages were used?"
+    assert without_titles(loose, [paper]) == "which languages were used?"

@@ -1,7 +1,7 @@
 """Scoring a split of the pooled questions (evalsets.py) with several answerers side by side:
 the rule-free baseline, the hand-written rules and the fitted reader, on the same indexes in
-one run. Each collection is indexed once into a cache folder and reused while its files and
-the index settings are unchanged."""
+one run. Each collection is indexed once into a cache folder and reused while its files, the
+index settings and the reading code (ingest/) are unchanged."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from culture_rag import ingest
 from culture_rag.assistant import Assistant
 from culture_rag.errors import CultureRagError
 from culture_rag.evaluate.pool import Collection, PooledQuestion, collections, pool, select
@@ -31,6 +32,10 @@ def collection_library(collection: Collection, cache: Path, settings: Settings) 
         digest.update(f"{f.name}\0{f.stat().st_size}\0".encode())
     for name in INDEX_FIELDS:
         digest.update(f"{name}={getattr(settings, name)}\0".encode())
+    # The code that reads papers too: an index built by older reading code (titles, chunks) would
+    # score the new code on the old one's papers.
+    for source in sorted(Path(ingest.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
     home = Path(cache) / f"{collection.name}-{digest.hexdigest()[:12]}"
     corpus, index = home / "corpus", home / "index"
     local = settings.model_copy(update={"index_dir": index, "corpus_dir": corpus})

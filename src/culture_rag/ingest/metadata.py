@@ -122,6 +122,9 @@ def arxiv_year(arxiv_id: str) -> int | None:
 # arXiv stamps its listing into the margin of page one: "arXiv:1810.04805v2 [cs.CL] 24 May 2019".
 # A bare identifier elsewhere on the page is usually a citation of another paper.
 _ARXIV_STAMP = re.compile(rf"arXiv:\s*({_ARXIV_NEW}|{_ARXIV_OLD})(?:v\d+)?\s*\[[A-Za-z.-]+\]")
+# A line that is only an identifier ("arXiv: 2003.10816" under a Markdown title) names the paper
+# itself, as a stamp does; run into the title line above it, it made titles end in "arXiv: ...".
+_ARXIV_LINE = re.compile(rf"^\s*arXiv:\s*({_ARXIV_NEW}|{_ARXIV_OLD})(?:v\d+)?\s*$", re.IGNORECASE)
 # "(Smith, 2015)" is a citation; "Journal of Econometrics 210 (2019) 1-20" is a journal's header.
 _CITATION_LINE = re.compile(
     r"\bet al\b|\([^()]*[^\W\d_][^()]*?\s(?:19|20)\d\d[a-z]?\)|^\s*\[\d+\]|\barXiv preprint\b", re.IGNORECASE
@@ -149,7 +152,7 @@ def front_metadata(first_page: str) -> PaperMeta:
     arXiv identifier's first version."""
     lines = [ln for ln in first_page.split("\n") if ln.strip() and not _CITATION_LINE.search(ln)]
     doi = next((d for ln in lines for d in (_first_doi(ln),) if d), None)
-    stamp = next((m.group(1) for ln in lines for m in (_ARXIV_STAMP.search(ln),) if m), None)
+    stamp = next((m.group(1) for ln in lines for m in (_ARXIV_STAMP.search(ln) or _ARXIV_LINE.search(ln),) if m), None)
     year = next((y for ln in lines for y in (_publication_year(ln),) if y), None)
     if year is None and stamp:
         year = arxiv_year(stamp)
@@ -191,7 +194,9 @@ _NOT_TITLE = re.compile(
 def not_a_title(line: str) -> bool:
     """An arXiv stamp, a journal header or a running head ("Published as a conference paper at
     ICLR 2020"): a line that states where the paper appeared is never its title."""
-    return bool(_ARXIV_STAMP.search(line) or _NOT_TITLE.search(line) or any(p.search(line) for p in _PUBLICATION_YEAR))
+    return bool(
+        _ARXIV_STAMP.search(line) or _ARXIV_LINE.search(line) or _NOT_TITLE.search(line) or any(p.search(line) for p in _PUBLICATION_YEAR)
+    )
 
 
 def _first_page_guess(text: str) -> tuple[str, tuple[str, ...]]:
