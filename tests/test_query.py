@@ -360,3 +360,19 @@ def test_language_by_script(text, language):
 def test_plan_of_a_chinese_question_keeps_latin_names(library):
     plan = plan_question("BERT论文的作者是谁？", library)
     assert plan.language == "zh" and plan.papers == ("bert",)
+
+
+def test_a_title_written_out_names_its_paper_though_another_title_shares_most_of_its_words(library):
+    """The two shipped papers' titles share "the development of the cultural industry ... Belt
+    and Road": title words alone named neither, so a question quoting one title in full searched
+    both and answered from the title's words. Written out (quoted or not, any case), a title
+    names its paper; a question using a few of its words names none."""
+    from culture_rag.answer.naming import resolve_papers
+
+    shang = _id(library, "shang")
+    quoted = 'In the paper "On the International Development of Cultural Industry in the Belt and Road Initiative", what strategies are proposed?'
+    assert resolve_papers(quoted, library).papers == (shang,)
+    plain = "on the international development of cultural industry in the belt and road initiative: which strategies?"
+    assert resolve_papers(plain, library).papers == (shang,)
+    assert resolve_papers("What is the international development of cultural industry?", library).papers == ()
+    assert resolve_papers("What do the papers say about the Belt and Road Initiative?", library).papers == ()

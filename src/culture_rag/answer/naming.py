@@ -1,6 +1,7 @@
 """Which papers a question names: by file name, by a short name ("BERT", "HellaSwag"), by
-its authors' surnames ("Shang and Liu"), or, after a cue such as "the paper on", by the rarer
-words of its title; and the question without those names once a search is scoped to them.
+its authors' surnames ("Shang and Liu"), by its title written out, or, after a cue such as "the
+paper on", by the rarer words of its title; and the question without those names once a search
+is scoped to them.
 
 Plain rules over the index's paper metadata (titles, authors, file names): nothing here knows
 any particular paper. Names are matched as whole tokens (words.tokens), title words as the
@@ -24,6 +25,39 @@ from culture_rag.types import PaperInfo
 # A paper named in the singular: "the paper on ...", "Mao's study". Title words alone name a
 # paper only with one of these, since a topical question shares words with titles anyway.
 _CUE = re.compile(r"\b(paper|study|article|report|publication|preprint|work|et al)\b", re.I)
+_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
+_QUOTES = "\"“”'‘’«»"
+# A run of the question's words is a title written out when it holds this share of the title's
+# words: a title quoted loosely, cut short or stored with a subtitle is still the title, while a
+# question that shares a few of its words ("what does the adaptation rely on") is not.
+TITLE_SHARE = 0.6
+
+
+def title_span(question: str, title: str) -> tuple[int, int, float] | None:
+    """Where `title` is written out in `question`: the longest run of words all from the title,
+    with the quotes around it, and the share of the title's words it holds; None when the run
+    holds less than TITLE_SHARE of them (or fewer than three)."""
+    title_words = {w.lower() for w in _WORD.findall(title)}
+    if len(title_words) < 3:
+        return None
+    words = list(_WORD.finditer(question))
+    best: tuple[int, int, int] | None = None  # first word, past the last, distinct title words
+    start = 0
+    for i in range(len(words) + 1):
+        if i < len(words) and words[i].group().lower() in title_words:
+            continue
+        held = len({m.group().lower() for m in words[start:i]})
+        if held >= max(3, TITLE_SHARE * len(title_words)) and (best is None or held > best[2]):
+            best = (start, i, held)
+        start = i + 1
+    if best is None:
+        return None
+    begin, end = words[best[0]].start(), words[best[1] - 1].end()
+    while begin > 0 and (question[begin - 1] in _QUOTES or question[begin - 1].isspace()):
+        begin -= 1
+    while end < len(question) and question[end] in _QUOTES:
+        end += 1
+    return begin, end, best[2] / len(title_words)
 
 def _coined(word: str) -> bool:
     """BERT, CodeNet, GPT-3: a capital or a digit past the first letter."""
@@ -39,6 +73,7 @@ class _Names:
     exact_case: frozenset[str]  # short names that are all capitals in the title (must be capitals in the question)
     surnames: frozenset[str]  # lowercase
     title_terms: frozenset[str]  # stemmed content words of the title
+    title: str = ""
 
 
 @lru_cache(maxsize=1 << 16)
@@ -67,6 +102,7 @@ def _names(paper: PaperInfo) -> _Names:
         exact_case=frozenset(exact),
         surnames=frozenset(filter(None, (_surname(a) for a in paper.authors))),
         title_terms=frozenset(content_words(paper.title)) - frozenset(content_words(" ".join(INTENT_WORDS | CUE_WORDS))),
+        title=paper.title,
     )
 
 
@@ -126,7 +162,7 @@ def resolve_papers(question: str, papers: Sequence[PaperInfo]) -> Reference:
             surnames.add(i)
     chosen = sorted(o for o, score in scores.items() if score >= 1.0)
     if not chosen:
-        return _by_title(question, tokens, lookup)
+        return _by_full_title(question, tokens, lookup) or _by_title(question, tokens, lookup)
     # The words that named the chosen papers, which the topic leaves out.
     positions = frozenset(i for o in chosen for i in used[o])
     return Reference(
@@ -211,6 +247,27 @@ def _name_cased(tokens: list[Token], i: int, question: str, lowercase_question: 
     return after in ("'", "’") or following == ["et", "al"] or (
         len(following) == 2 and following[0] in ("and", "&") and following[1][:1].isupper()
     )
+
+
+def _by_full_title(question: str, tokens: list[Token], lookup: _Lookup) -> Reference | None:
+    """The paper whose title the question writes out (title_span), when no other paper's title
+    is written out as fully. Only papers sharing two or more title words with the question are
+    tried, found through the title-word lookup, so the cost does not grow with the library."""
+    shared: Counter[int] = Counter()
+    for term in {s for t in tokens for s in content_words(t.lower)}:
+        shared.update(lookup.title_terms.get(term, ()))
+    found = []
+    for owner, n in shared.items():
+        if n >= 2 and (span := title_span(question, lookup.names[owner].title)) is not None:
+            found.append((span[2], owner, span))
+    if not found:
+        return None
+    found.sort(key=lambda f: (-f[0], f[1]))
+    if len(found) > 1 and found[1][0] == found[0][0]:
+        return None  # two papers' titles written out as fully: the question names neither
+    _, owner, (begin, end, _) = found[0]
+    positions = frozenset(i for i, t in enumerate(tokens) if begin <= t.start < end)
+    return Reference((lookup.names[owner].paper_id,), positions, tuple(tokens[i].text for i in sorted(positions)))
 
 
 def _by_title(question: str, tokens: list[Token], lookup: _Lookup) -> Reference:
