@@ -158,20 +158,3 @@ def test_a_question_naming_its_scoped_paper_by_title_asks_what_it_asks():
     assert without_titles(asked, [longer]) == "What low-resource languages were used?"
     loose = "in the paper cross-lingual adaptation using universal dependencies, which languages were used?"
     assert without_titles(loose, [paper]) == "which languages were used?"
-
-
-def test_a_question_about_a_word_no_candidate_holds_reaches_the_answerable_model():
-    """"How many GPUs ... on ImageNet?" over passages that never say ImageNet: the share of the
-    question's weight no candidate holds, and its rarest missing word, enter the answerable row."""
-    from culture_rag.reading.answerer import answerable_row, missing
-    from culture_rag.reading.features import Closeness
-
-    weights = {"gpus": 2.0, "imagenet": 6.0, "pretrain": 2.0}
-    close = Closeness(weights, [["gpus", "trained"], ["pretrain", "corpus"]], np.zeros(2), np.zeros(2))
-    share, rarest = missing(close)
-    assert share == pytest.approx(0.6) and rarest == pytest.approx(1.0)
-    held = Closeness(weights, [["gpus", "imagenet", "pretrain"]], np.zeros(1), np.zeros(1))
-    assert missing(held) == (0.0, 0.0)
-    x = np.zeros((2, len(NAMES)))
-    row = answerable_row(x, np.array([0.5, -1.0]), np.array([1.0, share, rarest]))
-    assert len(row) == len(ANSWERABLE_NAMES) and list(row[-3:]) == [1.0, share, rarest]
