@@ -46,7 +46,7 @@ def save(records: list[Labelled], path: Path) -> None:
         sizes=np.array(sizes), x=np.vstack([r.reading.x for r in records if len(r.labels)]),
         labels=np.concatenate([r.labels for r in records]), vectors=np.array([c.vector for c in cands]),
         spans=np.array([(c.span.start, c.span.end) for c in cands]), first=np.concatenate([r.reading.first_stage for r in records]),
-        question=np.array([r.reading.question_x for r in records]),
+        rules=np.array([r.reading.answerable_x[-1] for r in records]),
     )
     meta = [{"q": r.question.__dict__, "texts": list(r.texts), "papers": [c.paper_id for c in r.reading.cands]} for r in records]
     path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
@@ -57,13 +57,13 @@ def load(path: Path) -> list[Labelled]:
         data = {key: npz[key] for key in npz.files}
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     out, at = [], 0
-    facts = data["question"]
-    for size, m, question_x in zip(data["sizes"], meta, facts):
+    flags = data.get("rules", np.ones(len(data["sizes"])))  # read before the rules' flag: answered
+    for size, m, rules in zip(data["sizes"], meta, flags):
         q = Question(**{k: tuple(tuple(p) for p in v) if k == "key_points" else tuple(v) if isinstance(v, list) else v for k, v in m["q"].items()})
         sl = slice(at, at + size)
         cands = tuple(Candidate(0, 0, t, Span(int(a), int(b)), v, p) for t, (a, b), v, p in zip(m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
         x = data["x"][sl]
-        reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), question_x), data["first"][sl], question_x)
+        reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), bool(rules)), data["first"][sl])
         out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"])))
         at += size
     return out
@@ -100,7 +100,7 @@ def evaluate(records: list[Labelled], model) -> dict[str, float]:
     scored = []
     for r in records:
         logits = model.sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
-        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, r.reading.question_x))
+        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, bool(r.reading.answerable_x[-1])))
         p = float(model.answerable.probability(reading.answerable_x[None, :])[0])
         scored.append(replace(r, reading=reading, p_answerable=p))
     return simulate(scored, model)

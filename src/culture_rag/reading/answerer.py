@@ -3,7 +3,7 @@ when the best ones do not look like an answer, else quote the best and those nea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,13 +16,7 @@ from culture_rag.reading.model import AnswerModel
 from culture_rag.types import Hit
 
 BASELINE_SENTENCES = 5  # as the issue's baseline: the top 5 sentences
-# Facts of the question fixed when it is read, whatever the sentence model: whether the
-# hand-written refusal checks let it through, and how much of its weight (idf) no candidate holds
-# at all, in share and in its rarest word ("How many GPUs ... on ImageNet?" where no passage says
-# ImageNet): a question about a detail the papers never mention.
-QUESTION_NAMES = ("rules_answered", "missing_share", "missing_max")
-ANSWERED_BY_DEFAULT = (1.0, 0.0, 0.0)
-ANSWERABLE_NAMES = ("top_logit", "second_logit", "top3_mean_logit", "top_ce", "top_dense", "top_coverage", "top_bm25", "candidates", *QUESTION_NAMES)
+ANSWERABLE_NAMES = ("top_logit", "second_logit", "top3_mean_logit", "top_ce", "top_dense", "top_coverage", "top_bm25", "candidates", "rules_answered")
 
 
 @dataclass(frozen=True)
@@ -34,7 +28,6 @@ class Reading:
     logits: np.ndarray
     answerable_x: np.ndarray  # the question's row for the answerable model
     first_stage: np.ndarray  # candidate indices by hybrid rank (cosine and BM25 fused), no model
-    question_x: np.ndarray = field(default_factory=lambda: np.array(ANSWERED_BY_DEFAULT))  # QUESTION_NAMES
 
 
 def first_stage(close: Closeness) -> np.ndarray:
@@ -47,22 +40,12 @@ def first_stage(close: Closeness) -> np.ndarray:
     return np.argsort(-fused, kind="stable")
 
 
-def missing(close: Closeness) -> tuple[float, float]:
-    """The share of the question's idf weight in words no candidate holds, and the largest such
-    word's weight as a share of the question's largest."""
-    held = set().union(*map(set, close.words)) if close.words else set()
-    absent = [v for w, v in close.weights.items() if w not in held]
-    total, top = sum(close.weights.values()), max(close.weights.values(), default=0.0)
-    return (sum(absent) / total if total else 0.0, max(absent, default=0.0) / top if top else 0.0)
-
-
-def answerable_row(x: np.ndarray, logits: np.ndarray, question_x: np.ndarray | None = None) -> np.ndarray:
-    """The question's row for the answerable model: how good its best candidates look, then the
-    facts of the question (QUESTION_NAMES)."""
+def answerable_row(x: np.ndarray, logits: np.ndarray, rules_answered: bool = True) -> np.ndarray:
+    """The question's row for the answerable model: how good its best candidates look, and
+    whether the hand-written refusal checks (refusal.py) let it through."""
     col = {name: i for i, name in enumerate(NAMES)}
-    facts = [float(v) for v in (ANSWERED_BY_DEFAULT if question_x is None else question_x)]
     if len(logits) == 0:
-        return np.array([-10.0, -10.0, -10.0, -10.0, 0.0, 0.0, 0.0, 0.0, *facts])
+        return np.array([-10.0, -10.0, -10.0, -10.0, 0.0, 0.0, 0.0, 0.0, float(rules_answered)])
     order = np.argsort(-logits)
     top = x[order[0]]
     return np.array([
@@ -74,7 +57,7 @@ def answerable_row(x: np.ndarray, logits: np.ndarray, question_x: np.ndarray | N
         float(top[col["coverage"]]),
         float(x[:, col["bm25"]].max()),
         float(np.log1p(len(logits))),
-        *facts,
+        float(rules_answered),
     ])
 
 
@@ -97,8 +80,7 @@ class FittedAnswerer:
             ce[top] = self.reranker.score(question, [cands[i].text for i in top])
         x = features(question, close, cands, hits, ce, paper_sizes)
         logits = self.model.sentence.logit(x) if len(cands) else np.zeros(0)
-        question_x = np.array([float(rules_answered), *missing(close)])
-        return Reading(tuple(cands), x, logits, answerable_row(x, logits, question_x), order, question_x)
+        return Reading(tuple(cands), x, logits, answerable_row(x, logits, rules_answered), order)
 
     def p_answerable(self, reading: Reading) -> float:
         return float(self.model.answerable.probability(reading.answerable_x[None, :])[0])
