@@ -37,10 +37,18 @@ def title_span(question: str, title: str) -> tuple[int, int, float] | None:
     """Where `title` is written out in `question`: the longest run of words all from the title,
     with the quotes around it, and the share of the title's words it holds; None when the run
     holds less than TITLE_SHARE of them (or fewer than three)."""
-    title_words = {w.lower() for w in _WORD.findall(title)}
+    return _span(question, list(_WORD.finditer(question)), _title_words(title))
+
+
+@lru_cache(maxsize=1 << 16)
+def _title_words(title: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in _WORD.findall(title))
+
+
+def _span(question: str, words: list[re.Match], title_words: frozenset[str]) -> tuple[int, int, float] | None:
+    """title_span over the question's words, found once by the caller for every title it tries."""
     if len(title_words) < 3:
         return None
-    words = list(_WORD.finditer(question))
     best: tuple[int, int, int] | None = None  # first word, past the last, distinct title words
     start = 0
     for i in range(len(words) + 1):
@@ -58,6 +66,7 @@ def title_span(question: str, title: str) -> tuple[int, int, float] | None:
     while end < len(question) and question[end] in _QUOTES:
         end += 1
     return begin, end, best[2] / len(title_words)
+
 
 def _coined(word: str) -> bool:
     """BERT, CodeNet, GPT-3: a capital or a digit past the first letter."""
@@ -162,7 +171,8 @@ def resolve_papers(question: str, papers: Sequence[PaperInfo]) -> Reference:
             surnames.add(i)
     chosen = sorted(o for o, score in scores.items() if score >= 1.0)
     if not chosen:
-        return _by_full_title(question, tokens, lookup) or _by_title(question, tokens, lookup)
+        stems = [content_words(t.lower) for t in tokens]  # as the keyword index sees them
+        return _by_full_title(question, tokens, stems, lookup) or _by_title(question, tokens, stems, lookup)
     # The words that named the chosen papers, which the topic leaves out.
     positions = frozenset(i for o in chosen for i in used[o])
     return Reference(
@@ -249,16 +259,17 @@ def _name_cased(tokens: list[Token], i: int, question: str, lowercase_question: 
     )
 
 
-def _by_full_title(question: str, tokens: list[Token], lookup: _Lookup) -> Reference | None:
+def _by_full_title(question: str, tokens: list[Token], stems: list[list[str]], lookup: _Lookup) -> Reference | None:
     """The paper whose title the question writes out (title_span), when no other paper's title
     is written out as fully. Only papers sharing two or more title words with the question are
     tried, found through the title-word lookup, so the cost does not grow with the library."""
     shared: Counter[int] = Counter()
-    for term in {s for t in tokens for s in content_words(t.lower)}:
+    for term in {s for ss in stems for s in ss}:
         shared.update(lookup.title_terms.get(term, ()))
+    words = list(_WORD.finditer(question))
     found = []
     for owner, n in shared.items():
-        if n >= 2 and (span := title_span(question, lookup.names[owner].title)) is not None:
+        if n >= 2 and (span := _span(question, words, _title_words(lookup.names[owner].title))) is not None:
             found.append((span[2], owner, span))
     if not found:
         return None
@@ -270,13 +281,12 @@ def _by_full_title(question: str, tokens: list[Token], lookup: _Lookup) -> Refer
     return Reference((lookup.names[owner].paper_id,), positions, tuple(tokens[i].text for i in sorted(positions)))
 
 
-def _by_title(question: str, tokens: list[Token], lookup: _Lookup) -> Reference:
+def _by_title(question: str, tokens: list[Token], stems: list[list[str]], lookup: _Lookup) -> Reference:
     none = Reference((), frozenset(), ())
     n_papers = len(lookup.names)
     if not _CUE.search(question) or not n_papers:
         return none
     rare = max(1.0, 0.25 * n_papers)  # a word in most titles names none of them
-    stems = [content_words(t.lower) for t in tokens]
     matched: dict[int, set[str]] = {}
     for term in {s for ss in stems for s in ss}:
         owners = lookup.title_terms.get(term, ())
