@@ -122,7 +122,7 @@ def arxiv_year(arxiv_id: str) -> int | None:
 # arXiv stamps its listing into the margin of page one: "arXiv:1810.04805v2 [cs.CL] 24 May 2019".
 # A bare identifier elsewhere on the page is usually a citation of another paper.
 _ARXIV_STAMP = re.compile(rf"arXiv:\s*({_ARXIV_NEW}|{_ARXIV_OLD})(?:v\d+)?\s*\[[A-Za-z.-]+\]")
-# A line that is only an identifier ("arXiv: 2003.10816" under a Markdown title) names the paper
+# A line that is only an identifier ("arXiv: <id>" under a Markdown title) names the paper
 # itself, as a stamp does; run into the title line above it, it made titles end in "arXiv: ...".
 _ARXIV_LINE = re.compile(rf"^\s*arXiv:\s*({_ARXIV_NEW}|{_ARXIV_OLD})(?:v\d+)?\s*$", re.IGNORECASE)
 # "(Smith, 2015)" is a citation; "Journal of Econometrics 210 (2019) 1-20" is a journal's header.
