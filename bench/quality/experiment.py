@@ -20,7 +20,7 @@ import numpy as np
 from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
-from culture_rag.reading.fitting import Labelled, fit, simulate
+from culture_rag.reading.fitting import LEARNERS, Labelled, fit, simulate
 from culture_rag.settings import Settings
 from culture_rag.types import Span
 
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("step", choices=("read", "fit"))
     parser.add_argument("--shared", type=Path, default=HERE.parents[1].parent / "shared")
     parser.add_argument("--cache", type=Path, default=CACHE / "eval")
-    parser.add_argument("--learner", choices=("linear", "trees"), default="linear")
+    parser.add_argument("--learner", choices=LEARNERS, default="listwise")
     args = parser.parse_args()
     if args.step == "read":
         from culture_rag.answer.rerank import OnnxCrossEncoder

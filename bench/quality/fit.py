@@ -5,9 +5,10 @@
 Reads only train questions (bench/quality/split.json), each as the engine reads it
 (Assistant.read: retrieval, candidate sentences, their features with the cross-encoder). Then
 culture_rag.reading.fitting: a candidate is positive when its quote lies inside a gold evidence
-string or holds one, or makes a key point; two logistic regressions (P(evidence) per sentence,
-P(answerable) per question, on answerable and unanswerable questions) and the selection
-constants by grid search on the same readings. The same questions give the same file."""
+string or holds one, or makes a key point; a linear scorer fitted to rank each question's evidence
+first among its candidates (fitting.listwise), a logistic regression for P(answerable) per
+question (answerable and unanswerable questions), and the selection constants by grid search on
+the same readings. The same questions give the same file."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Fitting the answerer's weights from labelled readings (bench/quality/fit.py runs it on the
-train split). Deterministic: lbfgs logistic regressions and a grid search, no random state."""
+train split). Deterministic: L-BFGS fits from zero and a grid search, no random state."""
 
 from __future__ import annotations
 
@@ -65,6 +65,43 @@ def linear(x: np.ndarray, y: np.ndarray, names) -> Linear:
     return Linear(tuple(names), tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, model.coef_[0])), float(model.intercept_[0]))
 
 
+def listwise(groups: list[tuple[np.ndarray, np.ndarray]], names) -> Linear:
+    """A linear scorer fitted to put each question's evidence first among its own candidates.
+
+    An answer quotes the best few candidates of one question, so what matters is their order
+    within the question, not a probability comparable across questions. For each train question
+    with evidence among its candidates, the loss is -log of the softmax probability its evidence
+    gets (ListNet's loss with several positives), plus the same L2 penalty (C) as the
+    regressions, on standardized features. L-BFGS from zero: the same data gives the same weights.
+
+    The scores are then put on a probability scale by a one-feature logistic regression over
+    every candidate, so the selection constants and the answerable model read probabilities as
+    they did from the pointwise regression (`linear`)."""
+    from scipy.optimize import minimize
+
+    x = np.vstack([g for g, _ in groups])
+    y = np.concatenate([labels for _, labels in groups])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    standard = [((g - mean) / scale, labels) for g, labels in groups if labels.any()]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.5 * float(w @ w) / C, w / C
+        for z, labels in standard:
+            s = z @ w
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            gold = float(p[labels].sum())
+            total -= np.log(gold)
+            grad = grad - z.T @ (np.where(labels, p / gold, 0.0) - p)
+        return total, grad
+
+    w = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 1000}).x
+    calibration = LogisticRegression(C=C, max_iter=5000).fit((((x - mean) / scale) @ w)[:, None], y)
+    a, b = float(calibration.coef_[0, 0]), float(calibration.intercept_[0])
+    return Linear(tuple(names), tuple(map(float, mean)), tuple(map(float, scale)), tuple(float(a * v) for v in w), b)
+
+
 def trees(x: np.ndarray, y: np.ndarray, names, max_iter: int = 200) -> Trees:
     """Gradient-boosted trees (fixed seed, no early stopping: the same data gives the same trees),
     exported to plain arrays (model.Trees)."""
@@ -90,7 +127,7 @@ def trees(x: np.ndarray, y: np.ndarray, names, max_iter: int = 200) -> Trees:
 def simulate(records: list[Labelled], model: AnswerModel) -> dict[str, float]:
     """The train figures `model`'s selection constants give on readings already scored."""
     reader = FittedAnswerer(model)
-    found, precision, declined_ok, false_declines, kp = [], [], [], [], []
+    found, precision, declined_ok, false_declines, kp, words = [], [], [], [], [], []
     for r in records:
         answered = bool(len(r.reading.cands)) and r.p_answerable >= model.decline_below
         if not r.question.answerable:
@@ -101,24 +138,36 @@ def simulate(records: list[Labelled], model: AnswerModel) -> dict[str, float]:
         found.append(bool(chosen) and bool(r.labels[chosen].any()))
         if chosen:
             precision.append(float(r.labels[chosen].mean()))
+            words.append(sum(len(r.texts[i].split()) for i in chosen))
         if r.question.key_points:
             text = normalize(" ".join(r.texts[i] for i in chosen))
             kp.append(float(np.mean([any(normalize(a) in text for a in p) for p in r.question.key_points])) if chosen else 0.0)
     mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
     out = {"evidence_found": mean(found), "precision": mean(precision), "key_points": mean(kp),
-           "abstention": mean(declined_ok), "false_abstention": mean(false_declines)}
+           "abstention": mean(declined_ok), "false_abstention": mean(false_declines),
+           "words_p50": float(np.median(words)) if words else 0.0}
     # What an answer gives: the evidence, the key points, quotes that are right.
     out["objective"] = W_EVIDENCE * out["evidence_found"] + W_POINTS * out["key_points"] + W_PRECISION * out["precision"]
     return out
 
 
-def fit(records: list[Labelled], rerank_top: int, learner: str = "linear") -> tuple[AnswerModel, dict[str, float]]:
-    """The sentence scorer (`learner`: linear or trees) and the answerable regression, then the
+LEARNERS = ("listwise", "pointwise", "trees")
+
+
+def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise") -> tuple[AnswerModel, dict[str, float]]:
+    """The sentence scorer (`learner`: one of LEARNERS) and the answerable regression, then the
     selection constants that maximize the train objective."""
     answerable = [r for r in records if r.question.answerable and len(r.labels)]
     x = np.vstack([r.reading.x for r in answerable])
     y = np.concatenate([r.labels for r in answerable])
-    sentence = trees(x, y, NAMES) if learner == "trees" else linear(x, y, NAMES)
+    if learner == "listwise":
+        sentence = listwise([(r.reading.x, r.labels) for r in answerable], NAMES)
+    elif learner == "pointwise":
+        sentence = linear(x, y, NAMES)
+    elif learner == "trees":
+        sentence = trees(x, y, NAMES)
+    else:
+        raise ValueError(f"learner must be one of {LEARNERS}, not {learner!r}")
     scored = []
     for r in records:
         logits = sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
