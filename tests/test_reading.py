@@ -98,6 +98,30 @@ def test_fitting_is_reproducible_and_learns_the_separating_feature():
     assert figures["evidence_found"] > 0.8
 
 
+def test_the_listwise_scorer_ranks_within_a_question_and_ignores_what_only_tells_questions_apart():
+    """A feature that is the same for every candidate of a question (here: high exactly when the
+    question has evidence) cannot change which candidate comes first. The pointwise regression
+    leans on it; the listwise scorer gives it almost no weight and still ranks by the feature
+    that does separate evidence."""
+    from culture_rag.reading.fitting import linear, listwise
+
+    records = _synthetic_records(3)
+    question_level = NAMES.index("question_words")
+    groups = []
+    for r in records:
+        x = r.reading.x.copy()
+        x[:, question_level] = 2.0 if r.labels.any() else -2.0
+        groups.append((x, r.labels))
+    ranked = listwise(groups, NAMES)
+    pointwise = linear(np.vstack([g for g, _ in groups]), np.concatenate([y for _, y in groups]), NAMES)
+    assert abs(ranked.coef[question_level]) < 0.05 < abs(pointwise.coef[question_level])
+    assert max(range(len(NAMES)), key=lambda i: abs(ranked.coef[i])) == 0 and ranked.coef[0] > 0
+    firsts = [y[np.argmax(ranked.logit(x))] for x, y in groups if y.any()]
+    assert np.mean(firsts) > 0.9
+    with pytest.raises(ValueError, match="listwise"):
+        fit(records, rerank_top=10, learner="forest")
+
+
 @pytest.fixture(scope="module")
 def fake_assistant(tmp_path_factory):
     from conftest import CORPUS, make_settings
