@@ -182,3 +182,17 @@ def test_a_question_naming_its_scoped_paper_by_title_asks_what_it_asks():
     assert without_titles(asked, [longer]) == "What low-resource languages were used?"
     loose = "in the paper cross-lingual adaptation using universal dependencies, which languages were used?"
     assert without_titles(loose, [paper]) == "which languages were used?"
+
+
+def test_a_passage_cited_from_deeper_than_the_k_shown_is_shown_after_them(fake_assistant):
+    """The fitted reader reads most of a chosen paper; a sentence it quotes from a passage below
+    the k best must bring that passage along, or the citation points at nothing on screen."""
+    from culture_rag.answer.citations import cite
+    from culture_rag.assistant import shown_passages
+
+    found = fake_assistant.search("cultural industry in Belarus", k=10)
+    deep = found[7]
+    citation = cite(1, deep, deep.chunk.sentences[0])
+    shown = shown_passages(found[:3], found, [citation])
+    assert [h.chunk.chunk_id for h in shown] == [h.chunk.chunk_id for h in (*found[:3], deep)]
+    assert shown_passages(found[:3], found, [cite(1, found[0], found[0].chunk.sentences[0])]) == tuple(found[:3])

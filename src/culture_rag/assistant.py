@@ -307,7 +307,7 @@ class Assistant:
             question=asked,
             text=draft.text,
             citations=draft.citations,
-            passages=tuple(hits),
+            passages=shown_passages(hits, found, draft.citations),
             answered=draft.answered,
             mode=mode,
             timings=Timings(
@@ -454,3 +454,17 @@ __all__ = ["Assistant", "CultureRagError"]
 def _idf_of(snapshot: Snapshot):
     """The keyword index's idf, or every word alike when the index has none (keyword search off)."""
     return snapshot.keyword.idf if snapshot.keyword else (lambda words: dict.fromkeys(words, 1.0))
+
+
+def shown_passages(hits: Sequence[Hit], found: Sequence[Hit], citations: Sequence[Citation]) -> tuple[Hit, ...]:
+    """The k best passages, then any passage an answer cites from deeper in what was read (the
+    fitted reader reads most of a chosen paper): every citation's passage is shown."""
+    shown = list(hits)
+    ids = {h.chunk.chunk_id for h in shown}
+    for c in citations:
+        if c.chunk.chunk_id not in ids:
+            hit = next((h for h in found if h.chunk.chunk_id == c.chunk.chunk_id), None)
+            if hit is not None:
+                shown.append(hit)
+                ids.add(hit.chunk.chunk_id)
+    return tuple(shown)
