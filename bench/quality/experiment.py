@@ -46,7 +46,7 @@ def save(records: list[Labelled], path: Path) -> None:
         sizes=np.array(sizes), x=np.vstack([r.reading.x for r in records if len(r.labels)]),
         labels=np.concatenate([r.labels for r in records]), vectors=np.array([c.vector for c in cands]),
         spans=np.array([(c.span.start, c.span.end) for c in cands]), first=np.concatenate([r.reading.first_stage for r in records]),
-        rules=np.array([r.reading.answerable_x[-1] for r in records]),
+        rules=np.array([r.reading.rules_answered for r in records]),
     )
     meta = [{"q": r.question.__dict__, "texts": list(r.texts), "papers": [c.paper_id for c in r.reading.cands]} for r in records]
     path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
@@ -63,7 +63,7 @@ def load(path: Path) -> list[Labelled]:
         sl = slice(at, at + size)
         cands = tuple(Candidate(0, 0, t, Span(int(a), int(b)), v, p) for t, (a, b), v, p in zip(m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
         x = data["x"][sl]
-        reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), bool(rules)), data["first"][sl])
+        reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), bool(rules)), data["first"][sl], bool(rules))
         out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"])))
         at += size
     return out
@@ -100,7 +100,7 @@ def evaluate(records: list[Labelled], model) -> dict[str, float]:
     scored = []
     for r in records:
         logits = model.sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
-        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, bool(r.reading.answerable_x[-1])))
+        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, r.reading.rules_answered))
         p = float(model.answerable.probability(reading.answerable_x[None, :])[0])
         scored.append(replace(r, reading=reading, p_answerable=p))
     return simulate(scored, model)

@@ -28,6 +28,7 @@ class Reading:
     logits: np.ndarray
     answerable_x: np.ndarray  # the question's row for the answerable model
     first_stage: np.ndarray  # candidate indices by hybrid rank (cosine and BM25 fused), no model
+    rules_answered: bool = True  # the hand-written refusal checks let the question through
 
 
 def first_stage(close: Closeness) -> np.ndarray:
@@ -80,7 +81,7 @@ class FittedAnswerer:
             ce[top] = self.reranker.score(question, [cross_encoder_text(cands[i], hits) for i in top])
         x = features(question, close, cands, hits, ce, paper_sizes)
         logits = self.model.sentence.logit(x) if len(cands) else np.zeros(0)
-        return Reading(tuple(cands), x, logits, answerable_row(x, logits, rules_answered), order)
+        return Reading(tuple(cands), x, logits, answerable_row(x, logits, rules_answered), order, rules_answered)
 
     def p_answerable(self, reading: Reading) -> float:
         return float(self.model.answerable.probability(reading.answerable_x[None, :])[0])

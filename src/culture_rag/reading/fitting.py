@@ -171,8 +171,7 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise") -> 
     scored = []
     for r in records:
         logits = sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
-        rules_answered = bool(r.reading.answerable_x[-1]) if len(r.reading.answerable_x) == len(ANSWERABLE_NAMES) else True
-        scored.append(replace(r, reading=replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, rules_answered))))
+        scored.append(replace(r, reading=replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, r.reading.rules_answered))))
     rows = np.array([r.reading.answerable_x for r in scored])
     answerable_model = linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES)
     p = answerable_model.probability(rows)
