@@ -118,7 +118,7 @@ class FittedAnswerer:
 
 def cross_encoder_text(c: Candidate, hits: list[Hit]) -> str:
     """What the cross-encoder reads of a candidate: the sentence under its section's heading, as a
-    reader sees it ("Pre-training data: We use the BooksCorpus ..."). The heading tells what the
+    reader sees it ("Training data: We use two corpora of ..."). The heading tells what the
     sentence is about when its own words do not; it was worth +0.02 of the validation objective
     and +0.03 of key points (bench/README.md, session 11)."""
     path = hits[c.hit].chunk.heading_path
