@@ -67,6 +67,17 @@ def test_labels_are_quotes_inside_gold_evidence_or_making_a_key_point():
     assert not labels(["We use the Penn Treebank."], Question("u", "x", False)).any()
 
 
+def test_a_citation_is_labelled_right_by_its_passage_as_citation_precision_judges_it():
+    from culture_rag.reading.fitting import passage_labels
+
+    q = Question("q", "What data?", True, evidence=("We use the Penn Treebank.",), sources=("a.pdf",))
+    assert passage_labels(["Intro. We use the Penn Treebank. More.", "Other text."], ["b.pdf", "a.pdf"], q).tolist() == [True, False]
+    by_source = Question("s", "Who?", True, sources=("a.pdf",))
+    assert passage_labels(["x", "y"], ["b.pdf", "a.pdf"], by_source).tolist() == [False, True]
+    assert passage_labels(["x"], ["a.pdf"], Question("n", "?", True)) is None  # nothing to judge by
+    assert not passage_labels(["We use the Penn Treebank."], ["a.pdf"], Question("u", "?", False)).any()
+
+
 def _synthetic_records(seed: int) -> list[Labelled]:
     """Readings whose first feature (dense) separates evidence from the rest, with noise."""
     from culture_rag.reading.answerer import Reading, answerable_row

@@ -20,7 +20,7 @@ import numpy as np
 from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
-from culture_rag.reading.fitting import LEARNERS, Labelled, fit, simulate
+from culture_rag.reading.fitting import LEARNERS, OBJECTIVE, Labelled, fit, objective, simulate
 from culture_rag.settings import Settings
 from culture_rag.types import Span
 
@@ -46,7 +46,9 @@ def save(records: list[Labelled], path: Path) -> None:
         sizes=np.array(sizes), x=np.vstack([r.reading.x for r in records if len(r.labels)]),
         labels=np.concatenate([r.labels for r in records]), vectors=np.array([c.vector for c in cands]),
         spans=np.array([(c.span.start, c.span.end) for c in cands]), first=np.concatenate([r.reading.first_stage for r in records]),
-        rules=np.array([r.reading.rules_answered for r in records]),
+        rules=np.array([r.reading.rules_answered for r in records]), hits=np.array([c.hit for c in cands]),
+        cited_ok=np.concatenate([r.cited_ok if r.cited_ok is not None else np.zeros(len(r.labels), bool) for r in records]),
+        judged=np.array([r.cited_ok is not None for r in records]),
     )
     meta = [{"q": r.question.__dict__, "texts": list(r.texts), "papers": [c.paper_id for c in r.reading.cands]} for r in records]
     path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
@@ -58,13 +60,16 @@ def load(path: Path) -> list[Labelled]:
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     out, at = [], 0
     flags = data.get("rules", np.ones(len(data["sizes"])))  # read before the rules' flag: answered
-    for size, m, rules in zip(data["sizes"], meta, flags):
+    n = len(data["sizes"])
+    hits, cited_ok, judged = data.get("hits"), data.get("cited_ok"), data.get("judged", np.zeros(n, bool))
+    for size, m, rules, judge in zip(data["sizes"], meta, flags, judged):
         q = Question(**{k: tuple(tuple(p) for p in v) if k == "key_points" else tuple(v) if isinstance(v, list) else v for k, v in m["q"].items()})
         sl = slice(at, at + size)
-        cands = tuple(Candidate(0, 0, t, Span(int(a), int(b)), v, p) for t, (a, b), v, p in zip(m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
+        where = hits[sl] if hits is not None else np.zeros(size, int)
+        cands = tuple(Candidate(int(h), 0, t, Span(int(a), int(b)), v, p) for h, t, (a, b), v, p in zip(where, m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
         x = data["x"][sl]
         reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), bool(rules)), data["first"][sl], bool(rules))
-        out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"])))
+        out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"]), cited_ok=cited_ok[sl] if judge else None))
         at += size
     return out
 
@@ -75,6 +80,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=HERE.parents[1].parent / "shared")
     parser.add_argument("--cache", type=Path, default=CACHE / "eval")
     parser.add_argument("--learner", choices=LEARNERS, default="listwise")
+    parser.add_argument("--weights", type=json.loads, default=OBJECTIVE, help='the selection objective, e.g. \'{"evidence_found": 0.5, "key_points": 0.25, "citation_precision": 0.25}\'')
     args = parser.parse_args()
     if args.step == "read":
         from culture_rag.answer.rerank import OnnxCrossEncoder
@@ -87,10 +93,13 @@ def main() -> None:
             save(records, CACHE / f"readings-{split_name}.npz")
         return
     train, validation = load(CACHE / "readings-train.npz"), load(CACHE / "readings-validation.npz")
-    model, figures = fit(train, RERANK_TOP, args.learner)
+    assert "cited_ok" in np.load(CACHE / "readings-train.npz").files, "readings from before passage labels: run `read` again"
+    model, figures = fit(train, RERANK_TOP, args.learner, args.weights)
     print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_ratio", "keep_min", "max_sentences")})
     for name, records in (("train", train), ("validation", validation)):
-        print(f"{name:11}", {k: round(v, 3) for k, v in evaluate(records, model).items()})
+        figures = evaluate(records, model)
+        figures["objective"] = objective(figures, args.weights)
+        print(f"{name:11}", {k: round(v, 3) for k, v in figures.items()})
 
 
 def evaluate(records: list[Labelled], model) -> dict[str, float]:

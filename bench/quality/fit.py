@@ -23,7 +23,7 @@ from culture_rag.evaluate.compare import collection_library
 from culture_rag.evaluate.pool import PooledQuestion, collections, pool, read_split, select
 from culture_rag.reading.answerer import FittedAnswerer
 from culture_rag.reading.features import NAMES
-from culture_rag.reading.fitting import Labelled, fit, labels, untrained
+from culture_rag.reading.fitting import Labelled, fit, labels, passage_labels, untrained
 from culture_rag.reading.model import packaged_path, save
 from culture_rag.settings import Settings
 
@@ -49,7 +49,8 @@ def read_all(questions: list[PooledQuestion], shared: Path, cache: Path, reader:
         for pq in mine:
             hits, reading = assistant.read(pq.question.question, [ids[pq.scope]] if pq.scope else None)
             quotes = [hits[c.hit].chunk.sentence_text(c.span) for c in reading.cands]
-            records.append(Labelled(pq.question, reading, labels(quotes, pq.question), tuple(c.text for c in reading.cands)))
+            cited_ok = passage_labels([hits[c.hit].chunk.text for c in reading.cands], [hits[c.hit].paper.source for c in reading.cands], pq.question)
+            records.append(Labelled(pq.question, reading, labels(quotes, pq.question), tuple(c.text for c in reading.cands), cited_ok=cited_ok))
         print(f"read {len(mine)} {name} questions", file=sys.stderr)
     return records
 

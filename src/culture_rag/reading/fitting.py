@@ -9,13 +9,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from culture_rag.evaluate.scoring import Question, normalize
+from culture_rag.evaluate.scoring import Question, contains_evidence, normalize
 from culture_rag.reading.answerer import ANSWERABLE_NAMES, FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.features import NAMES
 from culture_rag.reading.model import AnswerModel, Linear, Trees
 
 C = 1.0  # inverse L2 strength, on standardized features
-W_EVIDENCE, W_POINTS, W_PRECISION = 0.5, 0.25, 0.25
+# What the selection constants maximize on train: the share of answers quoting evidence, the
+# key points made, and the share of citations that are right.
+OBJECTIVE = {"evidence_found": 0.5, "key_points": 0.25, "precision": 0.25}
 MAX_FALSE_ABSTENTION = 0.05  # the product's target: at most one answerable question in twenty declined
 # The selection constants searched on train: decline threshold, share of the best's probability,
 # least probability, most sentences.
@@ -36,6 +38,9 @@ class Labelled:
     labels: np.ndarray  # per candidate: its quote is gold evidence or makes a key point
     texts: tuple[str, ...]  # per candidate, as the answer shows it
     p_answerable: float = 0.0
+    # per candidate: citing it counts as right by FORMAT.md's citation precision (its passage
+    # holds gold evidence, or comes from a source paper when the question gives no evidence)
+    cited_ok: np.ndarray | None = None
 
 
 def untrained(rerank_top: int) -> AnswerModel:
@@ -56,6 +61,18 @@ def labels(quotes: list[str], q: Question) -> np.ndarray:
         text = normalize(quote)
         out.append(any(text in g or g in text for g in gold) or any(a in text for a in points))
     return np.array(out, bool)
+
+
+def passage_labels(passages: list[str], sources: list[str], q: Question) -> np.ndarray | None:
+    """Per candidate, whether a citation of its passage is right (scoring._citations_correct);
+    None when the question gives neither evidence nor sources to judge by."""
+    if not q.answerable:
+        return np.zeros(len(passages), bool)
+    if q.evidence:
+        return np.array([contains_evidence(t, list(q.evidence)) for t in passages], bool)
+    if q.sources:
+        return np.array([s in q.sources for s in sources], bool)
+    return None
 
 
 def linear(x: np.ndarray, y: np.ndarray, names) -> Linear:
@@ -127,34 +144,40 @@ def trees(x: np.ndarray, y: np.ndarray, names, max_iter: int = 200) -> Trees:
 def simulate(records: list[Labelled], model: AnswerModel) -> dict[str, float]:
     """The train figures `model`'s selection constants give on readings already scored."""
     reader = FittedAnswerer(model)
-    found, precision, declined_ok, false_declines, kp, words = [], [], [], [], [], []
+    found, precision, cited, declined_ok, false_declines, kp, words = [], [], [], [], [], [], []
     for r in records:
         answered = bool(len(r.reading.cands)) and r.p_answerable >= model.decline_below
         if not r.question.answerable:
             declined_ok.append(not answered)
+            if answered and r.cited_ok is not None:  # every quote given for it is a wrong citation
+                cited.extend([False] * len(reader.choose(r.reading)))
             continue
         false_declines.append(not answered)
         chosen = reader.choose(r.reading) if answered else []
         found.append(bool(chosen) and bool(r.labels[chosen].any()))
         if chosen:
             precision.append(float(r.labels[chosen].mean()))
+            if r.cited_ok is not None:
+                cited.extend(bool(v) for v in r.cited_ok[chosen])
             words.append(sum(len(r.texts[i].split()) for i in chosen))
         if r.question.key_points:
             text = normalize(" ".join(r.texts[i] for i in chosen))
             kp.append(float(np.mean([any(normalize(a) in text for a in p) for p in r.question.key_points])) if chosen else 0.0)
     mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
-    out = {"evidence_found": mean(found), "precision": mean(precision), "key_points": mean(kp),
+    out = {"evidence_found": mean(found), "precision": mean(precision), "citation_precision": mean(cited), "key_points": mean(kp),
            "abstention": mean(declined_ok), "false_abstention": mean(false_declines),
            "words_p50": float(np.median(words)) if words else 0.0}
-    # What an answer gives: the evidence, the key points, quotes that are right.
-    out["objective"] = W_EVIDENCE * out["evidence_found"] + W_POINTS * out["key_points"] + W_PRECISION * out["precision"]
     return out
+
+
+def objective(figures: dict[str, float], weights: dict[str, float] = OBJECTIVE) -> float:
+    return sum(w * figures[name] for name, w in weights.items())
 
 
 LEARNERS = ("listwise", "pointwise", "trees")
 
 
-def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise") -> tuple[AnswerModel, dict[str, float]]:
+def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", weights: dict[str, float] = OBJECTIVE) -> tuple[AnswerModel, dict[str, float]]:
     """The sentence scorer (`learner`: one of LEARNERS) and the answerable regression, then the
     selection constants that maximize the train objective."""
     answerable = [r for r in records if r.question.answerable and len(r.labels)]
@@ -181,6 +204,7 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise") -> 
     for ratio, floor, most in itertools.product(*GRID[1:]):
         model = AnswerModel(sentence, answerable_model, 0.0, float(ratio), float(floor), int(most), rerank_top)
         figures = simulate(scored, model)
+        figures["objective"] = objective(figures, weights)
         if best is None or figures["objective"] > best[0]["objective"] + 1e-12:
             best = (figures, model)
     assert best is not None
@@ -189,6 +213,7 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise") -> 
     # target, so that as many unanswerable questions as possible are declined at that cost.
     for decline in sorted(GRID[0], reverse=True):
         trial = simulate(scored, replace(model, decline_below=float(decline)))
+        trial["objective"] = objective(trial, weights)
         if trial["false_abstention"] <= MAX_FALSE_ABSTENTION:
             figures, model = trial, replace(model, decline_below=float(decline))
             break
