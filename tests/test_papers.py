@@ -76,6 +76,38 @@ def test_pdf_keeps_page_numbers_and_title():
     assert first == last and 1 <= first <= 5
 
 
+def test_bold_words_opening_a_paragraph_are_its_heading():
+    """DistilBERT sets "Data and compute power" in bold before its paragraph (LaTeX's \\paragraph):
+    the paragraph sits under it, inside its numbered section, and no sentence starts with it. A
+    bold subject running on in lowercase ("Other compression techniques have been studied") is
+    no heading. The space after a heading became its line break, so the source view still finds
+    the layout line (test_sourceview's highlights on DistilBERT cover it)."""
+    from culture_rag.ingest import pdf
+
+    paper = read_paper(ARAGOG / "distilbert.pdf")
+    pos = paper.text.index("We train DistilBERT on the same corpus")
+    assert paper.text[pos - len("Data and compute power") - 1 : pos] == "Data and compute power\n"
+    region = next(r for r in paper.regions if r.start <= pos < r.end)
+    assert region.heading_path == ("3 DistilBERT: a distilled version of BERT", "Data and compute power")
+    assert "Other compression techniques have been studied" in paper.text
+    raw = pdf.pdfium_text("distilbert.pdf", (ARAGOG / "distilbert.pdf").read_bytes(), None)
+    assert "Data and compute power" in raw.run_in[2] and not any(h.startswith("Other compression") for p in raw.run_in for h in p)
+
+
+def test_a_pdf_without_a_title_entry_is_titled_by_its_largest_upright_font():
+    """BERT's PDF has no /Title; the largest text of its first page is the arXiv stamp, set
+    sideways in the margin, and the title comes next. Producers' placeholders are no titles."""
+    from culture_rag.ingest import pdf
+    from culture_rag.ingest.pdfpaper import _pdf_meta, _plausible_title
+
+    raw = pdf.pdfium_text("bert.pdf", (ARAGOG / "bert.pdf").read_bytes(), None)
+    assert raw.title == "" and raw.title_lines == ("BERT: Pre-training of Deep Bidirectional Transformers for", "Language Understanding")
+    assert _pdf_meta(raw).title == "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"
+    for placeholder in ("10811.exe", "905_Precinct_NoOU", "Microsoft Word - agenda.docx", "untitled", "arXiv:1810.04805v2 [cs.CL] 24 May 2019"):
+        assert not _plausible_title(placeholder), placeholder
+    assert _plausible_title("The Crazy Ones")
+
+
 def test_running_headers_are_dropped():
     pages = "\f".join(f"Journal of Things Vol. {i}\nBody text of page {i} talks about trade.\n{i}" for i in range(1, 6))
     from culture_rag.ingest.pdfpaper import _drop_running_lines

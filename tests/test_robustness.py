@@ -239,8 +239,9 @@ def test_a_timed_out_parser_leaves_no_child_process(tmp_path, fake_embedder, mon
     corpus.mkdir()
     shutil.copy(ROBUSTNESS / "good" / "crazyones-pdfa.pdf", corpus / "hang.pdf")
     assistant = Assistant(make_settings(tmp_path, parse_timeout_s=1.0), embedder=fake_embedder)
+    before = set(multiprocessing.active_children())  # an earlier test's pool may still be winding down
     assistant.build(corpus)
-    assert multiprocessing.active_children() == []
+    assert set(multiprocessing.active_children()) <= before
 
 
 # --- other bad files ---------------------------------------------------------------------

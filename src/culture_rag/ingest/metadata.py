@@ -203,7 +203,9 @@ def _first_page_guess(text: str) -> tuple[str, tuple[str, ...]]:
     lines = [ln.strip() for ln in text[:3000].split("\n") if ln.strip() and not not_a_title(ln)][:8]
     if not lines:
         return "Untitled", ()
-    start = next((i for i, ln in enumerate(lines) if 2 <= len(ln.split()) <= 30), 0)
+    start = next((i for i, ln in enumerate(lines) if 2 <= len(ln.split()) <= 30), None)
+    if start is None:  # line numbers, a lone word: nothing here reads as a title
+        return "Untitled", ()
     title, rest = lines[start], lines[start + 1 :]
     # A title broken over two lines: the first ends on a joining word or the second runs on.
     if rest and len(title) + len(rest[0]) < 250 and (

@@ -176,7 +176,7 @@ def read_scanned_pages(
             f"{failed} of {len(read)} scanned page(s); the log names the error. If the file is fine, raise "
             "CULTURE_RAG_OCR_PAGE_TIMEOUT_S",
         )
-    return PdfText(tuple(pages), raw.title, raw.author), tuple(kept)
+    return PdfText(tuple(pages), raw.title, raw.author, run_in=raw.run_in, title_lines=raw.title_lines), tuple(kept)
 
 
 def _open(data: bytes, password: str | None):

@@ -25,6 +25,8 @@ class PdfText:
     title: str = ""
     author: str = ""
     reader: str = ""  # "pdfium" when the pages are PDFium's text, whose characters the source view finds again
+    run_in: tuple[tuple[str, ...], ...] = ()  # per page, its run-in headings (fonts.run_in_heads); PDFium only
+    title_lines: tuple[str, ...] = ()  # the first page's lines in its largest font (fonts.largest_font_lines)
 
 
 def _passwords(password: str | None) -> list[str | None]:
@@ -51,23 +53,30 @@ def pdfium_text(where: str | Path, data: bytes, password: str | None) -> PdfText
         raise IngestError(where, "corrupt", f"PDFium cannot open it ({error})")
     try:
         meta = doc.get_metadata_dict(skip_empty=True)
-        pages = tuple(_pdfium_page(doc, i) for i in range(len(doc)))
-        return PdfText(pages, meta.get("Title", ""), meta.get("Author", ""), reader="pdfium")
+        read = [_pdfium_page(doc, i) for i in range(len(doc))]
+        pages = tuple(text for text, _, _ in read)
+        title_lines = next((lines for text, _, lines in read if text.strip()), ())
+        return PdfText(pages, meta.get("Title", ""), meta.get("Author", ""), "pdfium", tuple(heads for _, heads, _ in read), title_lines)
     finally:
         doc.close()
 
 
-def _pdfium_page(doc, index: int) -> str:
+def _pdfium_page(doc, index: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The page's text, its run-in headings and its largest-font lines (fonts.py)."""
     import pypdfium2 as pdfium
+
+    from culture_rag.ingest import fonts
 
     try:
         page = doc[index]
         textpage = page.get_textpage()
     except pdfium.PdfiumError:
-        return ""
+        return "", (), ()
     try:
         # PDFium ends lines with \r\n and marks a line-end hyphen it removed with \x02
-        return textpage.get_text_bounded().replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "")
+        text = textpage.get_text_bounded().replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "")
+        chars = fonts.page_chars(textpage)
+        return text, fonts.run_in_heads(textpage, chars), fonts.largest_font_lines(textpage, chars)
     finally:
         textpage.close()
         page.close()

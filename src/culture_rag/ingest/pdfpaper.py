@@ -47,7 +47,7 @@ def read_pdf(
     cleaned = [clean_text(p, join_lines=False) for p in raw.pages]
     kept = _kept_lines(cleaned)
     pages = ["\n".join(lines[i] for i in keep) for lines, keep in zip((p.split("\n") for p in cleaned), kept)]
-    text, regions = _join_pages(pages, known)
+    text, regions = _join_pages(pages, known, raw.run_in)
     first_page = next((p for p in pages if p.strip()), "")
     return PdfRead(text, regions, _pdf_meta(raw), first_page, len(raw.pages), scanned, raw, cleaned, kept)
 
@@ -74,12 +74,22 @@ def _read_pdf(where, data: bytes, password: str | None) -> PdfText:
 
 
 def _pdf_meta(raw: PdfText) -> PaperMeta:
-    title, author = raw.title.strip(), raw.author.strip()
-    # Producers often leave placeholders such as "untitled" or the file name in /Title.
-    if len(title) < 6 or re.search(r"untitled|\.(docx?|pdf|tex|dvi)$|^microsoft", title, re.IGNORECASE) or not_a_title(title):
-        title = ""
+    """/Title when it is plausible, else the first page's largest-font lines when they are (the
+    first page's text guesses after both: metadata.found_metadata)."""
+    title = next((t for t in (raw.title.strip(), " ".join(raw.title_lines[:3])) if _plausible_title(t)), "")
+    author = raw.author.strip()
     authors = tuple(a.strip() for a in re.split(r";|,| and ", author) if a.strip()) if author else ()
     return PaperMeta(title=title or None, authors=authors)
+
+
+def _plausible_title(title: str) -> bool:
+    """Not a producer's placeholder ("untitled", "Microsoft Word - x.docx", a file name such as
+    "905_Precinct_NoOU" or "10811.exe"), not a stamp or running head, a few words long."""
+    if len(title) < 6 or len(title) > 300 or not re.search(r"[^\W\d_]{3}", title) or not_a_title(title):
+        return False
+    if re.search(r"untitled|\.[a-z]{2,4}$|^microsoft", title, re.IGNORECASE) or (" " not in title and "_" in title):
+        return False
+    return len(title.split()) <= 30
 
 
 def _drop_running_lines(pages: list[str]) -> list[str]:
@@ -116,22 +126,31 @@ def _kept_lines(pages: list[str]) -> list[list[int]]:
     return out
 
 
-def _join_pages(pages: list[str], known: tuple[str, ...] = ()) -> tuple[str, list[Region]]:
+def _join_pages(pages: list[str], known: tuple[str, ...] = (), run_in: tuple[tuple[str, ...], ...] = ()) -> tuple[str, list[Region]]:
     """The pages' layout lines joined into paragraphs (a line break only at a blank line), pages
     apart by a blank line. Headings, captions and every change of role get a line of their own,
-    so that no sentence runs from a heading into its text."""
+    so that no sentence runs from a heading into its text. `run_in[p]` are page p's run-in
+    headings (fonts.run_in_heads): a line opening with one is cut after it, the space between
+    becoming the line break, so the text keeps its length and the source view its anchors."""
     lines: list[roles.Line] = []
     breaks: list[bool] = []  # a blank line before lines[i]
     for number, page in enumerate(pages, start=1):
         page_lines = page.split("\n")
         nonblank = [i for i, ln in enumerate(page_lines) if ln.strip()]
         edge = set(nonblank[: roles.EDGE_DEPTH] + nonblank[-roles.EDGE_DEPTH :])
+        heads = {clean_text(h, join_lines=False) for h in run_in[number - 1]} if number <= len(run_in) else set()
         blank = True
         for i, ln in enumerate(page_lines):
             if not ln.strip():
                 blank = True
                 continue
-            lines.append(roles.Line(ln.strip(), page=number, page_edge=i in edge))
+            text = ln.strip()
+            head = next((h for h in heads if text.startswith(h + " ") and not text[len(h) + 1 : len(h) + 2].isspace()), None)
+            if head:
+                lines.append(roles.Line(head, page=number, page_edge=i in edge, run_in=True))
+                breaks.append(blank)
+                text, blank = text[len(head) + 1 :], False
+            lines.append(roles.Line(text, page=number, page_edge=i in edge))
             breaks.append(blank)
             blank = False
     labels = roles.classify(lines, known)

@@ -118,6 +118,7 @@ class Line:
     page: int | None = None
     md_level: int | None = None  # the number of Markdown '#' marks, for a Markdown heading
     page_edge: bool = False  # among the first or last lines of its page
+    run_in: bool = False  # bold words opening a paragraph (fonts.run_in_heads): a heading under the current section
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class _Classifier:
         self.letters: tuple[int, ...] | None = None  # the last appendix (letter) heading
         self.letters_open = False  # letter headings are accepted after references or an appendix
         self.md_min = min((ln.md_level for ln in lines if ln.md_level), default=1)
+        self.depth = 0  # depth of the last heading that is no run-in heading
 
     def run(self) -> list[Label]:
         for i, line in enumerate(self.lines):
@@ -218,6 +220,9 @@ class _Classifier:
         text = line.text.strip()
         if self._is_boilerplate(text, line):
             return Label(BOILERPLATE)
+        if line.run_in and self.zone in ("main", "abstract") and text:
+            # under the current section, not closing it: the next run-in heading replaces it
+            return Label(HEADING, text.rstrip(" .:"), self.depth + 1)
         heading = self._heading(i, line, text)
         if heading is not None:
             return heading
@@ -246,6 +251,8 @@ class _Classifier:
         second is a few lowercase words ending the question the heading asks."""
         if not self.labels or line.page is None or self.labels[-1].heading is None or line.page != self.lines[i - 1].page:
             return False
+        if self.lines[i - 1].run_in:
+            return False  # the body text that ran on after it
         text, head = line.text.strip(), self.labels[-1].heading
         if len(text.split()) > 6 or len(head) + len(text) > 160 or _NUMBERED.match(text):
             return False
@@ -342,6 +349,8 @@ class _Classifier:
         return bool(_JOINING.search(self.lines[i - 1].text.rstrip()))
 
     def _open(self, zone: str, label: Label) -> Label:
+        if label.heading is not None:
+            self.depth = label.depth
         if zone == "appendix":
             zone = "main"
             self.letters_open = True

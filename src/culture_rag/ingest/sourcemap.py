@@ -109,13 +109,21 @@ def line_anchors(raw_pages: tuple[str, ...], cleaned: list[str], kept: list[list
             line = lines[i].strip()
             if not line:
                 continue
-            at = text.find(line, cursor)
+            at = _find_line(text, line, cursor)
             if at < 0:
                 return []  # the joining changed; no anchors rather than wrong ones
             cursor = at + len(line)
             if exact:
                 rows.append((at, number + 1, traced.chars[offsets[i] + len(lines[i]) - len(lines[i].lstrip())]))
     return rows
+
+
+def _find_line(text: str, line: str, cursor: int) -> int:
+    """Where layout `line` stands in the paper text from `cursor`: next, maybe with the line break
+    a run-in heading ends in (pdfpaper._join_pages) in place of one of its spaces, else anywhere."""
+    window = text[cursor : cursor + len(line) + 4].replace("\n", " ")
+    near = window.find(line)
+    return cursor + near if near >= 0 else text.find(line, cursor)
 
 
 @dataclass(frozen=True)
