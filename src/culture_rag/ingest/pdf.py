@@ -53,7 +53,7 @@ def pdfium_text(where: str | Path, data: bytes, password: str | None) -> PdfText
         raise IngestError(where, "corrupt", f"PDFium cannot open it ({error})")
     try:
         meta = doc.get_metadata_dict(skip_empty=True)
-        read = [_pdfium_page(doc, i) for i in range(len(doc))]
+        read = [_pdfium_page(doc, i, title=i < TITLE_PAGES) for i in range(len(doc))]
         pages = tuple(text for text, _, _ in read)
         title_lines = next((lines for text, _, lines in read if text.strip()), ())
         return PdfText(pages, meta.get("Title", ""), meta.get("Author", ""), "pdfium", tuple(heads for _, heads, _ in read), title_lines)
@@ -61,8 +61,11 @@ def pdfium_text(where: str | Path, data: bytes, password: str | None) -> PdfText
         doc.close()
 
 
-def _pdfium_page(doc, index: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """The page's text, its run-in headings and its largest-font lines (fonts.py)."""
+TITLE_PAGES = 2  # pages whose largest font may be the title: the first, or the one after a cover
+
+
+def _pdfium_page(doc, index: int, title: bool) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The page's text, its run-in headings and, with `title`, its largest-font lines (fonts.py)."""
     import pypdfium2 as pdfium
 
     from culture_rag.ingest import fonts
@@ -76,7 +79,7 @@ def _pdfium_page(doc, index: int) -> tuple[str, tuple[str, ...], tuple[str, ...]
         # PDFium ends lines with \r\n and marks a line-end hyphen it removed with \x02
         text = textpage.get_text_bounded().replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "")
         chars = fonts.page_chars(textpage)
-        return text, fonts.run_in_heads(textpage, chars), fonts.largest_font_lines(textpage, chars)
+        return text, fonts.run_in_heads(textpage, chars), fonts.largest_font_lines(textpage, chars) if title else ()
     finally:
         textpage.close()
         page.close()
