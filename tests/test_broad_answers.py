@@ -143,8 +143,13 @@ def test_an_address_line_is_not_evidence_outside_an_authors_question(seven):
 
 
 def test_a_how_many_question_is_answered_with_a_figure(seven):
-    answer = seven.ask("How many code samples does CodeNet contain?")
-    assert answer.answered and "13,916,868" in answer.text, answer.text
+    """By the default (fitted) reader on the same index. CodeNet's figure sits in the paragraph
+    under its run-in heading "Scale and Statistics", a chunk of its own that search ranks below
+    the five the rules reader reads; the fitted reader reads deeper and quotes it first."""
+    from culture_rag import Assistant
+
+    answer = Assistant(library=seven.library, answerer="fitted").ask("How many code samples does CodeNet contain?")
+    assert answer.answered and "13,916,868" in answer.citations[0].quote, answer.text
 
 
 def test_a_definition_question_quotes_the_sentence_that_defines(seven):
