@@ -1,7 +1,7 @@
 """What a PDF page's fonts say about its structure, from PDFium's per-character font data.
 
 - Run-in headings: a paragraph that opens with a few bold words and goes on in the body font on
-  the same line ("**Data and compute power** We train DistilBERT on ..."), LaTeX's \\paragraph.
+  the same line ("**Training data** We train the model on ..."), LaTeX's \\paragraph.
   Their words name what the paragraph is about, which no numbering pattern finds.
 - The title: the first page's lines in its largest font.
 """
@@ -40,7 +40,7 @@ def _lines(chars: str) -> list[tuple[int, int]]:
 def run_in_heads(textpage, chars: str) -> tuple[str, ...]:
     """The bold words that open a line and run into body text on it. A head starts with a
     capital, has at most MAX_HEAD_WORDS words and does not end on a joining word; the text after
-    it starts with a capital (a bold subject running on in lowercase, "**BERT** is ...", or a
+    it starts with a capital (a bold subject running on in lowercase, "**Our model** is ...", or a
     bold drop cap, is no heading)."""
     import pypdfium2.raw as raw
 

@@ -84,7 +84,7 @@ def _pdf_meta(raw: PdfText) -> PaperMeta:
 
 def _plausible_title(title: str) -> bool:
     """Not a producer's placeholder ("untitled", "Microsoft Word - x.docx", a file name such as
-    "905_Precinct_NoOU" or "10811.exe"), not a stamp or running head, a few words long."""
+    "report_final_v2" or "scan0001.exe"), not a stamp or running head, a few words long."""
     if len(title) < 6 or len(title) > 300 or not re.search(r"[^\W\d_]{3}", title) or not_a_title(title):
         return False
     if re.search(r"untitled|\.[a-z]{2,4}$|^microsoft", title, re.IGNORECASE) or (" " not in title and "_" in title):
