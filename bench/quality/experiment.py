@@ -57,16 +57,15 @@ def save(records: list[Labelled], path: Path) -> None:
 def load(path: Path) -> list[Labelled]:
     with np.load(path) as npz:  # each npz[key] reads the whole array again: once each
         data = {key: npz[key] for key in npz.files}
+    if "cited_ok" not in data:
+        raise SystemExit(f"{path}: readings from before passage labels; run `experiment.py read` again")
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     out, at = [], 0
-    flags = data.get("rules", np.ones(len(data["sizes"])))  # read before the rules' flag: answered
-    n = len(data["sizes"])
-    hits, cited_ok, judged = data.get("hits"), data.get("cited_ok"), data.get("judged", np.zeros(n, bool))
-    for size, m, rules, judge in zip(data["sizes"], meta, flags, judged):
+    hits, cited_ok = data["hits"], data["cited_ok"]
+    for size, m, rules, judge in zip(data["sizes"], meta, data["rules"], data["judged"]):
         q = Question(**{k: tuple(tuple(p) for p in v) if k == "key_points" else tuple(v) if isinstance(v, list) else v for k, v in m["q"].items()})
         sl = slice(at, at + size)
-        where = hits[sl] if hits is not None else np.zeros(size, int)
-        cands = tuple(Candidate(int(h), 0, t, Span(int(a), int(b)), v, p) for h, t, (a, b), v, p in zip(where, m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
+        cands = tuple(Candidate(int(h), 0, t, Span(int(a), int(b)), v, p) for h, t, (a, b), v, p in zip(hits[sl], m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
         x = data["x"][sl]
         reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), bool(rules)), data["first"][sl], bool(rules))
         out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"]), cited_ok=cited_ok[sl] if judge else None))
@@ -93,7 +92,6 @@ def main() -> None:
             save(records, CACHE / f"readings-{split_name}.npz")
         return
     train, validation = load(CACHE / "readings-train.npz"), load(CACHE / "readings-validation.npz")
-    assert "cited_ok" in np.load(CACHE / "readings-train.npz").files, "readings from before passage labels: run `read` again"
     model, figures = fit(train, RERANK_TOP, args.learner, args.weights)
     print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_ratio", "keep_min", "max_sentences")})
     for name, records in (("train", train), ("validation", validation)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,16 +201,20 @@ def quote_in_evidence(o: Outcome) -> bool:
 
 
 def _citations_correct(o: Outcome) -> list[bool]:
-    """A citation is right when its chunk holds evidence, or, with no evidence given, comes from
-    a source file. Citations given for an unanswerable question are wrong by definition."""
-    q = o.question
+    return citations_right(o.question, o.cited_texts, o.cited_sources) or []
+
+
+def citations_right(q: Question, texts: Sequence[str], sources: Sequence[str]) -> list[bool] | None:
+    """Per citation (its chunk's text, its paper's file), whether it is right: its chunk holds
+    evidence, or, with no evidence given, it comes from a source file. Citations given for an
+    unanswerable question are wrong by definition; None when there is nothing to judge by."""
     if not q.answerable:
-        return [False] * len(o.cited_texts)
+        return [False] * len(texts)
     if q.evidence:
-        return [contains_evidence(t, list(q.evidence)) for t in o.cited_texts]
+        return [contains_evidence(t, list(q.evidence)) for t in texts]
     if q.sources:
-        return [s in q.sources for s in o.cited_sources]
-    return []
+        return [s in q.sources for s in sources]
+    return None
 
 
 def _plain(text: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from culture_rag.errors import EncryptedPdfError, IngestError
+from culture_rag.ingest import fonts
 
 REDO = "; re-download it or export it again from its source"
 
@@ -67,8 +68,6 @@ TITLE_PAGES = 2  # pages whose largest font may be the title: the first, or the 
 def _pdfium_page(doc, index: int, title: bool) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """The page's text, its run-in headings and, with `title`, its largest-font lines (fonts.py)."""
     import pypdfium2 as pdfium
-
-    from culture_rag.ingest import fonts
 
     try:
         page = doc[index]
@@ -176,7 +175,6 @@ def page_char_trace(page) -> tuple[str, list[int]] | None:
     (generated line breaks, NULs, glyphs outside the crop box): equal stretches are matched whole,
     and at a difference the next character is looked for a few characters ahead."""
     import pypdfium2 as pdfium
-    import pypdfium2.raw as raw
 
     try:
         textpage = page.get_textpage()
@@ -184,10 +182,10 @@ def page_char_trace(page) -> tuple[str, list[int]] | None:
         return None
     try:
         bounded = textpage.get_text_bounded()
-        stream = [raw.FPDFText_GetUnicode(textpage, j) for j in range(textpage.count_chars())]
+        stream = fonts.page_chars(textpage)
     finally:
         textpage.close()
-    found = _subsequence(bounded, "".join(map(chr, stream)))
+    found = _subsequence(bounded, stream)
     # as _pdfium_page: \r\n and \r become \n, \x02 (a hyphen PDFium removed) goes
     text, chars = [], []
     for i, ch in enumerate(bounded):

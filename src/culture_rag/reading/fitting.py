@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from culture_rag.evaluate.scoring import Question, contains_evidence, normalize
+from culture_rag.evaluate.scoring import Question, citations_right, normalize
 from culture_rag.reading.answerer import ANSWERABLE_NAMES, FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.features import NAMES
 from culture_rag.reading.model import AnswerModel, Linear, Trees
@@ -64,15 +64,10 @@ def labels(quotes: list[str], q: Question) -> np.ndarray:
 
 
 def passage_labels(passages: list[str], sources: list[str], q: Question) -> np.ndarray | None:
-    """Per candidate, whether a citation of its passage is right (scoring._citations_correct);
-    None when the question gives neither evidence nor sources to judge by."""
-    if not q.answerable:
-        return np.zeros(len(passages), bool)
-    if q.evidence:
-        return np.array([contains_evidence(t, list(q.evidence)) for t in passages], bool)
-    if q.sources:
-        return np.array([s in q.sources for s in sources], bool)
-    return None
+    """Per candidate, whether a citation of its passage is right, as citation precision judges
+    it (scoring.citations_right); None when the question gives neither evidence nor sources."""
+    right = citations_right(q, passages, sources)
+    return None if right is None else np.array(right, bool)
 
 
 def linear(x: np.ndarray, y: np.ndarray, names) -> Linear:
