@@ -109,6 +109,29 @@ def test_fitting_is_reproducible_and_learns_the_separating_feature():
     assert figures["evidence_found"] > 0.8
 
 
+def test_selection_is_chosen_on_scores_from_models_that_never_saw_the_question_s_paper():
+    """Cross-fitting: a paper's questions share one fold, and each question is scored by models
+    fitted without that fold, so the constants are chosen on scores like a new paper's."""
+    from dataclasses import replace
+
+    from culture_rag.reading.fitting import cross_scored, fold_of, models
+
+    records = [replace(r, group=f"paper-{i // 3}") for i, r in enumerate(_synthetic_records(5))]  # three questions a paper
+    folds = [fold_of(r, 4) for r in records]
+    for i in range(0, len(records), 3):
+        assert len(set(folds[i:i + 3])) == 1  # a paper's questions stay together
+    assert set(folds) == {0, 1, 2, 3}
+    scored = {r.question.id: r for r in cross_scored(records, folds=4)}
+    assert sorted(scored) == sorted(r.question.id for r in records)  # every question scored once
+    held_out = [r for r, f in zip(records, folds) if f == 2]
+    sentence, answerable, _, _ = models([r for r, f in zip(records, folds) if f != 2])
+    everything, _, _, _ = models(records)
+    for r in held_out:
+        assert np.allclose(scored[r.question.id].reading.logits, sentence.logit(r.reading.x))
+        assert not np.allclose(scored[r.question.id].reading.logits, everything.logit(r.reading.x))
+        assert scored[r.question.id].p_answerable == pytest.approx(float(answerable.probability(scored[r.question.id].reading.answerable_x[None, :])[0]))
+
+
 def test_the_listwise_scorer_ranks_within_a_question_and_ignores_what_only_tells_questions_apart():
     """A feature that is the same for every candidate of a question (here: high exactly when the
     question has evidence) cannot change which candidate comes first. The pointwise regression

@@ -20,7 +20,7 @@ import numpy as np
 from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
-from culture_rag.reading.fitting import LEARNERS, OBJECTIVE, Labelled, fit, objective, simulate
+from culture_rag.reading.fitting import FOLDS, LEARNERS, OBJECTIVE, Labelled, fit, objective, simulate
 from culture_rag.settings import Settings
 from culture_rag.types import Span
 
@@ -50,7 +50,7 @@ def save(records: list[Labelled], path: Path) -> None:
         cited_ok=np.concatenate([r.cited_ok if r.cited_ok is not None else np.zeros(len(r.labels), bool) for r in records]),
         judged=np.array([r.cited_ok is not None for r in records]),
     )
-    meta = [{"q": r.question.__dict__, "texts": list(r.texts), "papers": [c.paper_id for c in r.reading.cands]} for r in records]
+    meta = [{"q": r.question.__dict__, "group": r.group, "texts": list(r.texts), "papers": [c.paper_id for c in r.reading.cands]} for r in records]
     path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
 
 
@@ -60,6 +60,8 @@ def load(path: Path) -> list[Labelled]:
     if "cited_ok" not in data:
         raise SystemExit(f"{path}: readings from before passage labels; run `experiment.py read` again")
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    if meta and "group" not in meta[0]:
+        raise SystemExit(f"{path.with_suffix('.json')}: readings from before folds by document; run `experiment.py read` again")
     out, at = [], 0
     hits, cited_ok = data["hits"], data["cited_ok"]
     for size, m, rules, judge in zip(data["sizes"], meta, data["rules"], data["judged"]):
@@ -68,7 +70,7 @@ def load(path: Path) -> list[Labelled]:
         cands = tuple(Candidate(int(h), 0, t, Span(int(a), int(b)), v, p) for h, t, (a, b), v, p in zip(hits[sl], m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
         x = data["x"][sl]
         reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), bool(rules)), data["first"][sl], bool(rules))
-        out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"]), cited_ok=cited_ok[sl] if judge else None))
+        out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"]), cited_ok=cited_ok[sl] if judge else None, group=m["group"]))
         at += size
     return out
 
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=HERE.parents[1].parent / "shared")
     parser.add_argument("--cache", type=Path, default=CACHE / "eval")
     parser.add_argument("--learner", choices=LEARNERS, default="listwise")
+    parser.add_argument("--folds", type=int, default=FOLDS, help="choose the selection constants on scores cross-fitted over this many folds (1: on the models' own scores)")
     parser.add_argument("--weights", type=json.loads, default=OBJECTIVE, help='the selection objective, e.g. \'{"evidence_found": 0.5, "key_points": 0.25, "citation_precision": 0.25}\'')
     args = parser.parse_args()
     if args.step == "read":
@@ -92,7 +95,7 @@ def main() -> None:
             save(records, CACHE / f"readings-{split_name}.npz")
         return
     train, validation = load(CACHE / "readings-train.npz"), load(CACHE / "readings-validation.npz")
-    model, figures = fit(train, RERANK_TOP, args.learner, args.weights)
+    model, figures = fit(train, RERANK_TOP, args.learner, args.weights, args.folds)
     print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_ratio", "keep_min", "max_sentences")})
     for name, records in (("train", train), ("validation", validation)):
         figures = evaluate(records, model)

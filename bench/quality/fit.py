@@ -50,7 +50,8 @@ def read_all(questions: list[PooledQuestion], shared: Path, cache: Path, reader:
             hits, reading = assistant.read(pq.question.question, [ids[pq.scope]] if pq.scope else None)
             quotes = [hits[c.hit].chunk.sentence_text(c.span) for c in reading.cands]
             cited_ok = passage_labels([hits[c.hit].chunk.text for c in reading.cands], [hits[c.hit].paper.source for c in reading.cands], pq.question)
-            records.append(Labelled(pq.question, reading, labels(quotes, pq.question), tuple(c.text for c in reading.cands), cited_ok=cited_ok))
+            records.append(Labelled(pq.question, reading, labels(quotes, pq.question), tuple(c.text for c in reading.cands), cited_ok=cited_ok,
+                                    group=" ".join(pq.documents)))
         print(f"read {len(mine)} {name} questions", file=sys.stderr)
     return records
 

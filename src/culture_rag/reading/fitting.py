@@ -1,8 +1,10 @@
 """Fitting the answerer's weights from labelled readings (bench/quality/fit.py runs it on the
-train split). Deterministic: L-BFGS fits from zero and a grid search, no random state."""
+train split). Deterministic: L-BFGS fits from zero, folds drawn by a hash of each question's
+document and a grid search, no random state."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass, replace
 
@@ -27,6 +29,12 @@ GRID = (
     (0.05, 0.1, 0.2, 0.3, 0.5),
     (1, 2, 3, 4, 5),
 )
+# Cross-fitting: the selection constants and the decline threshold are chosen on scores the
+# models gave questions they were not fitted on (each fold's, from the other folds' models),
+# as they will score a new paper's questions. Chosen on the models' own train scores, they
+# trusted those scores too much: the threshold sat on the false-abstention limit and moved a
+# grid step with any change to the readings (docs/limits.md, session 12).
+FOLDS = 5
 
 
 @dataclass
@@ -41,6 +49,13 @@ class Labelled:
     # per candidate: citing it counts as right by FORMAT.md's citation precision (its passage
     # holds gold evidence, or comes from a source paper when the question gives no evidence)
     cited_ok: np.ndarray | None = None
+    group: str = ""  # the document it is about (the split's unit), which decides its fold
+
+
+def fold_of(record: Labelled, folds: int) -> int:
+    """A question's fold: a hash of its document, so a paper's questions share one fold."""
+    key = record.group or record.question.id
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % folds
 
 
 def untrained(rerank_top: int) -> AnswerModel:
@@ -172,9 +187,20 @@ def objective(figures: dict[str, float], weights: dict[str, float] = OBJECTIVE) 
 LEARNERS = ("listwise", "pointwise", "trees")
 
 
-def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", weights: dict[str, float] = OBJECTIVE) -> tuple[AnswerModel, dict[str, float]]:
-    """The sentence scorer (`learner`: one of LEARNERS) and the answerable regression, then the
-    selection constants that maximize the train objective."""
+def _scored(records: list[Labelled], sentence: Linear | Trees, answerable: Linear | None = None) -> list[Labelled]:
+    """`records` with the sentence scorer's logits, their answerable row, and P(answerable)."""
+    out = []
+    for r in records:
+        logits = sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
+        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, r.reading.rules_answered))
+        p = float(answerable.probability(reading.answerable_x[None, :])[0]) if answerable is not None else 0.0
+        out.append(replace(r, reading=reading, p_answerable=p))
+    return out
+
+
+def models(records: list[Labelled], learner: str = "listwise") -> tuple[Linear | Trees, Linear, int, int]:
+    """The sentence scorer (`learner`: one of LEARNERS) and the answerable regression fitted on
+    `records`; then how many candidates and positives the scorer learned from."""
     answerable = [r for r in records if r.question.answerable and len(r.labels)]
     x = np.vstack([r.reading.x for r in answerable])
     y = np.concatenate([r.labels for r in answerable])
@@ -186,14 +212,40 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", wei
         sentence = trees(x, y, NAMES)
     else:
         raise ValueError(f"learner must be one of {LEARNERS}, not {learner!r}")
-    scored = []
-    for r in records:
-        logits = sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
-        scored.append(replace(r, reading=replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, r.reading.rules_answered))))
+    scored = _scored(records, sentence)
     rows = np.array([r.reading.answerable_x for r in scored])
-    answerable_model = linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES)
-    p = answerable_model.probability(rows)
-    scored = [replace(r, p_answerable=float(pi)) for r, pi in zip(scored, p)]
+    return sentence, linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES), len(y), int(y.sum())
+
+
+def _foldable(records: list[Labelled], folds: int) -> bool:
+    """Every fold's complement has answerable questions with evidence and unanswerable ones."""
+    fold = [fold_of(r, folds) for r in records]
+    for k in range(folds):
+        rest = [r for r, f in zip(records, fold) if f != k]
+        if not any(r.question.answerable and r.labels.any() for r in rest) or all(r.question.answerable for r in rest):
+            return False
+    return True
+
+
+def cross_scored(records: list[Labelled], learner: str = "listwise", folds: int = FOLDS) -> list[Labelled]:
+    """Every record scored by models fitted on the other folds (by document)."""
+    fold = [fold_of(r, folds) for r in records]
+    out = []
+    for k in range(folds):
+        sentence, answerable, _, _ = models([r for r, f in zip(records, fold) if f != k], learner)
+        out += _scored([r for r, f in zip(records, fold) if f == k], sentence, answerable)
+    return out
+
+
+def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", weights: dict[str, float] = OBJECTIVE,
+        folds: int = FOLDS) -> tuple[AnswerModel, dict[str, float]]:
+    """The sentence scorer and the answerable regression fitted on every record, then the
+    selection constants that maximize the objective on cross-fitted scores (`folds` < 2: on the
+    models' own scores). Returns the model and its figures on the scores it was chosen on."""
+    sentence, answerable_model, n, positive = models(records, learner)
+    if folds > 1 and not _foldable(records, folds):  # too few questions (a --limit run): say so in the file
+        folds = 1
+    scored = cross_scored(records, learner, folds) if folds > 1 else _scored(records, sentence, answerable_model)
     # How much to quote: the constants that give the best answers when nothing is declined.
     best: tuple[dict[str, float], AnswerModel] | None = None
     for ratio, floor, most in itertools.product(*GRID[1:]):
@@ -204,12 +256,12 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", wei
             best = (figures, model)
     assert best is not None
     figures, model = best
-    # When to decline: the highest threshold that keeps train's false abstention within the
-    # target, so that as many unanswerable questions as possible are declined at that cost.
+    # When to decline: the highest threshold that keeps the false abstention within the target,
+    # so that as many unanswerable questions as possible are declined at that cost.
     for decline in sorted(GRID[0], reverse=True):
         trial = simulate(scored, replace(model, decline_below=float(decline)))
         trial["objective"] = objective(trial, weights)
         if trial["false_abstention"] <= MAX_FALSE_ABSTENTION:
             figures, model = trial, replace(model, decline_below=float(decline))
             break
-    return replace(model, fitted_on=f"{len(records)} questions, {len(y)} candidates ({int(y.sum())} positive)"), figures
+    return replace(model, fitted_on=f"{len(records)} questions, {n} candidates ({positive} positive)" + (f", constants chosen on {folds} folds" if folds > 1 else ", constants chosen on the models' own scores")), figures
