@@ -20,7 +20,7 @@ import numpy as np
 from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
-from culture_rag.reading.fitting import FOLDS, LEARNERS, OBJECTIVE, Labelled, fit, objective, simulate
+from culture_rag.reading.fitting import FOLDS, LEARNERS, OBJECTIVE, Labelled, fit, objective, score_records, simulate
 from culture_rag.settings import Settings
 from culture_rag.types import Span
 
@@ -105,16 +105,7 @@ def main() -> None:
 
 def evaluate(records: list[Labelled], model) -> dict[str, float]:
     """simulate() on records scored by `model` (as fit() scores train)."""
-    from dataclasses import replace
-
-    scored = []
-    for r in records:
-        logits = model.sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
-        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, r.reading.rules_answered))
-        p = float(model.answerable.probability(reading.answerable_x[None, :])[0])
-        scored.append(replace(r, reading=reading, p_answerable=p))
-    return simulate(scored, model)
-
+    return simulate(score_records(records, model.sentence, model.answerable), model)
 
 if __name__ == "__main__":
     main()

@@ -187,7 +187,7 @@ def objective(figures: dict[str, float], weights: dict[str, float] = OBJECTIVE) 
 LEARNERS = ("listwise", "pointwise", "trees")
 
 
-def _scored(records: list[Labelled], sentence: Linear | Trees, answerable: Linear | None = None) -> list[Labelled]:
+def score_records(records: list[Labelled], sentence: Linear | Trees, answerable: Linear | None = None) -> list[Labelled]:
     """`records` with the sentence scorer's logits, their answerable row, and P(answerable)."""
     out = []
     for r in records:
@@ -212,7 +212,7 @@ def models(records: list[Labelled], learner: str = "listwise") -> tuple[Linear |
         sentence = trees(x, y, NAMES)
     else:
         raise ValueError(f"learner must be one of {LEARNERS}, not {learner!r}")
-    scored = _scored(records, sentence)
+    scored = score_records(records, sentence)
     rows = np.array([r.reading.answerable_x for r in scored])
     return sentence, linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES), len(y), int(y.sum())
 
@@ -233,7 +233,7 @@ def cross_scored(records: list[Labelled], learner: str = "listwise", folds: int 
     out = []
     for k in range(folds):
         sentence, answerable, _, _ = models([r for r, f in zip(records, fold) if f != k], learner)
-        out += _scored([r for r, f in zip(records, fold) if f == k], sentence, answerable)
+        out += score_records([r for r, f in zip(records, fold) if f == k], sentence, answerable)
     return out
 
 
@@ -245,7 +245,7 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", wei
     sentence, answerable_model, n, positive = models(records, learner)
     if folds > 1 and not _foldable(records, folds):  # too few questions (a --limit run): say so in the file
         folds = 1
-    scored = cross_scored(records, learner, folds) if folds > 1 else _scored(records, sentence, answerable_model)
+    scored = cross_scored(records, learner, folds) if folds > 1 else score_records(records, sentence, answerable_model)
     # How much to quote: the constants that give the best answers when nothing is declined.
     best: tuple[dict[str, float], AnswerModel] | None = None
     for ratio, floor, most in itertools.product(*GRID[1:]):
