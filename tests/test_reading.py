@@ -107,6 +107,10 @@ def test_fitting_is_reproducible_and_learns_the_separating_feature():
     coef = dict(zip(NAMES, a.sentence.coef))
     assert max(coef, key=lambda k: abs(coef[k])) == NAMES[0] and coef[NAMES[0]] > 0
     assert figures["evidence_found"] > 0.8
+    assert a.fitted_on.endswith("constants chosen on 5 folds")
+    # Too few questions for every fold to hold an unanswerable one: chosen in-sample, and the file says so.
+    few, _ = fit(_synthetic_records(7)[:6], rerank_top=10)
+    assert few.fitted_on.endswith("constants chosen on the models' own scores")
 
 
 def test_selection_is_chosen_on_scores_from_models_that_never_saw_the_question_s_paper():
