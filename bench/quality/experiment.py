@@ -107,5 +107,6 @@ def evaluate(records: list[Labelled], model) -> dict[str, float]:
     """simulate() on records scored by `model` (as fit() scores train)."""
     return simulate(score_records(records, model.sentence, model.answerable), model)
 
+
 if __name__ == "__main__":
     main()

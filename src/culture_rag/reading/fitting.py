@@ -217,23 +217,26 @@ def models(records: list[Labelled], learner: str = "listwise") -> tuple[Linear |
     return sentence, linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES), len(y), int(y.sum())
 
 
+def _folds(records: list[Labelled], folds: int) -> list[tuple[list[Labelled], list[Labelled]]]:
+    """Per fold: the records its models are fitted on (the other folds'), and its own."""
+    fold = [fold_of(r, folds) for r in records]
+    return [([r for r, f in zip(records, fold) if f != k], [r for r, f in zip(records, fold) if f == k]) for k in range(folds)]
+
+
 def _foldable(records: list[Labelled], folds: int) -> bool:
     """Every fold's complement has answerable questions with evidence and unanswerable ones."""
-    fold = [fold_of(r, folds) for r in records]
-    for k in range(folds):
-        rest = [r for r, f in zip(records, fold) if f != k]
-        if not any(r.question.answerable and r.labels.any() for r in rest) or all(r.question.answerable for r in rest):
-            return False
-    return True
+    return all(
+        any(r.question.answerable and r.labels.any() for r in rest) and not all(r.question.answerable for r in rest)
+        for rest, _ in _folds(records, folds)
+    )
 
 
 def cross_scored(records: list[Labelled], learner: str = "listwise", folds: int = FOLDS) -> list[Labelled]:
     """Every record scored by models fitted on the other folds (by document)."""
-    fold = [fold_of(r, folds) for r in records]
     out = []
-    for k in range(folds):
-        sentence, answerable, _, _ = models([r for r, f in zip(records, fold) if f != k], learner)
-        out += score_records([r for r, f in zip(records, fold) if f == k], sentence, answerable)
+    for rest, own in _folds(records, folds):
+        sentence, answerable, _, _ = models(rest, learner)
+        out += score_records(own, sentence, answerable)
     return out
 
 
