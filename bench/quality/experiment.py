@@ -46,7 +46,7 @@ def save(records: list[Labelled], path: Path) -> None:
         sizes=np.array(sizes), x=np.vstack([r.reading.x for r in records if len(r.labels)]),
         labels=np.concatenate([r.labels for r in records]), vectors=np.array([c.vector for c in cands]),
         spans=np.array([(c.span.start, c.span.end) for c in cands]), first=np.concatenate([r.reading.first_stage for r in records]),
-        rules=np.array([r.reading.rules_answered for r in records]), hits=np.array([c.hit for c in cands]),
+        hits=np.array([c.hit for c in cands]),
         cited_ok=np.concatenate([r.cited_ok if r.cited_ok is not None else np.zeros(len(r.labels), bool) for r in records]),
         judged=np.array([r.cited_ok is not None for r in records]),
     )
@@ -64,12 +64,12 @@ def load(path: Path) -> list[Labelled]:
         raise SystemExit(f"{path.with_suffix('.json')}: readings from before folds by document; run `experiment.py read` again")
     out, at = [], 0
     hits, cited_ok = data["hits"], data["cited_ok"]
-    for size, m, rules, judge in zip(data["sizes"], meta, data["rules"], data["judged"]):
+    for size, m, judge in zip(data["sizes"], meta, data["judged"]):
         q = Question(**{k: tuple(tuple(p) for p in v) if k == "key_points" else tuple(v) if isinstance(v, list) else v for k, v in m["q"].items()})
         sl = slice(at, at + size)
         cands = tuple(Candidate(int(h), 0, t, Span(int(a), int(b)), v, p) for h, t, (a, b), v, p in zip(hits[sl], m["texts"], data["spans"][sl], data["vectors"][sl], m["papers"]))
         x = data["x"][sl]
-        reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size), bool(rules)), data["first"][sl], bool(rules))
+        reading = Reading(cands, x, np.zeros(size), answerable_row(x, np.zeros(size)), data["first"][sl])
         out.append(Labelled(q, reading, data["labels"][sl], tuple(m["texts"]), cited_ok=cited_ok[sl] if judge else None, group=m["group"]))
         at += size
     return out

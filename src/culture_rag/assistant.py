@@ -24,7 +24,7 @@ from culture_rag.answer.evidence import Pool, gather, structural_pool
 from culture_rag.answer.generation import EndpointGenerator, Generator, LocalGenerator
 from culture_rag.answer.intents import question_parts
 from culture_rag.answer.naming import library_surnames, without_names
-from culture_rag.answer.prompts import build_messages, select_evidence
+from culture_rag.answer.prompts import DECLINED, build_messages, select_evidence
 from culture_rag.answer.query import QueryPlan, plan_question
 from culture_rag.answer.retrieval import RetrievalConfig, retrieve
 from culture_rag.answer.translation import QuestionTranslator, Translation, detect_language
@@ -270,7 +270,7 @@ class Assistant:
         query = without_names(query, plan.author_names) or query
         k = k or self.settings.top_k
         mode = mode or self.settings.answer_mode
-        fitted = mode == "extractive" and self.answerer != "rules"
+        fitted = self.answerer != "rules"
         if fitted:
             query, found = self._fitted_search(snapshot, plan, query, k)
         else:
@@ -281,16 +281,22 @@ class Assistant:
             pool = structural_pool(snapshot, plan, found, self.query_vector(query))
         hits = found[:k]
         searched = time.perf_counter()
+        # reading the candidates (the cross-encoder) is answering, not searching
+        reading = self._fitted_read(snapshot, query, found) if fitted else None
         if mode == "extractive":
-            if fitted:  # reading the candidates (the cross-encoder) is answering, not searching
-                draft = self._answer(self._fitted_read(snapshot, plan, query, focus, k, found), found)
-            else:
-                draft = self._extractive(snapshot, plan, query, focus, pool)
+            draft = self._answer(reading, found) if reading is not None else self._extractive(snapshot, plan, query, focus, pool)
             if draft.answered:
                 yield AnswerEvent("token", draft.text)
+        elif reading is not None and self.answerer != "baseline" and not self.reader().answers(reading):
+            # The same decline as the extractive answer's: a generative model shown sentences
+            # that do not answer the question would be asked to invent.
+            draft = self._answer(reading, found)
         else:
             pieces = []
-            evidence, cited = self._evidence(snapshot, plan, query, focus, pool)
+            if reading is not None:
+                evidence, cited = select_evidence(self._ranked(reading), found)
+            else:
+                evidence, cited = self._evidence(snapshot, plan, query, focus, pool)
             for piece in self._generator(mode).stream(build_messages(focus, evidence)):
                 pieces.append(piece)
                 yield AnswerEvent("token", piece)
@@ -299,8 +305,12 @@ class Assistant:
                 "".join(pieces), cited, self.embedder.embed_texts, self.settings.support_min_score, idf
             )
             if not draft.answered:
-                fallback = self._extractive(snapshot, plan, query, focus, pool)
-                notice = "No generated sentence passed the citation check; this is the extractive answer instead."
+                fallback = self._answer(reading, found) if reading is not None else self._extractive(snapshot, plan, query, focus, pool)
+                # The model declining is a weak signal (the 1.5B says no to about a fifth of
+                # answerable questions, bench/README.md session 13): the extractive answer, which
+                # passed the fitted answerable check, stands in for it as for a failed check.
+                notice = ("The model found no answer in the evidence" if draft.text == DECLINED and not draft.removed
+                          else "No generated sentence passed the citation check") + "; this is the extractive answer instead."
                 draft = replace(fallback, removed=draft.removed, notice=notice if fallback.answered else "")
         done = time.perf_counter()
         answer = Answer(
@@ -364,7 +374,7 @@ class Assistant:
         plan = self._plan(snapshot, asked, papers)
         query = without_names(asked, plan.author_names) or asked
         query, found = self._fitted_search(snapshot, plan, query, self.settings.top_k)
-        return found, self._fitted_read(snapshot, plan, query, asked, self.settings.top_k, found)
+        return found, self._fitted_read(snapshot, query, found)
 
     def _fitted_search(self, snapshot: Snapshot, plan: QueryPlan, query: str, k: int) -> tuple[str, list[Hit]]:
         """The query without the title of a paper it is scoped to, and passages deeper than the
@@ -373,18 +383,20 @@ class Assistant:
         depth = self.settings.reading_depth_scoped if plan.papers else self.settings.reading_depth
         return query, self._search(snapshot, query, max(k, depth), plan.papers or None)
 
-    def _fitted_read(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, k: int, found: list[Hit]) -> Reading:
-        """The candidate sentences of `found`, scored. The rules' refusal (topic words the
-        passages lack, names the papers never use) enters as one feature of the answerable
-        model, not a gate."""
-        idf = _idf_of(snapshot)
+    def _fitted_read(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Reading:
+        """The candidate sentences of `found`, scored by the fitted model (the baseline: ranked
+        by the first stage alone, with no cross-encoder)."""
         sizes: dict[str, int] = {}
         for hit in found:  # how far into its paper a passage stands, as a share of what was read of it
             sizes[hit.paper.paper_id] = max(sizes.get(hit.paper.paper_id, 0), hit.chunk.end)
-        if self.answerer == "baseline":  # the yardstick reads with no model: no cross-encoder, no rules
-            return self.reader().read(query, self.query_vector(query), found, idf, sizes, rerank=False)
-        rules = self._extractive(snapshot, plan, query, focus, structural_pool(snapshot, plan, found[:k], self.query_vector(query)))
-        return self.reader().read(query, self.query_vector(query), found, idf, sizes, rules_answered=rules.answered)
+        rerank = self.answerer != "baseline"
+        return self.reader().read(query, self.query_vector(query), found, _idf_of(snapshot), sizes, rerank=rerank)
+
+    def _ranked(self, reading: Reading) -> list:
+        """The candidates best first, as the answerer ranks them (the baseline: the first stage)."""
+        if self.answerer == "baseline":
+            return [reading.cands[i] for i in reading.first_stage]
+        return self.reader().ranked(reading)
 
     def _answer(self, reading: Reading, found: list[Hit]) -> Draft:
         if self.answerer == "baseline":

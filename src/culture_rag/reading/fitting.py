@@ -192,7 +192,7 @@ def score_records(records: list[Labelled], sentence: Linear | Trees, answerable:
     out = []
     for r in records:
         logits = sentence.logit(r.reading.x) if len(r.labels) else np.zeros(0)
-        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits, r.reading.rules_answered))
+        reading = replace(r.reading, logits=logits, answerable_x=answerable_row(r.reading.x, logits))
         p = float(answerable.probability(reading.answerable_x[None, :])[0]) if answerable is not None else 0.0
         out.append(replace(r, reading=reading, p_answerable=p))
     return out
