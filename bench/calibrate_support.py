@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibrate import ROOT, SHARED, index_for  # noqa: E402
+from common import ROOT, SHARED, index_for  # noqa: E402
 
 
 def main() -> None:

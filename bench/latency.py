@@ -76,9 +76,9 @@ def measure(assistant, queries: list[str], label: str, search_target: float | No
     if has_ask(assistant):
         from culture_rag import Assistant
 
-        # The default (fitted) reader and the hand-written one, question by question in turn on
-        # the same library, so that both see the same load.
-        engines = {name: Assistant(library=assistant.library, answerer=name) for name in ("fitted", "rules")}
+        # The default (fitted) reader and the rule-free baseline (no cross-encoder), question by
+        # question in turn on the same library, so that both see the same load.
+        engines = {name: Assistant(library=assistant.library, answerer=name) for name in ("fitted", "baseline")}
         for engine in engines.values():
             engine.ask("warm up: the cross-encoder and the weights load on the first question")
         times: dict[str, list[float]] = {name: [] for name in engines}

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import common
-from calibrate import SHARED, _seven, index_for
+from common import SHARED, index_for, seven_papers
 
 # (question, file of the paper that answers it): dev_broad's zh/ru questions and more of the same kind.
 EXTRA = [
@@ -41,7 +41,7 @@ def main() -> None:
     ] + EXTRA
     workdir = tempfile.TemporaryDirectory()  # removed when main returns
     tmp = Path(workdir.name)
-    assistant = index_for(_seven(tmp / "papers"), tmp / "seven")
+    assistant = index_for(seven_papers(tmp / "papers"), tmp / "seven")
     snapshot = assistant.snapshot
     source_of = {p.paper_id: p.source for p in snapshot.papers}
     sources = [source_of[c.paper_id] for c in snapshot.chunks]

@@ -160,8 +160,7 @@ def test_main_journey(page, app_url, tmp_path):
     shot(page, "04-declined")
 
     # A broad question gets several cited sentences, the likeliest first: here the conclusion
-    # that names the strategies. (The rules reader's list, a point per subsection under its
-    # heading, is tested on that reader in test_broad_answers.py.)
+    # that names the strategies.
     strategies = ask(page, "What strategies do the papers propose for China's cultural industry to go international?")
     expect(strategies.locator("a.cite").first).to_be_visible()
     assert strategies.locator("a.cite").count() >= 3

@@ -9,7 +9,7 @@ import pytest
 from conftest import ARAGOG, make_settings
 
 from culture_rag import Assistant, PaperNotFoundError
-from culture_rag.answer.query import plan_question
+from culture_rag.answer.naming import resolve_papers
 from culture_rag.index import dense
 from culture_rag.index.dense import build_dense, search_parts
 from culture_rag.index.lexical import KeywordIndex
@@ -148,13 +148,13 @@ def test_real_model_scoped_search_gets_the_full_k(real_corpus_assistant):
     assert len(hits) == 8 and {h.paper.paper_id for h in hits} == {mao.paper_id}
 
 
-def test_real_model_plan_then_scoped_search(real_aragog_assistant):
+def test_real_model_named_papers_then_scoped_search(real_aragog_assistant):
     assistant = real_aragog_assistant
-    plan = plan_question("How was the HellaSwag dataset built?", assistant.papers())
-    assert plan.papers == ("hellaswag",) and plan.intent == "method"
-    hits = assistant.search(plan.topic or plan.question, k=6, papers=plan.papers)
+    named = resolve_papers("How was the HellaSwag dataset built?", assistant.papers())
+    assert named.papers == ("hellaswag",)
+    hits = assistant.search("How was the dataset built?", k=6, papers=named.papers)
     assert len(hits) == 6 and {h.paper.paper_id for h in hits} == {"hellaswag"}
-    plan = plan_question("Compare DistilBERT and BERT", assistant.papers())
-    assert set(plan.papers) == {"bert", "distilbert"}
-    hits = assistant.search("model size, speed and accuracy", k=10, papers=plan.papers)
+    named = resolve_papers("Compare DistilBERT and BERT", assistant.papers())
+    assert set(named.papers) == {"bert", "distilbert"}
+    hits = assistant.search("model size, speed and accuracy", k=10, papers=named.papers)
     assert len(hits) == 10 and {h.paper.paper_id for h in hits} <= {"bert", "distilbert"}

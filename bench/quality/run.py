@@ -1,6 +1,6 @@
-"""Score splits of the pooled questions with the baseline, the rules and the fitted reader, side by side.
+"""Score splits of the pooled questions with the baseline and the fitted reader, side by side.
 
-    .venv/bin/python bench/quality/run.py --split train validation dev [--engines baseline rules fitted]
+    .venv/bin/python bench/quality/run.py --split train validation dev [--engines baseline fitted]
         [--forms picked named] [--languages en zh ru] [--dump train-answers.jsonl] [--json out.json]
 
 Each (split, group, form, engine) line comes from one run over the same indexes. --dump writes

@@ -13,19 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from culture_rag.answer.compose import (
-    Draft,
-    ExtractiveConfig,
-    check_generated,
-    extractive_answer,
-)
+from culture_rag.answer.compose import Draft, check_generated
 from culture_rag.answer.conversation import follow_up_notice, follow_up_question, language_notice, retrieval_query
-from culture_rag.answer.evidence import Pool, gather, structural_pool
 from culture_rag.answer.generation import EndpointGenerator, Generator, LocalGenerator
-from culture_rag.answer.intents import question_parts
-from culture_rag.answer.naming import library_surnames, without_names
+from culture_rag.answer.naming import Reference, library_surnames, resolve_papers, without_names
 from culture_rag.answer.prompts import DECLINED, build_messages, select_evidence
-from culture_rag.answer.query import QueryPlan, plan_question
 from culture_rag.answer.retrieval import RetrievalConfig, retrieve
 from culture_rag.answer.translation import QuestionTranslator, Translation, detect_language
 from culture_rag.embed.embedder import Embedder
@@ -43,7 +35,7 @@ from culture_rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, PaperIn
 
 log = logging.getLogger(__name__)
 
-ANSWERERS = ("fitted", "rules", "baseline")
+ANSWERERS = ("fitted", "baseline")
 
 
 class Assistant:
@@ -66,7 +58,7 @@ class Assistant:
         nothing loaded until `reload`). `generators`: answer models by mode ("local",
         "endpoint"), instead of the ones the settings describe, started on first use.
         `reader`: the fitted answerer, instead of the packaged weights and cross-encoder;
-        `answerer`: fitted, rules or baseline, instead of settings.answerer."""
+        `answerer`: fitted or baseline (the rule-free yardstick), instead of settings.answerer."""
         if library is not None:
             self.settings, self.embedder, self.library = library.settings, library.embedder, library
         else:
@@ -266,46 +258,33 @@ class Assistant:
         rewritten = follow_up_question(focus, earlier, snapshot.papers)  # "What about Belarus?": the one before, of Belarus
         query = rewritten if rewritten != focus else retrieval_query(focus, earlier)
         focus = rewritten
-        plan = replace(self._plan(snapshot, focus, papers), language=translation.source_language)
-        query = without_names(query, plan.author_names) or query
+        scope = self._scope(snapshot, focus, papers)
+        query = without_names(query, scope.author_names) or query
         k = k or self.settings.top_k
         mode = mode or self.settings.answer_mode
-        fitted = self.answerer != "rules"
-        if fitted:
-            query, found = self._fitted_search(snapshot, plan, query, k)
-        else:
-            # A comparison needs passages on each side, which one ranking by similarity to the
-            # question rarely puts in its first k: its answer reads twice as deep; the reader is
-            # shown the first k as ever.
-            found = self._search(snapshot, query, k * (2 if plan.intent == "comparison" else 1), plan.papers or None)
-            pool = structural_pool(snapshot, plan, found, self.query_vector(query))
+        query, found = self._fitted_search(snapshot, scope, query, k)
         hits = found[:k]
         searched = time.perf_counter()
-        # reading the candidates (the cross-encoder) is answering, not searching
-        reading = self._fitted_read(snapshot, query, found) if fitted else None
+        reading = self._fitted_read(snapshot, query, found)  # the cross-encoder: answering, not searching
         if mode == "extractive":
-            draft = self._answer(reading, found) if reading is not None else self._extractive(snapshot, plan, query, focus, pool)
+            draft = self._answer(reading, found)
             if draft.answered:
                 yield AnswerEvent("token", draft.text)
-        elif reading is not None and self.answerer != "baseline" and not self.reader().answers(reading):
+        elif self.answerer != "baseline" and not self.reader().answers(reading):
             # The same decline as the extractive answer's: a generative model shown sentences
             # that do not answer the question would be asked to invent.
             draft = self._answer(reading, found)
         else:
             pieces = []
-            if reading is not None:
-                evidence, cited = select_evidence(self._ranked(reading), found)
-            else:
-                evidence, cited = self._evidence(snapshot, plan, query, focus, pool)
+            evidence, cited = select_evidence(self._ranked(reading), found)
             for piece in self._generator(mode).stream(build_messages(focus, evidence)):
                 pieces.append(piece)
                 yield AnswerEvent("token", piece)
-            idf = _idf_of(snapshot)
             draft = check_generated(
-                "".join(pieces), cited, self.embedder.embed_texts, self.settings.support_min_score, idf
+                "".join(pieces), cited, self.embedder.embed_texts, self.settings.support_min_score, _idf_of(snapshot)
             )
             if not draft.answered:
-                fallback = self._answer(reading, found) if reading is not None else self._extractive(snapshot, plan, query, focus, pool)
+                fallback = self._answer(reading, found)
                 # The model declining is a weak signal (the 1.5B says no to about a fifth of
                 # answerable questions, bench/README.md session 13): the extractive answer, which
                 # passed the fitted answerable check, stands in for it as for a failed check.
@@ -346,13 +325,12 @@ class Assistant:
                 self._translator = QuestionTranslator.from_settings(self.settings, self._generators.get("local"))
         return self._translator.translate(question, library_surnames(snapshot.papers))
 
-    def _plan(self, snapshot: Snapshot, question: str, papers: Iterable[str] | None) -> QueryPlan:
-        """What the question asks for and of which papers; papers the caller chose win over the
-        ones the question names."""
-        plan = plan_question(question, snapshot.papers)
+    def _scope(self, snapshot: Snapshot, question: str, papers: Iterable[str] | None) -> Reference:
+        """The papers to answer from: the ones the caller chose, else those the question names
+        (by file, short name, surname or title), else the whole library (no papers)."""
         if papers is not None:
-            plan = replace(plan, papers=paper_ids(papers), author_names=())
-        return plan
+            return Reference(paper_ids(papers), frozenset(), ())
+        return resolve_papers(question, snapshot.papers)
 
     def reader(self) -> FittedAnswerer:
         """The fitted answerer: its weights (checked by sha256) and the cross-encoder, loaded once."""
@@ -371,17 +349,17 @@ class Assistant:
         sentences, as `ask` reads them (translated, without a conversation): for fitting."""
         snapshot = self._require_snapshot()
         asked = self._translate(self.check_question(question), snapshot).english
-        plan = self._plan(snapshot, asked, papers)
-        query = without_names(asked, plan.author_names) or asked
-        query, found = self._fitted_search(snapshot, plan, query, self.settings.top_k)
+        scope = self._scope(snapshot, asked, papers)
+        query = without_names(asked, scope.author_names) or asked
+        query, found = self._fitted_search(snapshot, scope, query, self.settings.top_k)
         return found, self._fitted_read(snapshot, query, found)
 
-    def _fitted_search(self, snapshot: Snapshot, plan: QueryPlan, query: str, k: int) -> tuple[str, list[Hit]]:
+    def _fitted_search(self, snapshot: Snapshot, scope: Reference, query: str, k: int) -> tuple[str, list[Hit]]:
         """The query without the title of a paper it is scoped to, and passages deeper than the
         k shown: most of a chosen paper, or the library's best."""
-        query = without_titles(query, [p for p in snapshot.papers if p.paper_id in plan.papers])
-        depth = self.settings.reading_depth_scoped if plan.papers else self.settings.reading_depth
-        return query, self._search(snapshot, query, max(k, depth), plan.papers or None)
+        query = without_titles(query, [p for p in snapshot.papers if p.paper_id in scope.papers])
+        depth = self.settings.reading_depth_scoped if scope.papers else self.settings.reading_depth
+        return query, self._search(snapshot, query, max(k, depth), scope.papers or None)
 
     def _fitted_read(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Reading:
         """The candidate sentences of `found`, scored by the fitted model (the baseline: ranked
@@ -402,24 +380,6 @@ class Assistant:
         if self.answerer == "baseline":
             return self.reader().baseline(reading, found)
         return self.reader().answer(reading, found)
-
-    def _extractive(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> Draft:
-        config = ExtractiveConfig(
-            self.settings.answer_sentences, self.settings.answer_min_score, min_coverage=self.settings.answer_min_coverage
-        )
-        parts = question_parts(focus)
-        part_vectors = [self.query_vector(p) for p in parts] if len(parts) > 1 else []
-        return extractive_answer(plan, query, focus, self.query_vector(query), pool, snapshot.keyword, config, part_vectors)
-
-    def _evidence(self, snapshot: Snapshot, plan: QueryPlan, query: str, focus: str, pool: Pool) -> tuple[list, list[Hit]]:
-        """The sentences a generative model sees, numbered, with the passage behind each number:
-        the best evidence, where the question points first, as the extractive answer ranks it."""
-        weights = ExtractiveConfig(self.settings.answer_sentences, self.settings.answer_min_score).weights
-        candidates = gather(
-            query, focus, self.query_vector(query), pool.hits, snapshot.keyword, weights, pool.wanted,
-            pool.abstract_in_focus, front_lines=plan.intent == "authors", focus_chunks=pool.focus_chunks,
-        )
-        return select_evidence(candidates, pool.hits)
 
     def _generator(self, mode: str) -> Generator:
         with self._cache_lock:

@@ -62,11 +62,11 @@ class Settings(BaseSettings):
     )
 
     answer_mode: AnswerMode = Field("extractive", description="extractive, local (llama.cpp) or endpoint.")
-    answerer: Literal["fitted", "rules", "baseline"] = Field(
+    answerer: Literal["fitted", "baseline"] = Field(
         "fitted",
-        description="How an extractive answer is read: fitted (candidate sentences scored by weights fitted on the "
-        "train split, bench/quality/fit.py), rules (the hand-written reader before them) or baseline (the top "
-        "sentences of hybrid sentence retrieval, never declining; a yardstick).",
+        description="How an answer's sentences are chosen: fitted (candidate sentences scored by weights fitted on "
+        "the train split, bench/quality/fit.py) or baseline (the top sentences of hybrid sentence retrieval, never "
+        "declining; a yardstick).",
     )
     answerer_weights: Path | None = Field(
         None, description="The fitted answerer's weights (JSON with a .sha256 beside it); None: the packaged ones."
@@ -80,17 +80,6 @@ class Settings(BaseSettings):
     reading_depth: int = Field(12, ge=1, le=200, description="Passages the fitted answerer reads from the whole library.")
     reading_depth_scoped: int = Field(
         40, ge=1, le=400, description="Passages it reads when the question is about chosen papers (most of a paper)."
-    )
-    answer_sentences: int = Field(
-        2, ge=1, le=6, description="Most sentences in an extractive answer; more only when they score nearly as high."
-    )
-    answer_min_score: float = Field(
-        0.40, description="Best sentence score below which the assistant declines (calibrated on the dev sets)."
-    )
-    answer_min_coverage: float = Field(
-        0.5,
-        description="Share of the question's topic words, weighted by rarity, that the chosen evidence must contain "
-        "(names the papers never use weigh double); below it the assistant declines (calibrated on the dev sets).",
     )
     support_min_score: float = Field(
         0.55,

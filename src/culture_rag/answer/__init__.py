@@ -1,1 +1,1 @@
-"""Answering a question: understanding it, retrieving and reranking passages, choosing evidence, composing and checking the answer."""
+"""Answering a question: the papers it names, its translation, retrieving and reranking passages, how a sentence is quoted, and generated answers checked against their citations (the fitted reader that chooses the sentences is reading/)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from culture_rag.answer.query import plan_question
+from culture_rag.answer.naming import resolve_papers
 from culture_rag.answer.translation import LANGUAGE_NAMES, Translation
 
 
@@ -52,8 +52,8 @@ def follow_up_question(question: str, history: Sequence[str], papers: Sequence =
     if not history or not match:
         return question
     rest, before = match.group("rest"), history[-1].strip().rstrip("?.! ")
-    named = plan_question(before, papers).names
-    if named and plan_question(f"What does {rest} say?", papers).papers and named[0] in before and named[-1] in before:
+    named = resolve_papers(before, papers).names
+    if named and resolve_papers(f"What does {rest} say?", papers).papers and named[0] in before and named[-1] in before:
         start, end = before.index(named[0]), before.rindex(named[-1]) + len(named[-1])
         return f"{before[:start]}{rest}{before[end:]}?"
     return re.sub(r"\s+about\s+.*$", "", before, flags=re.I) + f" about {rest}?"

@@ -1,6 +1,7 @@
 """The words of a question and which of them are not its topic: word tokens (each in one
 script), and the question, intent and paper-cue words that say what is asked rather than
-what it is about. Paper names, question kinds and the topic are all read from these."""
+what it is about. Paper names are read from these (naming.py): a title's words that only say
+what is asked ("method", "results") name no paper."""
 
 from __future__ import annotations
 

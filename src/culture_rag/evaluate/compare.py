@@ -1,6 +1,5 @@
 """Scoring a split of the pooled questions (evalsets.py) with several answerers side by side:
-the rule-free baseline, the hand-written rules and the fitted reader, on the same indexes in
-one run. Each collection is indexed once into a cache folder and reused while its files, the
+the rule-free baseline and the fitted reader, on the same indexes in one run. Each collection is indexed once into a cache folder and reused while its files, the
 index settings and the reading code (ingest/) are unchanged."""
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from culture_rag.evaluate.scoring import Outcome, metrics
 from culture_rag.library import Library
 from culture_rag.settings import INDEX_FIELDS, Settings
 
-ENGINES = ("baseline", "rules", "fitted")
+ENGINES = ("baseline", "fitted")
 FORMS = ("picked", "named")  # a paper chosen in the picker, or named by title in the question
 
 

@@ -54,15 +54,6 @@ def content_words(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in stop]
 
 
-def stem_in(word: str, found: set[str]) -> bool:
-    """`word` among the stems `found`. The stemmer leaves some forms apart ("compet" and
-    "competit", "internat" and "internation"): a stem of five letters or more also matches the
-    longer stems it begins."""
-    if word in found:
-        return True
-    return len(word) >= 5 and any(f.startswith(word) or len(f) >= 5 and word.startswith(f) for f in found)
-
-
 @dataclass(frozen=True)
 class KeywordHits:
     rows: np.ndarray  # positions in the chunk table, best first

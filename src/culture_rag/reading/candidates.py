@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from culture_rag.answer.evidence import NEVER_QUOTED, answer_text_of, quote_span  # headings, captions, references...: never quoted
+from culture_rag.answer.sentences import NEVER_QUOTED, answer_text_of, quote_span  # headings, captions, references...: never quoted
 from culture_rag.types import Hit, Span
 
 

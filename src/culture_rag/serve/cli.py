@@ -327,7 +327,7 @@ def evaluate(
     split: Annotated[Optional[str], typer.Option(help="Score a split of the pooled sets instead: train, validation or dev.")] = None,
     split_file: Annotated[Path, typer.Option(help="The committed split.")] = Path("bench/quality/split.json"),
     shared: Annotated[Path, typer.Option(help="The shared/ folder of question sets and documents.")] = Path("../shared"),
-    engines: Annotated[str, typer.Option(help="Answerers scored side by side: baseline, rules, fitted.")] = "baseline,rules,fitted",
+    engines: Annotated[str, typer.Option(help="Answerers scored side by side: baseline, fitted.")] = "baseline,fitted",
 ) -> None:
     """Score a question set: retrieval, answers, citations, abstention and latency. With
     --split, score a split of the pooled sets (bench/quality/split.json), every engine side by
