@@ -167,6 +167,16 @@ def test_a_declined_question_never_reaches_the_model(real_corpus_assistant):
     assert generator.seen == [] and len(answer.passages) > 0  # the closest passages are still shown
 
 
+def test_the_baseline_shows_a_generative_model_its_first_stage_sentences(real_corpus_assistant):
+    # The yardstick never declines: even a question about something else reaches the model,
+    # with the five best sentences of hybrid retrieval.
+    generator = ScriptedGenerator("The cultural industry is the material carrier of culture [1].")
+    baseline = Assistant(library=real_corpus_assistant.library, generators={"local": generator}, answerer="baseline")
+    answer = baseline.ask(OUT_OF_SCOPE, mode="local")
+    assert answer.answered and len(generator.seen) == 1
+    assert generator.seen[0][1]["content"].count("<passage n=") == 5
+
+
 def test_model_declining_falls_back_to_the_extractive_answer(real_corpus_assistant):
     asked = with_generator(real_corpus_assistant, ScriptedGenerator(DECLINED))
     answer = asked.ask("Which film industries does Belarus face fierce competition from?", mode="local")

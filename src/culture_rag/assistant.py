@@ -262,10 +262,10 @@ class Assistant:
         query = without_names(query, scope.author_names) or query
         k = k or self.settings.top_k
         mode = mode or self.settings.answer_mode
-        query, found = self._fitted_search(snapshot, scope, query, k)
+        query, found = self._passages_to_read(snapshot, scope, query, k)
         hits = found[:k]
         searched = time.perf_counter()
-        reading = self._fitted_read(snapshot, query, found)  # the cross-encoder: answering, not searching
+        reading = self._read_candidates(snapshot, query, found)  # the cross-encoder: answering, not searching
         if mode == "extractive":
             draft = self._answer(reading, found)
             if draft.answered:
@@ -351,17 +351,17 @@ class Assistant:
         asked = self._translate(self.check_question(question), snapshot).english
         scope = self._scope(snapshot, asked, papers)
         query = without_names(asked, scope.author_names) or asked
-        query, found = self._fitted_search(snapshot, scope, query, self.settings.top_k)
-        return found, self._fitted_read(snapshot, query, found)
+        query, found = self._passages_to_read(snapshot, scope, query, self.settings.top_k)
+        return found, self._read_candidates(snapshot, query, found)
 
-    def _fitted_search(self, snapshot: Snapshot, scope: Reference, query: str, k: int) -> tuple[str, list[Hit]]:
+    def _passages_to_read(self, snapshot: Snapshot, scope: Reference, query: str, k: int) -> tuple[str, list[Hit]]:
         """The query without the title of a paper it is scoped to, and passages deeper than the
         k shown: most of a chosen paper, or the library's best."""
         query = without_titles(query, [p for p in snapshot.papers if p.paper_id in scope.papers])
         depth = self.settings.reading_depth_scoped if scope.papers else self.settings.reading_depth
         return query, self._search(snapshot, query, max(k, depth), scope.papers or None)
 
-    def _fitted_read(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Reading:
+    def _read_candidates(self, snapshot: Snapshot, query: str, found: list[Hit]) -> Reading:
         """The candidate sentences of `found`, scored by the fitted model (the baseline: ranked
         by the first stage alone, with no cross-encoder)."""
         sizes: dict[str, int] = {}
