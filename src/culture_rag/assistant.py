@@ -285,7 +285,7 @@ class Assistant:
             )
             if not draft.answered:
                 # The model's decline is not believed over the fitted answerable check: believed,
-                # it declined 41% of the answerable QASPER questions of a validation subset
+                # it declined 41% of the answerable researchers' questions of a validation subset
                 # (bench/README.md, session 14). The extractive answer stands in for it, as for
                 # a reply whose every sentence failed the citation check.
                 fallback = self._answer(reading, found)
