@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, index_for  # noqa: E402
+from common import SHARED, build_index  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
 
     workdir = tempfile.TemporaryDirectory()  # removed when main returns
     tmp = Path(workdir.name)
-    assistant = index_for(ROOT / "corpus", tmp / "seed")
+    assistant = build_index(tmp / "seed")
     questions = [q for q in read_questions(SHARED / "eval" / "dev_seed.jsonl") if q.answerable and q.evidence]
     idf = assistant.snapshot.keyword.idf
     positives, negatives = [], []

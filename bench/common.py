@@ -272,24 +272,3 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-def index_for(corpus: Path, tmp: Path, embedder=None):
-    """An Assistant over a copy of the files in `corpus`, indexed into `tmp`."""
-    from culture_rag import Assistant, Settings
-
-    (tmp / "corpus").mkdir(parents=True)
-    for f in corpus.iterdir():
-        if f.is_file():
-            shutil.copy(f, tmp / "corpus" / f.name)
-    assistant = Assistant(Settings(index_dir=tmp / "index", corpus_dir=tmp / "corpus"), embedder=embedder)
-    assistant.build(tmp / "corpus")
-    return assistant
-
-
-def seven_papers(folder: Path) -> Path:
-    """corpus/ and the five arXiv PDFs in one folder: dev_broad is scored on one index of all seven."""
-    folder.mkdir(parents=True)
-    for f in [*CORPUS.iterdir(), *ARAGOG.glob("*.pdf")]:
-        if f.is_file():
-            shutil.copy(f, folder / f.name)
-    return folder

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import common
-from common import SHARED, index_for, seven_papers
+from common import SHARED
 
 # (question, file of the paper that answers it): dev_broad's zh/ru questions and more of the same kind.
 EXTRA = [
@@ -41,7 +41,7 @@ def main() -> None:
     ] + EXTRA
     workdir = tempfile.TemporaryDirectory()  # removed when main returns
     tmp = Path(workdir.name)
-    assistant = index_for(seven_papers(tmp / "papers"), tmp / "seven")
+    assistant = common.build_index(tmp / "seven", pdfs=True)  # dev_broad is scored on one index of all seven
     snapshot = assistant.snapshot
     source_of = {p.paper_id: p.source for p in snapshot.papers}
     sources = [source_of[c.paper_id] for c in snapshot.chunks]

@@ -1,6 +1,7 @@
 """Scoring a split of the pooled questions (evalsets.py) with several answerers side by side:
-the rule-free baseline and the fitted reader, on the same indexes in one run. Each collection is indexed once into a cache folder and reused while its files, the
-index settings and the reading code (ingest/) are unchanged."""
+the rule-free baseline and the fitted reader, on the same indexes in one run. Each collection
+is indexed once into a cache folder and reused while its files, the index settings and the
+reading code (ingest/) are unchanged."""
 
 from __future__ import annotations
 
