@@ -24,7 +24,7 @@ from pathlib import Path
 
 from culture_rag.answer.language import detect_language
 from culture_rag.errors import CultureRagError
-from culture_rag.evaluate.scoring import Question, read_questions
+from culture_rag.evaluate.scoring import Question, contains_evidence, read_questions
 
 SEED = 20261206
 VALIDATION_SHARE = 0.5
@@ -88,10 +88,13 @@ def _question_sets(shared: Path, own: Path | None) -> list[tuple[str, str, Path]
 def pool(shared: Path, own: Path | None = None) -> list[PooledQuestion]:
     """Every question of the dev sets, the public sets and our own, with its documents."""
     out = []
+    texts = _plain_texts(collections(shared)["library"].files)
     for set_name, collection, path in _question_sets(shared, own):
         raws = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         for q, raw in zip(read_questions(path), raws, strict=True):
             files = list(q.sources) or list(raw.get("asked_about") or ())
+            if not files and q.evidence and collection == "library":
+                files = [name for name, text in texts.items() if contains_evidence(text, list(q.evidence))]
             if collection == "xquad":
                 files = [f for f in files if f.endswith("-en.md")]  # only the English text is indexed
             documents = tuple(dict.fromkeys(_doc_group(collection, f) for f in files))
@@ -109,6 +112,14 @@ def pool(shared: Path, own: Path | None = None) -> list[PooledQuestion]:
                 )
             )
     return out + crossed(out)
+
+
+def _plain_texts(files: tuple[Path, ...]) -> dict[str, str]:
+    """The text files of a collection by name. dev_seed names no sources: a question is about
+    the paper whose text holds its evidence, so that it stays on that paper's side of the split
+    (until session 15 it went by a hash of its id, and three questions on a validation paper
+    were in train)."""
+    return {f.name: f.read_text(encoding="utf-8") for f in files if f.suffix in (".txt", ".md")}
 
 
 def crossed(questions: list[PooledQuestion]) -> list[PooledQuestion]:
