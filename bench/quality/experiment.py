@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
+from culture_rag.reading.features import NAMES, reciprocal_ranks
 from culture_rag.reading.fitting import FOLDS, LEARNERS, OBJECTIVE, Labelled, fit, objective, score_records, simulate
 from culture_rag.settings import Settings
 from culture_rag.types import Span
@@ -100,7 +102,43 @@ def main() -> None:
     for name, records in (("train", train), ("validation", validation)):
         figures = evaluate(records, model)
         figures["objective"] = objective(figures, args.weights)
+        figures["topical_abstention"] = topical_abstention(records, model)
         print(f"{name:11}", {k: round(v, 3) for k, v in figures.items()})
+
+
+def without_evidence(r: Labelled) -> Labelled | None:
+    """An answerable question read as if its paper lacked the passages that hold its evidence:
+    an unanswerable question on the paper's own topic, the kind a user asks of a paper that
+    does not cover it. The pool's unanswerable questions are mostly QASPER's or about another
+    collection; this is the closest it gets to a paper that simply does not say.
+
+    Simulated on the cached reading: the candidates of those passages (and any quoting the
+    evidence) are dropped and the columns that compare a candidate with the others (gaps and
+    ranks) recomputed. Candidates the first stage now ranks among the best 20 keep the lowest
+    cross-encoder score, as they were not read: the figure flatters abstention a little."""
+    if not r.question.answerable or r.cited_ok is None or not r.cited_ok.any():
+        return None
+    keep = ~(r.cited_ok | r.labels)
+    if keep.sum() < 2:
+        return None
+    col = {name: i for i, name in enumerate(NAMES)}
+    x = r.reading.x[keep].copy()
+    for name, scores in (("dense", x[:, col["dense"]]), ("bm25", np.expm1(x[:, col["bm25"]])), ("ce", x[:, col["ce"]])):
+        x[:, col[f"{name}_gap"]] = scores / (scores.max() or 1.0) if name == "bm25" else scores - scores.max()
+        x[:, col[f"{name}_rank"]] = reciprocal_ranks(scores)
+    at = np.empty(len(keep), int)
+    at[r.reading.first_stage] = np.arange(len(keep))
+    cands = tuple(c for c, k in zip(r.reading.cands, keep) if k)
+    reading = Reading(cands, x, np.zeros(len(cands)), answerable_row(x, np.zeros(len(cands))), np.argsort(at[keep], kind="stable"))
+    question = replace(r.question, id=f"without-evidence-{r.question.id}", answerable=False, evidence=(), key_points=())
+    return replace(r, question=question, reading=reading, labels=np.zeros(len(cands), bool),
+                   texts=tuple(t for t, k in zip(r.texts, keep) if k), cited_ok=np.zeros(len(cands), bool))
+
+
+def topical_abstention(records: list[Labelled], model) -> float:
+    """The share of answerable questions declined once their evidence is gone (without_evidence)."""
+    gone = [g for g in map(without_evidence, records) if g is not None]
+    return simulate(score_records(gone, model.sentence, model.answerable), model)["abstention"] if gone else 0.0
 
 
 def evaluate(records: list[Labelled], model) -> dict[str, float]:
