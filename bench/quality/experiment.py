@@ -21,7 +21,7 @@ import numpy as np
 from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
-from culture_rag.reading.features import NAMES, reciprocal_ranks
+from culture_rag.reading.features import NAMES, compare_columns
 from culture_rag.reading.fitting import FOLDS, LEARNERS, OBJECTIVE, Labelled, fit, objective, score_records, simulate
 from culture_rag.settings import Settings
 from culture_rag.types import Span
@@ -123,9 +123,7 @@ def without_evidence(r: Labelled) -> Labelled | None:
         return None
     col = {name: i for i, name in enumerate(NAMES)}
     x = r.reading.x[keep].copy()
-    for name, scores in (("dense", x[:, col["dense"]]), ("bm25", np.expm1(x[:, col["bm25"]])), ("ce", x[:, col["ce"]])):
-        x[:, col[f"{name}_gap"]] = scores / (scores.max() or 1.0) if name == "bm25" else scores - scores.max()
-        x[:, col[f"{name}_rank"]] = reciprocal_ranks(scores)
+    compare_columns(x, x[:, col["dense"]].copy(), np.expm1(x[:, col["bm25"]]), x[:, col["ce"]].copy())
     at = np.empty(len(keep), int)
     at[r.reading.first_stage] = np.arange(len(keep))
     cands = tuple(c for c, k in zip(r.reading.cands, keep) if k)
@@ -138,7 +136,7 @@ def without_evidence(r: Labelled) -> Labelled | None:
 def topical_abstention(records: list[Labelled], model) -> float:
     """The share of answerable questions declined once their evidence is gone (without_evidence)."""
     gone = [g for g in map(without_evidence, records) if g is not None]
-    return simulate(score_records(gone, model.sentence, model.answerable), model)["abstention"] if gone else 0.0
+    return evaluate(gone, model)["abstention"] if gone else 0.0
 
 
 def evaluate(records: list[Labelled], model) -> dict[str, float]:

@@ -27,7 +27,7 @@ from experiment import CACHE, load  # noqa: E402
 from fit import RERANK_TOP  # noqa: E402
 
 from culture_rag.reading import fitting  # noqa: E402
-from culture_rag.reading.answerer import FittedAnswerer, _repeats  # noqa: E402
+from culture_rag.reading.answerer import _repeats  # noqa: E402
 from culture_rag.reading.features import NAMES  # noqa: E402
 
 DEPTH = 8
@@ -98,15 +98,8 @@ def chooser(keep_of, threshold: float, most: int, cosine: float):
 
 def figures(records, model, choose=None) -> dict[str, dict[str, float]]:
     """fitting.simulate per kind, with `choose(record)` in place of the shipped selection."""
-    original = FittedAnswerer.choose
-    if choose is not None:
-        by_reading = {id(r.reading): r for r in records}
-        FittedAnswerer.choose = lambda self, reading: choose(by_reading[id(reading)])
-    try:
-        out = {k: fitting.simulate([r for r in records if kind(r) == k], model) for k in ("qasper", "factual", "broad")}
-        out["all"] = fitting.simulate(records, model)
-    finally:
-        FittedAnswerer.choose = original
+    out = {k: fitting.simulate([r for r in records if kind(r) == k], model, choose) for k in ("qasper", "factual", "broad")}
+    out["all"] = fitting.simulate(records, model, choose)
     return out
 
 

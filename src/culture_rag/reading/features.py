@@ -51,7 +51,7 @@ NAMES = (
 K1, B = 1.2, 0.75
 
 
-def reciprocal_ranks(scores: np.ndarray) -> np.ndarray:
+def _reciprocal_ranks(scores: np.ndarray) -> np.ndarray:
     order = np.argsort(-scores, kind="stable")
     ranks = np.empty(len(scores), np.float64)
     ranks[order] = np.arange(1, len(scores) + 1)
@@ -92,6 +92,19 @@ def closeness(question: str, query_vector: np.ndarray, cands: Sequence[Candidate
     return Closeness(weights, words, dense, bm25(q_words, words, weights))
 
 
+def compare_columns(rows: np.ndarray, dense: np.ndarray, lexical: np.ndarray, ce: np.ndarray) -> None:
+    """Fill, in place, the columns that compare each candidate with the others of its question:
+    the gap to the best and the reciprocal rank of its cosine, BM25 (`lexical`, before the
+    log1p of the bm25 column) and cross-encoder score. They change when candidates are removed."""
+    col = {name: i for i, name in enumerate(NAMES)}
+    rows[:, col["dense_gap"]] = dense - dense.max()
+    rows[:, col["dense_rank"]] = _reciprocal_ranks(dense)
+    rows[:, col["bm25_gap"]] = lexical / (lexical.max() or 1.0)
+    rows[:, col["bm25_rank"]] = _reciprocal_ranks(lexical)
+    rows[:, col["ce_gap"]] = ce - ce.max()
+    rows[:, col["ce_rank"]] = _reciprocal_ranks(ce)
+
+
 def question_features(question: str) -> dict[str, float]:
     return {
         "number_question": float(bool(_NUMBER_QUESTION.search(question))),
@@ -127,14 +140,9 @@ def features(
     rows = np.zeros((n, len(NAMES)))
     col = {name: i for i, name in enumerate(NAMES)}
     rows[:, col["dense"]] = dense
-    rows[:, col["dense_gap"]] = dense - dense.max()
-    rows[:, col["dense_rank"]] = reciprocal_ranks(dense)
     rows[:, col["bm25"]] = np.log1p(lexical)
-    rows[:, col["bm25_gap"]] = lexical / (lexical.max() or 1.0)
-    rows[:, col["bm25_rank"]] = reciprocal_ranks(lexical)
     rows[:, col["ce"]] = ce
-    rows[:, col["ce_gap"]] = ce - ce.max()
-    rows[:, col["ce_rank"]] = reciprocal_ranks(ce)
+    compare_columns(rows, dense, lexical, ce)
     rows[:, col["passage_rank"]] = 1.0 / (1.0 + np.array([c.hit for c in cands]))
     rows[:, col["passage_score"]] = passage_scores / (passage_scores.max() or 1.0)
     rows[:, col["passage_dense"]] = [hits[c.hit].dense_score or 0.0 for c in cands]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -151,19 +152,21 @@ def trees(x: np.ndarray, y: np.ndarray, names, max_iter: int = 200) -> Trees:
     return out
 
 
-def simulate(records: list[Labelled], model: AnswerModel) -> dict[str, float]:
-    """The train figures `model`'s selection constants give on readings already scored."""
+def simulate(records: list[Labelled], model: AnswerModel, choose: Callable[[Labelled], list[int]] | None = None) -> dict[str, float]:
+    """The train figures `model`'s selection constants give on readings already scored; with
+    `choose`, the figures of another selection (a record's chosen candidates), same decline."""
     reader = FittedAnswerer(model)
+    choose = choose or (lambda r: reader.choose(r.reading))
     found, precision, cited, declined_ok, false_declines, kp, words = [], [], [], [], [], [], []
     for r in records:
         answered = bool(len(r.reading.cands)) and r.p_answerable >= model.decline_below
         if not r.question.answerable:
             declined_ok.append(not answered)
             if answered and r.cited_ok is not None:  # every quote given for it is a wrong citation
-                cited.extend([False] * len(reader.choose(r.reading)))
+                cited.extend([False] * len(choose(r)))
             continue
         false_declines.append(not answered)
-        chosen = reader.choose(r.reading) if answered else []
+        chosen = choose(r) if answered else []
         found.append(bool(chosen) and bool(r.labels[chosen].any()))
         if chosen:
             precision.append(float(r.labels[chosen].mean()))
