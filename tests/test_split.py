@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from conftest import SHARED
 
-from culture_rag.evaluate.pool import draw_split, pool, read_split, select, side_of
+from culture_rag.errors import CultureRagError
+from culture_rag.evaluate.pool import _plain_texts, draw_split, pool, read_split, select, side_of
 from culture_rag.evaluate.scoring import contains_evidence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +50,12 @@ def test_seed_questions_belong_to_the_paper_that_holds_their_evidence():
     validation = {q.question.id for q in select(pool(SHARED, OWN), split, "validation")}
     assert not train & validation
     assert any(q.question.id in train for q in seed) and any(q.question.id in validation for q in seed)
+
+
+def test_an_unreadable_seed_paper_is_named(tmp_path):
+    good, bad = tmp_path / "good.md", tmp_path / "bad.txt"
+    good.write_text("# A paper\n\nIt says something.", encoding="utf-8")
+    bad.write_bytes(b"\xff\xfe not utf-8 \x80")
+    assert _plain_texts((good,)) == {"good.md": "# A paper\n\nIt says something."}
+    with pytest.raises(CultureRagError, match="bad.txt: cannot be read as UTF-8 text"):
+        _plain_texts((good, bad))

@@ -119,7 +119,14 @@ def _plain_texts(files: tuple[Path, ...]) -> dict[str, str]:
     the paper whose text holds its evidence, so that it stays on that paper's side of the split
     (until session 15 it went by a hash of its id, and three questions on a validation paper
     were in train)."""
-    return {f.name: f.read_text(encoding="utf-8") for f in files if f.suffix in (".txt", ".md")}
+    texts = {}
+    for f in files:
+        if f.suffix in (".txt", ".md"):
+            try:
+                texts[f.name] = f.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CultureRagError(f"{f}: cannot be read as UTF-8 text ({exc}); restore the file from the shared/ folder") from exc
+    return texts
 
 
 def crossed(questions: list[PooledQuestion]) -> list[PooledQuestion]:
