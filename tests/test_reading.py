@@ -41,7 +41,7 @@ def test_packaged_weights_load_after_their_checksum_and_refuse_tampering(tmp_pat
     shutil.copy(weights.packaged_path(), copy)
     shutil.copy(weights.packaged_path().with_name("answerer.json.sha256"), tmp_path / "answerer.json.sha256")
     assert weights.load(copy) == model
-    copy.write_text(copy.read_text().replace('"keep_ratio": ', '"keep_ratio": 1'), encoding="utf-8")
+    copy.write_text(copy.read_text().replace('"keep_above": ', '"keep_above": 1'), encoding="utf-8")
     with pytest.raises(CultureRagError, match="answerer.json: sha256 .* does not match"):
         weights.load(copy)
     (tmp_path / "answerer.json.sha256").unlink()

@@ -31,6 +31,9 @@ sys.path.insert(0, str(HERE))
 from fit import RERANK_TOP, read_all  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "culture-rag"
+# Answerable questions by kind, from their sets: the held-out sets judge QASPER-style evidence,
+# factoid citations and broad key points separately.
+KINDS = {"qasper": ("qasper-train", "qasper-dev"), "factual": ("xquad", "dev_seed"), "broad": ("dev_broad", "own_broad")}
 
 
 def questions_of(split_name: str, shared: Path):
@@ -98,12 +101,16 @@ def main() -> None:
         return
     train, validation = load(CACHE / "readings-train.npz"), load(CACHE / "readings-validation.npz")
     model, figures = fit(train, RERANK_TOP, args.learner, args.weights, args.folds)
-    print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_ratio", "keep_min", "max_sentences")})
+    print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_above", "max_sentences")})
     for name, records in (("train", train), ("validation", validation)):
         figures = evaluate(records, model)
         figures["objective"] = objective(figures, args.weights)
         figures["topical_abstention"] = topical_abstention(records, model)
         print(f"{name:11}", {k: round(v, 3) for k, v in figures.items()})
+        set_of = {pq.question.id: pq.set_name for pq in questions_of(name, args.shared)}
+        for kind, sets in KINDS.items():  # the kinds the held-out judges score apart
+            f = evaluate([r for r in records if set_of.get(r.question.id) in sets], model)
+            print(f"  {kind:9}", {k: round(f[k], 3) for k in ("evidence_found", "citation_precision", "key_points", "false_abstention", "words_p50")})
 
 
 def without_evidence(r: Labelled) -> Labelled | None:

@@ -79,7 +79,7 @@ def main() -> None:
     sha = save(model, args.out)
     print(f"{args.out}: sha256 {sha}")
     print(model.fitted_on)
-    print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_ratio", "keep_min", "max_sentences")})
+    print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_above", "max_sentences")})
     print("train figures:", {k: round(v, 3) for k, v in figures.items()})
     for name, coef in sorted(zip(NAMES, model.sentence.coef), key=lambda t: -abs(t[1]))[:12]:
         print(f"  {name:22} {coef:+.3f}")

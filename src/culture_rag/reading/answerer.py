@@ -12,6 +12,7 @@ from culture_rag.answer.compose import Draft
 from culture_rag.answer.prompts import DECLINED
 from culture_rag.reading.candidates import Candidate, candidates
 from culture_rag.reading.features import NAMES, Closeness, IdfFn, closeness, features
+from culture_rag.reading.keep import keep_rows
 from culture_rag.reading.model import AnswerModel
 from culture_rag.types import Hit
 
@@ -88,20 +89,18 @@ class FittedAnswerer:
         return float(self.model.answerable.probability(reading.answerable_x[None, :])[0])
 
     def choose(self, reading: Reading) -> list[int]:
-        """The best candidate, then up to max_sentences - 1 more that are nearly as likely and
-        say something the chosen ones do not."""
+        """The best candidate, then up to max_sentences - 1 of the next ones that the keep model
+        deems evidence too (keep.py) and that say something the chosen ones do not."""
         m = self.model
         if not len(reading.logits):
             return []
-        p = 1.0 / (1.0 + np.exp(-reading.logits))
-        order = np.argsort(-p, kind="stable")
-        chosen = [int(order[0])]
-        for i in order[1:]:
-            if len(chosen) >= m.max_sentences or p[i] < max(m.keep_min, m.keep_ratio * p[order[0]]):
+        chosen = [int(np.argmax(reading.logits))]
+        idx, rows = keep_rows(reading.x, reading.logits, [c.hit for c in reading.cands], [c.paper_id for c in reading.cands])
+        for i, p in zip(idx, m.keep.probability(rows) if idx else ()):
+            if len(chosen) >= m.max_sentences:
                 break
-            if any(_repeats(reading.cands[i], reading.cands[j], m.redundant_cosine) for j in chosen):
-                continue
-            chosen.append(int(i))
+            if p >= m.keep_above and not any(_repeats(reading.cands[i], reading.cands[j], m.redundant_cosine) for j in chosen):
+                chosen.append(i)
         return chosen
 
     def answers(self, reading: Reading) -> bool:

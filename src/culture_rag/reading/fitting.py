@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from culture_rag.evaluate.scoring import Question, citations_right, normalize
 from culture_rag.reading.answerer import ANSWERABLE_NAMES, FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.features import NAMES
+from culture_rag.reading.keep import KEEP_NAMES, keep_rows
 from culture_rag.reading.model import AnswerModel, Linear, Trees
 
 C = 1.0  # inverse L2 strength, on standardized features
@@ -22,12 +23,11 @@ C = 1.0  # inverse L2 strength, on standardized features
 # key points made, and the share of citations that are right.
 OBJECTIVE = {"evidence_found": 0.5, "key_points": 0.25, "precision": 0.25}
 MAX_FALSE_ABSTENTION = 0.05  # the product's target: at most one answerable question in twenty declined
-# The selection constants searched on train: decline threshold, share of the best's probability,
-# least probability, most sentences.
+# The selection constants searched on train: decline threshold, least P(keep) of a further
+# sentence, most sentences.
 GRID = (
     tuple(np.round(np.arange(0.05, 0.96, 0.05), 2)),
-    (0.3, 0.5, 0.7, 0.85),
-    (0.05, 0.1, 0.2, 0.3, 0.5),
+    (0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3),
     (1, 2, 3, 4, 5),
 )
 # Cross-fitting: the selection constants and the decline threshold are chosen on scores the
@@ -62,7 +62,7 @@ def fold_of(record: Labelled, folds: int) -> int:
 def untrained(rerank_top: int) -> AnswerModel:
     """Weights of the right shape that score nothing: for reading before the first fit."""
     zero = lambda names: Linear(tuple(names), (0.0,) * len(names), (1.0,) * len(names), (0.0,) * len(names), 0.0)  # noqa: E731
-    return AnswerModel(zero(NAMES), zero(ANSWERABLE_NAMES), 0.0, 0.0, 0.0, 1, rerank_top)
+    return AnswerModel(zero(NAMES), zero(ANSWERABLE_NAMES), 0.0, zero(KEEP_NAMES), 1.0, 1, rerank_top)
 
 
 def labels(quotes: list[str], q: Question) -> np.ndarray:
@@ -87,6 +87,9 @@ def passage_labels(passages: list[str], sources: list[str], q: Question) -> np.n
 
 
 def linear(x: np.ndarray, y: np.ndarray, names) -> Linear:
+    if len(set(y.tolist())) < 2:  # one class or none (a --limit run): its rate, whatever the features
+        rate = min(max(float(np.mean(y)) if len(y) else 0.0, 1e-3), 1 - 1e-3)
+        return Linear(tuple(names), (0.0,) * len(names), (1.0,) * len(names), (0.0,) * len(names), float(np.log(rate / (1 - rate))))
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=C, max_iter=5000).fit((x - mean) / scale, y)
@@ -220,6 +223,34 @@ def models(records: list[Labelled], learner: str = "listwise") -> tuple[Linear |
     return sentence, linear(rows, np.array([r.question.answerable for r in scored]), ANSWERABLE_NAMES), len(y), int(y.sum())
 
 
+def keep_model(records: list[Labelled]) -> Linear:
+    """The keep model (keep.py) fitted on scored records: each answerable question's candidates
+    ranked 2..DEPTH, labelled as the sentence scorer's candidates are."""
+    xs, ys = [np.zeros((0, len(KEEP_NAMES)))], [np.zeros(0, bool)]
+    for r in records:
+        if r.question.answerable and len(r.labels):
+            idx, rows = keep_rows(r.reading.x, r.reading.logits, [c.hit for c in r.reading.cands], [c.paper_id for c in r.reading.cands])
+            if idx:
+                xs.append(rows)
+                ys.append(r.labels[idx])
+    return linear(np.vstack(xs), np.concatenate(ys), KEEP_NAMES)
+
+
+def _fold_keep(scored: list[Labelled], folds: int) -> dict[int, tuple[int, Linear]]:
+    """Per record (by id): its fold, and the keep model fitted on the other folds' records."""
+    fold = [fold_of(r, folds) for r in scored]
+    models = {k: keep_model([r for r, f in zip(scored, fold) if f != k]) for k in range(folds)}
+    return {id(r): (f, models[f]) for r, f in zip(scored, fold)}
+
+
+def _chooser(model: AnswerModel, own_keep: dict[int, tuple[int, Linear]] | None) -> Callable[[Labelled], list[int]] | None:
+    """The selection with each record's own fold's keep model (None: the model's own)."""
+    if own_keep is None:
+        return None
+    readers = {f: FittedAnswerer(replace(model, keep=m)) for f, m in own_keep.values()}
+    return lambda r: readers[own_keep[id(r)][0]].choose(r.reading)
+
+
 def _folds(records: list[Labelled], folds: int) -> list[tuple[list[Labelled], list[Labelled]]]:
     """Per fold: the records its models are fitted on (the other folds'), and its own."""
     fold = [fold_of(r, folds) for r in records]
@@ -252,11 +283,14 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", wei
     if folds > 1 and not _foldable(records, folds):  # too few questions (a --limit run): say so in the file
         folds = 1
     scored = cross_scored(records, learner, folds) if folds > 1 else score_records(records, sentence, answerable_model)
-    # How much to quote: the constants that give the best answers when nothing is declined.
+    keep = keep_model(scored)  # on cross-fitted scores: the scores a new paper's sentences will get
+    # How much to quote: the constants that give the best answers when nothing is declined, each
+    # fold's further sentences kept by a keep model fitted on the other folds, as its scores are.
+    own_keep = _fold_keep(scored, folds) if folds > 1 else None
     best: tuple[dict[str, float], AnswerModel] | None = None
-    for ratio, floor, most in itertools.product(*GRID[1:]):
-        model = AnswerModel(sentence, answerable_model, 0.0, float(ratio), float(floor), int(most), rerank_top)
-        figures = simulate(scored, model)
+    for above, most in itertools.product(*GRID[1:]):
+        model = AnswerModel(sentence, answerable_model, 0.0, keep, float(above), int(most), rerank_top)
+        figures = simulate(scored, model, _chooser(model, own_keep))
         figures["objective"] = objective(figures, weights)
         if best is None or figures["objective"] > best[0]["objective"] + 1e-12:
             best = (figures, model)
@@ -265,7 +299,7 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", wei
     # When to decline: the highest threshold that keeps the false abstention within the target,
     # so that as many unanswerable questions as possible are declined at that cost.
     for decline in sorted(GRID[0], reverse=True):
-        trial = simulate(scored, replace(model, decline_below=float(decline)))
+        trial = simulate(scored, replace(model, decline_below=float(decline)), _chooser(model, own_keep))
         trial["objective"] = objective(trial, weights)
         if trial["false_abstention"] <= MAX_FALSE_ABSTENTION:
             figures, model = trial, replace(model, decline_below=float(decline))

@@ -1,5 +1,6 @@
-"""The fitted weights: two logistic regressions (is this sentence evidence? does the best
-candidate answer the question at all?) and the selection constants, in one versioned JSON file
+"""The fitted weights: the sentence scorer (is this sentence evidence?), two logistic
+regressions (does the best candidate answer the question at all? is a further sentence evidence
+too?) and the selection constants, in one versioned JSON file
 with its sha256 beside it. JSON, not pickle: the file is data, read by checking then parsing.
 bench/quality/fit.py writes it from the train split; the same data gives the same file."""
 
@@ -15,7 +16,7 @@ import numpy as np
 from culture_rag.errors import CultureRagError
 from culture_rag.files import file_sha256
 
-FORMAT = "culture-rag-answerer/1"
+FORMAT = "culture-rag-answerer/2"  # 2: a fitted keep model replaced keep_ratio and keep_min
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ class AnswerModel:
     sentence: Linear | Trees  # P(a candidate sentence is gold evidence | its features)
     answerable: Linear  # P(the question is answered by the best candidates | their scores)
     decline_below: float  # decline when P(answerable) is below this
-    keep_ratio: float  # a further sentence needs this share of the best one's probability
-    keep_min: float  # ... and at least this probability
+    keep: Linear  # P(a further sentence is evidence too | how it compares with the best; keep.KEEP_NAMES)
+    keep_above: float  # a further sentence is quoted when its P(keep) is at least this
     max_sentences: int
     rerank_top: int  # candidates, by first-stage rank, the cross-encoder reads
     redundant_cosine: float = 0.9  # a sentence this close to a chosen one says it again
@@ -100,7 +101,8 @@ class AnswerModel:
             if raw.pop("format") != FORMAT:
                 raise ValueError(f"format is not {FORMAT}")
             raw["sentence"] = _scorer(raw["sentence"])
-            raw["answerable"] = Linear(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["answerable"].items()})
+            for name in ("answerable", "keep"):
+                raw[name] = Linear(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw[name].items()})
             return cls(**raw)
         except (ValueError, KeyError, TypeError) as exc:
             raise CultureRagError(f"{where}: not answerer weights ({exc}); refit with bench/quality/fit.py") from None
