@@ -59,3 +59,21 @@ def test_an_unreadable_seed_paper_is_named(tmp_path):
     assert _plain_texts((good,)) == {"good.md": "# A paper\n\nIt says something."}
     with pytest.raises(CultureRagError, match="bad.txt: cannot be read as UTF-8 text"):
         _plain_texts((good, bad))
+
+
+def test_our_own_questions_go_to_the_collection_they_name(tmp_path):
+    """own_broad.jsonl holds questions on QASPER's papers (asked with the paper picked) and, with
+    "collection": "library", on the library's papers (asked of the whole library, as dev_broad)."""
+    own = tmp_path / "own.jsonl"
+    own.write_text(
+        '{"id": "o-1", "question": "What does DistilBERT keep of BERT?", "answerable": true, "sources": ["distilbert.pdf"], '
+        '"key_points": [["97%"]], "collection": "library"}\n'
+        '{"id": "o-2", "question": "What data do they use?", "answerable": true, "sources": ["1602.03661.md"], '
+        '"key_points": [["lexicon"]], "collection": "qasper-train"}\n',
+        encoding="utf-8",
+    )
+    mine = {q.question.id: q for q in pool(SHARED, own) if q.set_name == "own_broad"}
+    assert (mine["o-1"].collection, mine["o-1"].documents, mine["o-1"].scope) == ("library", ("library/distilbert.pdf",), None)
+    assert (mine["o-2"].collection, mine["o-2"].documents, mine["o-2"].scope) == ("qasper", ("qasper/1602.03661.md",), "1602.03661.md")
+    split = read_split(SPLIT)
+    assert side_of(mine["o-1"], split) == split["documents"]["library/distilbert.pdf"]

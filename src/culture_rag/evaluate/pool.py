@@ -89,9 +89,11 @@ def pool(shared: Path, own: Path | None = None) -> list[PooledQuestion]:
     """Every question of the dev sets, the public sets and our own, with its documents."""
     out = []
     texts = _plain_texts(collections(shared)["library"].files)
-    for set_name, collection, path in _question_sets(shared, own):
+    for set_name, set_collection, path in _question_sets(shared, own):
         raws = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         for q, raw in zip(read_questions(path), raws, strict=True):
+            # Our own questions are on QASPER's papers, or say "collection": "library" (asked of the library, unscoped)
+            collection = "library" if set_name == "own_broad" and raw.get("collection") == "library" else set_collection
             files = list(q.sources) or list(raw.get("asked_about") or ())
             if not files and q.evidence and collection == "library":
                 files = [name for name, text in texts.items() if contains_evidence(text, list(q.evidence))]
