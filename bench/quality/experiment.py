@@ -101,7 +101,8 @@ def main() -> None:
         return
     train, validation = load(CACHE / "readings-train.npz"), load(CACHE / "readings-validation.npz")
     model, figures = fit(train, RERANK_TOP, args.learner, args.weights, args.folds)
-    print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_above", "max_sentences")})
+    print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_above", "max_sentences")},
+          f"chosen at a cross-fitted train objective of {figures['objective']:.3f}")
     for name, records in (("train", train), ("validation", validation)):
         figures = evaluate(records, model)
         figures["objective"] = objective(figures, args.weights)
