@@ -36,7 +36,8 @@ def test_rows_compare_each_next_candidate_with_the_best():
     x[:, COL["ce"]] = [0.5, 3.0, 1.0, -2.0]
     x[1, COL["question_words"]] = 7.0  # a question fact is read off the best candidate's row
     x[1, COL["number_question"]] = 1.0
-    idx, rows = keep_rows(x, np.array([0.1, 2.0, 1.0, -1.0]), [0, 5, 5, 6], ["a", "b", "b", "a"])
+    cands = _reading([0.0] * 4, hits=[0, 5, 5, 6], papers=["a", "b", "b", "a"]).cands
+    idx, rows = keep_rows(x, np.array([0.1, 2.0, 1.0, -1.0]), cands)
     assert idx == [2, 0, 3]  # by logit, the best (1) left out
     assert rows.shape == (3, len(KEEP_NAMES))
     assert rows[:, K["gap"]].tolist() == pytest.approx([-1.0, -1.9, -3.0])
@@ -48,8 +49,10 @@ def test_rows_compare_each_next_candidate_with_the_best():
     shares = np.exp([2.0, 1.0, 0.1, -1.0]) / np.exp([2.0, 1.0, 0.1, -1.0]).sum()
     assert rows[0, K["share"]] == pytest.approx(shares[1]) and rows[0, K["best_share"]] == pytest.approx(shares[0])
     # Only the next DEPTH - 1 candidates are rows; a lone candidate has none.
-    assert len(keep_rows(np.zeros((20, len(NAMES))), np.arange(20.0), list(range(20)), ["p"] * 20)[0]) == DEPTH - 1
-    assert keep_rows(np.zeros((1, len(NAMES))), np.array([1.0]), [0], ["p"])[0] == []
+    many = _reading(np.arange(20.0), hits=list(range(20)))
+    assert len(keep_rows(many.x, many.logits, many.cands)[0]) == DEPTH - 1
+    lone = _reading([1.0], hits=[0])
+    assert keep_rows(lone.x, lone.logits, lone.cands)[0] == []
 
 
 def _keep_same_passage() -> Linear:

@@ -95,7 +95,7 @@ class FittedAnswerer:
         if not len(reading.logits):
             return []
         chosen = [int(np.argmax(reading.logits))]
-        idx, rows = keep_rows(reading.x, reading.logits, [c.hit for c in reading.cands], [c.paper_id for c in reading.cands])
+        idx, rows = keep_rows(reading.x, reading.logits, reading.cands)
         for i, p in zip(idx, m.keep.probability(rows) if idx else ()):
             if len(chosen) >= m.max_sentences:
                 break

@@ -229,7 +229,7 @@ def keep_model(records: list[Labelled]) -> Linear:
     xs, ys = [np.zeros((0, len(KEEP_NAMES)))], [np.zeros(0, bool)]
     for r in records:
         if r.question.answerable and len(r.labels):
-            idx, rows = keep_rows(r.reading.x, r.reading.logits, [c.hit for c in r.reading.cands], [c.paper_id for c in r.reading.cands])
+            idx, rows = keep_rows(r.reading.x, r.reading.logits, r.reading.cands)
             if idx:
                 xs.append(rows)
                 ys.append(r.labels[idx])

@@ -11,8 +11,11 @@ of the time, so factual answers quoted sentences that were wrong (bench/README.m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from culture_rag.reading.candidates import Candidate
 from culture_rag.reading.features import NAMES
 
 DEPTH = 8  # the best candidate and the next seven: deeper ones were evidence too seldom to learn from
@@ -24,11 +27,9 @@ KEEP_NAMES = (
 _COL = {name: i for i, name in enumerate(NAMES)}
 
 
-def keep_rows(x: np.ndarray, logits: np.ndarray, passages: list[int], papers: list[str]) -> tuple[list[int], np.ndarray]:
-    """The candidates ranked 2..DEPTH (indices, best first) and their rows for the keep model.
-
-    `x` holds the candidates' features, `logits` the sentence scorer's, `passages` and `papers`
-    which passage (hit) and paper each candidate comes from."""
+def keep_rows(x: np.ndarray, logits: np.ndarray, cands: Sequence[Candidate]) -> tuple[list[int], np.ndarray]:
+    """The candidates ranked 2..DEPTH (indices, best first) and their rows for the keep model,
+    from the candidates' features `x` and the sentence scorer's `logits`."""
     if len(logits) < 2:
         return [], np.zeros((0, len(KEEP_NAMES)))
     order = np.argsort(-logits, kind="stable")
@@ -39,7 +40,7 @@ def keep_rows(x: np.ndarray, logits: np.ndarray, passages: list[int], papers: li
     rows = [
         [
             logits[i], logits[best], logits[i] - logits[best], share[i], share[best],
-            float(passages[i] == passages[best]), float(papers[i] == papers[best]), 1.0 / rank,
+            float(cands[i].hit == cands[best].hit), float(cands[i].paper_id == cands[best].paper_id), 1.0 / rank,
             x[i, _COL["ce"]], x[best, _COL["ce"]], *facts,
         ]
         for rank, i in enumerate(order[1:DEPTH], start=2)
