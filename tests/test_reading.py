@@ -113,6 +113,16 @@ def test_fitting_is_reproducible_and_learns_the_separating_feature():
     assert few.fitted_on.endswith("constants chosen on the models' own scores")
 
 
+def test_the_most_sentences_are_searched_only_as_far_as_the_grid_allows():
+    """How long an answer may be is a product limit (GRID stops at 5): a grid that stops at 2
+    gives at most 2, and the search never goes past it."""
+    from culture_rag.reading.fitting import GRID
+
+    short, _ = fit(_synthetic_records(7), rerank_top=10, grid=(GRID[0], GRID[1], (1, 2)))
+    assert short.max_sentences in (1, 2)
+    assert fit(_synthetic_records(7), rerank_top=10)[0].max_sentences in GRID[2]
+
+
 def test_selection_is_chosen_on_scores_from_models_that_never_saw_the_question_s_paper():
     """Cross-fitting: a paper's questions share one fold, and each question is scored by models
     fitted without that fold, so the constants are chosen on scores like a new paper's."""

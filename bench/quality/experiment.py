@@ -22,7 +22,8 @@ from culture_rag.evaluate.scoring import Question
 from culture_rag.reading.answerer import FittedAnswerer, Reading, answerable_row
 from culture_rag.reading.candidates import Candidate
 from culture_rag.reading.features import NAMES, compare_columns
-from culture_rag.reading.fitting import FOLDS, LEARNERS, OBJECTIVE, Labelled, fit, objective, score_records, simulate
+from culture_rag.reading.fitting import FOLDS, GRID, LEARNERS, OBJECTIVE, Labelled, fit, objective, score_records, simulate
+from culture_rag.reading.keep import DEPTH
 from culture_rag.settings import Settings
 from culture_rag.types import Span
 
@@ -88,6 +89,8 @@ def main() -> None:
     parser.add_argument("--learner", choices=LEARNERS, default="listwise")
     parser.add_argument("--folds", type=int, default=FOLDS, help="choose the selection constants on scores cross-fitted over this many folds (1: on the models' own scores)")
     parser.add_argument("--weights", type=json.loads, default=OBJECTIVE, help='the selection objective, e.g. \'{"evidence_found": 0.5, "key_points": 0.25, "citation_precision": 0.25}\'')
+    parser.add_argument("--most", type=int, default=GRID[2][-1], choices=range(1, DEPTH + 1), metavar=f"1..{DEPTH}",
+                        help="search the most sentences an answer quotes up to this (the shipped grid stops at 5: the objective grows with length, see docs/limits.md)")
     args = parser.parse_args()
     if args.step == "read":
         from culture_rag.answer.rerank import OnnxCrossEncoder
@@ -100,7 +103,7 @@ def main() -> None:
             save(records, CACHE / f"readings-{split_name}.npz")
         return
     train, validation = load(CACHE / "readings-train.npz"), load(CACHE / "readings-validation.npz")
-    model, figures = fit(train, RERANK_TOP, args.learner, args.weights, args.folds)
+    model, figures = fit(train, RERANK_TOP, args.learner, args.weights, args.folds, (*GRID[:2], tuple(range(1, args.most + 1))))
     print("selection:", {k: getattr(model, k) for k in ("decline_below", "keep_above", "max_sentences")},
           f"chosen at a cross-fitted train objective of {figures['objective']:.3f}")
     for name, records in (("train", train), ("validation", validation)):

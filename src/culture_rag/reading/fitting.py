@@ -24,7 +24,10 @@ C = 1.0  # inverse L2 strength, on standardized features
 OBJECTIVE = {"evidence_found": 0.5, "key_points": 0.25, "precision": 0.25}
 MAX_FALSE_ABSTENTION = 0.05  # the product's target: at most one answerable question in twenty declined
 # The selection constants searched on train: decline threshold, least P(keep) of a further
-# sentence, most sentences.
+# sentence, most sentences. The last stops at 5 by choice, not by fit: the objective grows with
+# every sentence allowed (the fit takes the largest offered, 5, 6 or 8), buying evidence and key
+# points with citation precision and words (docs/limits.md, `experiment.py fit --most 8`), so
+# how long an answer may be is the product's short-answer limit.
 GRID = (
     tuple(np.round(np.arange(0.05, 0.96, 0.05), 2)),
     (0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3),
@@ -275,10 +278,11 @@ def cross_scored(records: list[Labelled], learner: str = "listwise", folds: int 
 
 
 def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", weights: dict[str, float] = OBJECTIVE,
-        folds: int = FOLDS) -> tuple[AnswerModel, dict[str, float]]:
+        folds: int = FOLDS, grid: tuple[tuple, tuple, tuple] = GRID) -> tuple[AnswerModel, dict[str, float]]:
     """The sentence scorer and the answerable regression fitted on every record, then the
     selection constants that maximize the objective on cross-fitted scores (`folds` < 2: on the
-    models' own scores). Returns the model and its figures on the scores it was chosen on."""
+    models' own scores), searched over `grid`. Returns the model and its figures on the scores
+    it was chosen on."""
     sentence, answerable_model, n, positive = models(records, learner)
     if folds > 1 and not _foldable(records, folds):  # too few questions (a --limit run): say so in the file
         folds = 1
@@ -288,7 +292,7 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", wei
     # fold's further sentences kept by a keep model fitted on the other folds, as its scores are.
     own_keep = _fold_keep(scored, folds) if folds > 1 else None
     best: tuple[dict[str, float], AnswerModel] | None = None
-    for above, most in itertools.product(*GRID[1:]):
+    for above, most in itertools.product(*grid[1:]):
         model = AnswerModel(sentence, answerable_model, 0.0, keep, float(above), int(most), rerank_top)
         figures = simulate(scored, model, _chooser(model, own_keep))
         figures["objective"] = objective(figures, weights)
@@ -298,7 +302,7 @@ def fit(records: list[Labelled], rerank_top: int, learner: str = "listwise", wei
     figures, model = best
     # When to decline: the highest threshold that keeps the false abstention within the target,
     # so that as many unanswerable questions as possible are declined at that cost.
-    for decline in sorted(GRID[0], reverse=True):
+    for decline in sorted(grid[0], reverse=True):
         trial = simulate(scored, replace(model, decline_below=float(decline)), _chooser(model, own_keep))
         trial["objective"] = objective(trial, weights)
         if trial["false_abstention"] <= MAX_FALSE_ABSTENTION:
