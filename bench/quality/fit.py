@@ -28,7 +28,11 @@ from culture_rag.reading.model import packaged_path, save
 from culture_rag.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-RERANK_TOP = 20  # first-stage candidates the cross-encoder reads: 30 cost 0.1 s more and were no better on validation
+# First-stage candidates the cross-encoder reads. Since the keep model, 30 wins on validation
+# (objective 0.557 -> 0.565 simulated; paired bootstrap +0.013, 90% interval +0.001..+0.025)
+# but costs ~110 ms a question: ask p50 327-354 ms against 223-242 ms side by side, past the
+# 300 ms target (bench/README.md, session 17). A faster cross-encoder would buy it.
+RERANK_TOP = 20
 
 
 def train_questions(shared: Path) -> list[PooledQuestion]:
