@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 # First-stage candidates the cross-encoder reads. Since the keep model, 30 wins on validation
 # (objective 0.557 -> 0.565 simulated; paired bootstrap +0.013, 90% interval +0.001..+0.025)
 # but costs ~110 ms a question: ask p50 327-354 ms against 223-242 ms side by side, past the
-# 300 ms target (bench/README.md, session 17). A faster cross-encoder would buy it.
+# 300 ms target (bench/README.md, session 17, Intel Xeon, avx2 avx512f avx512_vnni amx_tile).
+# A faster cross-encoder would buy it.
 RERANK_TOP = 20
 
 
