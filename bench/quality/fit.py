@@ -28,12 +28,11 @@ from culture_rag.reading.model import packaged_path, save
 from culture_rag.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-# First-stage candidates the cross-encoder reads. Since the keep model, 30 wins on validation
-# (objective 0.557 -> 0.565 simulated; paired bootstrap +0.013, 90% interval +0.001..+0.025)
-# but costs ~110 ms a question: ask p50 327-354 ms against 223-242 ms side by side, past the
-# 300 ms target (bench/README.md, session 17, Intel Xeon, avx2 avx512f avx512_vnni amx_tile).
-# A faster cross-encoder would buy it.
-RERANK_TOP = 20
+# First-stage candidates the cross-encoder reads. 30 wins over 20 on validation (objective
+# 0.557 -> 0.565 simulated; paired bootstrap +0.013, 90% interval +0.001..+0.025; bench/README.md,
+# session 17). It cost ~110 ms a question until the pairs ran two at a time, one core each
+# (session 18), which made 30 pairs cheaper than 20 had been.
+RERANK_TOP = 30
 
 
 def train_questions(shared: Path) -> list[PooledQuestion]:
