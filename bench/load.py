@@ -8,7 +8,8 @@ Without --url the script starts `culture-rag serve` itself on a free loopback po
 index built from a temporary copy of corpus/ (the real packaged model), and stops it at the end.
 
 Each user is one gradio_client session that asks `--requests` questions back to back (no think
-time: the worst case for a given number of users). A request that waits longer than
+time: the worst case for a given number of users), or with `--pause S` waits 0.5-1.5 S seconds
+after each answer, as a reader does. A request that waits longer than
 `--timeout` seconds counts as a hang. A refused request ("queue is full, try again") counts as
 busy; the user backs off briefly and goes on.
 
@@ -176,6 +177,7 @@ class Plan:
     timeout: float
     distinct: bool = True  # a distinct tail per request, so the query-vector cache cannot help
     seed: int = 0
+    pause: float = 0.0  # mean seconds a user waits after an answer (0: back to back)
 
 
 def run_users(plan: Plan, first: int, n: int, barrier, stop, results) -> None:
@@ -197,6 +199,8 @@ def run_users(plan: Plan, first: int, n: int, barrier, stop, results) -> None:
                 outcomes.append(outcome)
             if outcome.kind == "busy":
                 time.sleep(0.2 + rng.random() * 0.3)
+            elif plan.pause:
+                time.sleep(plan.pause * (0.5 + rng.random()))
 
     threads = [threading.Thread(target=user, args=(first + j, c), daemon=True) for j, c in enumerate(clients)]
     for t in threads:
@@ -282,14 +286,14 @@ def summarize(users: int, outcomes: list[Outcome]) -> dict:
     }
 
 
-def run_level(url: str, users: int, requests: int, timeout: float, qs: list[str]) -> dict:
+def run_level(url: str, users: int, requests: int, timeout: float, qs: list[str], pause: float = 0.0) -> dict:
     from gradio_client import Client
 
     warm = Client(url, verbose=False, download_files=False, ssl_verify=False)
     for q in qs[:2]:  # the first answers after start-up are not what users see later
         ask(warm, q, timeout)
     warm.close()
-    run = Users(Plan(url, qs, requests, timeout, seed=users), users)
+    run = Users(Plan(url, qs, requests, timeout, seed=users, pause=pause), users)
     run.start()
     return summarize(users, run.finish())
 
@@ -395,6 +399,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[20, 40, 100])
     parser.add_argument("--requests", type=int, default=10, help="questions per user per level")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds after which a request counts as a hang")
+    parser.add_argument("--pause", type=float, default=0.0, help="mean seconds each user waits after an answer (0: back to back)")
     parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild-under-load check")
     parser.add_argument("--thread-sweep", action="store_true",
                         help="also compare torch/faiss/BLAS thread counts (a server per setting, at each --users)")
@@ -406,7 +411,7 @@ def main() -> None:
     figures: dict = {"command": " ".join(["bench/load.py", *sys.argv[1:]]), "cores": os.cpu_count()}
 
     if args.url:
-        figures["levels"] = [run_level(args.url, n, args.requests, args.timeout, qs) for n in args.users]
+        figures["levels"] = [run_level(args.url, n, args.requests, args.timeout, qs, args.pause) for n in args.users]
         print(table(figures["levels"]))
     else:
         with tempfile.TemporaryDirectory(prefix="culture-rag-load-") as tmp:
@@ -415,7 +420,7 @@ def main() -> None:
             with Server(workdir) as server:
                 figures["levels"] = []
                 for n in args.users:
-                    figures["levels"].append(run_level(server.url, n, args.requests, args.timeout, qs))
+                    figures["levels"].append(run_level(server.url, n, args.requests, args.timeout, qs, args.pause))
                     print(table(figures["levels"][-1:]), flush=True)
                 if not args.no_rebuild:
                     figures["rebuild"] = rebuild_under_load(server, 20, args.timeout, qs)
@@ -425,7 +430,7 @@ def main() -> None:
                 for label, env in THREAD_CONFIGS:
                     with Server(workdir, env) as server:
                         for n in args.users:
-                            row = run_level(server.url, n, args.requests, args.timeout, qs)
+                            row = run_level(server.url, n, args.requests, args.timeout, qs, args.pause)
                             figures["threads"].append({"label": label, **row})
                             print(table(figures["threads"][-1:], "threads"), flush=True)
     print("\n" + table(figures["levels"]))
